@@ -1,0 +1,17 @@
+//! synack: a kernel-bypass TCP/IPv4 stack on AF_XDP.
+//!
+//! Layers, bottom up:
+//! - [`wire`]: zero-copy views and parsed representations of Ethernet, ARP, IPv4, ICMPv4
+//!   and TCP, with checksums. Untrusted input gets a typed [`wire::WireError`], never a panic.
+//! - [`tcp`]: the sans-IO TCP connection state machine (RFC 9293). It is fed segments and
+//!   time, and hands out segments and timer deadlines; it performs no I/O and reads no clock.
+//! - [`time`]: the virtual [`time::Instant`] the core runs on; only the worker reads a clock.
+//! - [`sim`]: a deterministic simulated network that joins two endpoints through a seeded
+//!   lossy link, used by the tests and the core benchmark.
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod sim;
+pub mod tcp;
+pub mod time;
+pub mod wire;

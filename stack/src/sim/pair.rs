@@ -1,0 +1,118 @@
+//! Two connections joined back to back in memory, with no link in between: what the core
+//! benchmark and the allocation test drive, so they measure the TCP core and the wire codec.
+
+use std::net::Ipv4Addr;
+
+use crate::tcp::{Connection, Endpoint, FourTuple, IsnGenerator, Outcome, Segment, State, TcpConfig};
+use crate::time::Instant;
+use crate::wire::{ChecksumMode, TcpPacket, TcpRepr};
+
+/// A client and a server connection and a clock. Every segment is emitted into a buffer,
+/// parsed back with checksum verification and handed to the other side, as on a real link.
+#[derive(Debug)]
+pub struct Pair {
+    /// The active side.
+    pub client: Connection,
+    /// The passive side.
+    pub server: Connection,
+    /// Virtual time.
+    pub now: Instant,
+    /// Segments carried so far.
+    pub segments: u64,
+    /// Segments the receiving side did not accept (must stay zero on a clean pair).
+    pub rejected: u64,
+    isn: IsnGenerator,
+    buf: Box<[u8]>,
+    next_port: u16,
+}
+
+/// The client's address.
+pub const CLIENT_ADDR: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
+/// The server's address.
+pub const SERVER_ADDR: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
+/// The server's port.
+pub const SERVER_PORT: u16 = 80;
+
+impl Pair {
+    /// Two CLOSED connections with `config`; all allocation happens here.
+    pub fn new(config: TcpConfig) -> Pair {
+        Pair {
+            client: Connection::new(config),
+            server: Connection::new(config),
+            now: Instant::from_millis(1_000),
+            segments: 0,
+            rejected: 0,
+            isn: IsnGenerator::with_key([7, 11]),
+            buf: vec![0u8; 64 + usize::from(config.mss).max(1460)].into_boxed_slice(),
+            next_port: 10_000,
+        }
+    }
+
+    fn carry(from: &mut Connection, to: &mut Connection, now: Instant, buf: &mut [u8], src: Ipv4Addr, dst: Ipv4Addr) -> (u64, u64) {
+        let (mut moved, mut rejected) = (0, 0);
+        while let Some(n) = from.poll_transmit(now, buf) {
+            moved += 1;
+            let bytes = &buf[..n];
+            let Ok(view) = TcpPacket::new_checked(bytes) else {
+                rejected += 1;
+                continue;
+            };
+            let Ok(repr) = TcpRepr::parse(&view, src, dst, ChecksumMode::Verify) else {
+                rejected += 1;
+                continue;
+            };
+            let seg = Segment { src_addr: src, dst_addr: dst, repr, payload: &bytes[repr.header_len()..] };
+            if matches!(to.handle_segment(now, &seg), Outcome::NoConnection) {
+                rejected += 1;
+            }
+        }
+        (moved, rejected)
+    }
+
+    /// Carries segments both ways until neither side has anything to send.
+    pub fn exchange(&mut self) {
+        loop {
+            let (a, ra) = Pair::carry(&mut self.client, &mut self.server, self.now, &mut self.buf, CLIENT_ADDR, SERVER_ADDR);
+            let (b, rb) = Pair::carry(&mut self.server, &mut self.client, self.now, &mut self.buf, SERVER_ADDR, CLIENT_ADDR);
+            self.segments += a + b;
+            self.rejected += ra + rb;
+            if a + b == 0 {
+                return;
+            }
+        }
+    }
+
+    /// Opens a connection (the client from a fresh port) and completes the handshake.
+    pub fn open(&mut self) -> FourTuple {
+        self.next_port = if self.next_port >= 60_000 { 10_000 } else { self.next_port + 1 };
+        let local = Endpoint::new(CLIENT_ADDR, self.next_port);
+        let remote = Endpoint::new(SERVER_ADDR, SERVER_PORT);
+        self.server.listen(remote, self.isn).expect("server is closed");
+        self.client.connect(self.now, local, remote, self.isn).expect("client is closed");
+        self.exchange();
+        FourTuple { local, remote }
+    }
+
+    /// One whole connection lifetime, as an HTTP/1.1 `Connection: close` exchange: handshake,
+    /// request, response, server closes first, client closes, and the server's TIME_WAIT runs
+    /// out. Both connections end CLOSED and reusable. `scratch` receives the data.
+    pub fn lifecycle(&mut self, request: &[u8], response: &[u8], scratch: &mut [u8]) {
+        self.open();
+        let _ = self.client.send(request);
+        self.exchange();
+        let _ = self.server.recv(scratch);
+        let _ = self.server.send(response);
+        self.server.close();
+        self.exchange();
+        let _ = self.client.recv(scratch);
+        self.client.close();
+        self.exchange();
+        // Jump to the end of TIME_WAIT on the server.
+        self.now += self.server.config().time_wait;
+        self.server.handle_timeout(self.now);
+        while self.client.poll_event().is_some() {}
+        while self.server.poll_event().is_some() {}
+        debug_assert_eq!(self.server.state(), State::Closed);
+        debug_assert_eq!(self.client.state(), State::Closed);
+    }
+}

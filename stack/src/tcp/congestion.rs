@@ -1,0 +1,155 @@
+//! Congestion control: slow start and congestion avoidance (RFC 5681) with NewReno fast
+//! recovery (RFC 6582).
+
+use super::SeqNumber;
+
+/// What the sender must do after an ACK was processed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AckAction {
+    /// Nothing beyond sending what the window allows.
+    None,
+    /// Retransmit the first unacknowledged segment now (fast retransmit, or a partial ACK).
+    Retransmit,
+}
+
+/// NewReno state of one connection, in bytes.
+#[derive(Debug, Clone, Copy)]
+pub struct NewReno {
+    cwnd: u32,
+    ssthresh: u32,
+    mss: u32,
+    dup_acks: u32,
+    /// RFC 6582 "recover": the highest sequence sent when recovery began.
+    recover: SeqNumber,
+    in_recovery: bool,
+}
+
+impl NewReno {
+    /// A sender with `initial_segments` segments of initial window (RFC 6928).
+    pub fn new(mss: u32, initial_segments: u32, iss: SeqNumber) -> NewReno {
+        let mss = mss.max(1);
+        NewReno {
+            cwnd: mss.saturating_mul(initial_segments.max(1)),
+            ssthresh: u32::MAX,
+            mss,
+            dup_acks: 0,
+            recover: iss,
+            in_recovery: false,
+        }
+    }
+
+    /// The congestion window in bytes.
+    pub fn window(&self) -> u32 {
+        self.cwnd
+    }
+
+    /// The slow-start threshold.
+    pub fn ssthresh(&self) -> u32 {
+        self.ssthresh
+    }
+
+    /// Whether fast recovery is under way.
+    pub fn in_recovery(&self) -> bool {
+        self.in_recovery
+    }
+
+    /// An ACK advanced SND.UNA by `acked` bytes to `ack`; `flight` is what was outstanding before.
+    pub fn on_new_ack(&mut self, ack: SeqNumber, acked: u32, flight: u32) -> AckAction {
+        self.dup_acks = 0;
+        if self.in_recovery {
+            if ack >= self.recover {
+                // Full acknowledgment (RFC 6582 3.2 step 3): deflate the window.
+                self.in_recovery = false;
+                self.cwnd = self.ssthresh.min(flight.saturating_sub(acked).max(self.mss) + self.mss);
+                return AckAction::None;
+            }
+            // Partial acknowledgment (step 4): retransmit the next hole, deflate by what was
+            // acked and add back one segment.
+            self.cwnd = self.cwnd.saturating_sub(acked).saturating_add(self.mss).max(self.mss);
+            return AckAction::Retransmit;
+        }
+        if self.cwnd < self.ssthresh {
+            // Slow start, with appropriate byte counting limited to one SMSS per ACK (RFC 5681 3.1).
+            self.cwnd = self.cwnd.saturating_add(acked.min(self.mss));
+        } else {
+            // Congestion avoidance: about one SMSS per RTT.
+            let inc = ((self.mss as u64 * self.mss as u64) / self.cwnd.max(1) as u64).max(1) as u32;
+            self.cwnd = self.cwnd.saturating_add(inc);
+        }
+        AckAction::None
+    }
+
+    /// A duplicate ACK (RFC 5681 definition) arrived; `snd_max` is the highest sequence sent.
+    pub fn on_dup_ack(&mut self, snd_una: SeqNumber, snd_max: SeqNumber, flight: u32) -> AckAction {
+        self.dup_acks += 1;
+        if self.in_recovery {
+            // Each further duplicate means a segment left the network: inflate.
+            self.cwnd = self.cwnd.saturating_add(self.mss);
+            return AckAction::None;
+        }
+        // RFC 6582 3.2 step 2: only enter recovery if this loss is past the last recovery point.
+        if self.dup_acks == 3 && snd_una.diff(self.recover) >= 0 {
+            self.ssthresh = (flight / 2).max(2 * self.mss);
+            self.recover = snd_max;
+            self.cwnd = self.ssthresh + 3 * self.mss;
+            self.in_recovery = true;
+            return AckAction::Retransmit;
+        }
+        AckAction::None
+    }
+
+    /// The retransmission timer expired (RFC 5681 3.1 eqn 4; RFC 6582 4).
+    pub fn on_timeout(&mut self, snd_max: SeqNumber, flight: u32) {
+        self.ssthresh = (flight / 2).max(2 * self.mss);
+        self.cwnd = self.mss;
+        self.dup_acks = 0;
+        self.in_recovery = false;
+        self.recover = snd_max;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slow_start_then_avoidance() {
+        let mut c = NewReno::new(1000, 10, SeqNumber(0));
+        assert_eq!(c.window(), 10_000);
+        c.on_new_ack(SeqNumber(1000), 1000, 10_000);
+        assert_eq!(c.window(), 11_000);
+        c.on_timeout(SeqNumber(5000), 8000);
+        assert_eq!((c.window(), c.ssthresh()), (1000, 4000));
+        for _ in 0..3 {
+            c.on_new_ack(SeqNumber(6000), 1000, 1000);
+        }
+        assert_eq!(c.window(), 4000);
+        c.on_new_ack(SeqNumber(7000), 1000, 4000);
+        assert_eq!(c.window(), 4250, "CA adds mss*mss/cwnd");
+    }
+
+    #[test]
+    fn three_dup_acks_enter_recovery_and_partial_acks_retransmit() {
+        let mut c = NewReno::new(1000, 10, SeqNumber(0));
+        let una = SeqNumber(1000);
+        let max = SeqNumber(11_000);
+        assert_eq!(c.on_dup_ack(una, max, 10_000), AckAction::None);
+        assert_eq!(c.on_dup_ack(una, max, 10_000), AckAction::None);
+        assert_eq!(c.on_dup_ack(una, max, 10_000), AckAction::Retransmit);
+        assert!(c.in_recovery());
+        assert_eq!(c.window(), 5000 + 3000);
+        c.on_dup_ack(una, max, 10_000);
+        assert_eq!(c.window(), 9000);
+        assert_eq!(c.on_new_ack(SeqNumber(4000), 3000, 10_000), AckAction::Retransmit);
+        assert!(c.in_recovery());
+        assert_eq!(c.on_new_ack(max, 7000, 7000), AckAction::None);
+        assert!(!c.in_recovery());
+        assert_eq!(c.window(), 2000, "deflated to min(ssthresh, flight + mss)");
+        // A second loss signal for data sent before `recover` does not start another recovery.
+        let mut c2 = NewReno::new(1000, 10, SeqNumber(0));
+        c2.on_timeout(SeqNumber(20_000), 10_000);
+        for _ in 0..3 {
+            assert_eq!(c2.on_dup_ack(SeqNumber(5000), SeqNumber(20_000), 4000), AckAction::None);
+        }
+    }
+}

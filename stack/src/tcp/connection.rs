@@ -1,0 +1,1179 @@
+//! One TCP connection: the RFC 9293 state machine over fixed buffers, with no I/O.
+
+use core::time::Duration;
+
+use super::congestion::{AckAction, NewReno};
+use super::{
+    CloseReason, DropReason, Endpoint, Event, FourTuple, IsnGenerator, OpenError, Outcome, RecvBuffer, RecvError,
+    RttEstimator, Segment, SendBuffer, SendError, SeqNumber, State, TcpConfig, TimeWaitAction, TimeWaitRecord, Timer,
+    TimerTable,
+};
+use crate::time::Instant;
+use crate::wire::{emit_header, TcpFlags, TcpOptions, TcpRepr, Timestamp, MAX_HEADER_LEN};
+
+/// RFC 7323 5.5: TS.Recent is invalid after 24 days of idleness.
+const PAWS_IDLE: Duration = Duration::from_secs(24 * 24 * 3600);
+/// RFC 9293 3.7.1: the MSS to assume when the peer sends no MSS option.
+const DEFAULT_PEER_MSS: u16 = 536;
+/// A floor on the peer's MSS so that a hostile tiny MSS cannot make us send 1-byte segments.
+const MIN_PEER_MSS: u16 = 64;
+/// Bytes of the timestamp option as it is laid out in data segments (with padding).
+const TIMESTAMP_OPTION_LEN: u16 = 12;
+
+// Pending application events, drained in this order by `poll_event`.
+const EV_CONNECTED: u8 = 1;
+const EV_READABLE: u8 = 2;
+const EV_WRITABLE: u8 = 4;
+const EV_PEER_CLOSED: u8 = 8;
+const EV_CLOSED: u8 = 16;
+
+/// A TCP connection (RFC 9293): the transmission control block and its buffers.
+///
+/// Created once with [`Connection::new`], which allocates its rings; reused for any number of
+/// lifetimes through [`Connection::listen`] or [`Connection::connect`] once it is CLOSED.
+#[derive(Debug)]
+pub struct Connection {
+    config: TcpConfig,
+    isn: IsnGenerator,
+    state: State,
+    tuple: FourTuple,
+
+    // Send sequence space (RFC 9293 3.3.1). `snd_max` is the highest sequence number sent;
+    // `snd_nxt` rewinds below it on retransmission timeout.
+    iss: SeqNumber,
+    snd_una: SeqNumber,
+    snd_nxt: SeqNumber,
+    snd_max: SeqNumber,
+    snd_wnd: u32,
+    max_snd_wnd: u32,
+    snd_wl1: SeqNumber,
+    snd_wl2: SeqNumber,
+    snd_wscale: u8,
+    /// Payload bytes per segment we send (peer's MSS, less our options).
+    send_mss: u16,
+    /// Where our FIN sits, once it was sent.
+    fin_seq: Option<SeqNumber>,
+    /// The end of the last segment shorter than the MSS (Minshall's variant of Nagle).
+    snd_sml: SeqNumber,
+
+    // Receive sequence space.
+    irs: SeqNumber,
+    rcv_nxt: SeqNumber,
+    rcv_wscale: u8,
+    /// The right edge of the window we last advertised.
+    rcv_adv: SeqNumber,
+    last_ack_sent: SeqNumber,
+
+    // Negotiated options.
+    ts_enabled: bool,
+    ts_recent: u32,
+    ts_recent_at: Instant,
+    ts_offset: u32,
+    sack_enabled: bool,
+    iss_forced: Option<SeqNumber>,
+    /// Opened by `connect` (matters for an RST in SYN-RECEIVED after a simultaneous open).
+    active_open: bool,
+
+    tx: SendBuffer,
+    rx: RecvBuffer,
+
+    /// The application shut down its write side: FIN follows the queued data.
+    fin_queued: bool,
+    fin_received: bool,
+    /// `close` was called: incoming data is unwanted and FIN_WAIT_2 is bounded.
+    orphaned: bool,
+    nagle: bool,
+
+    // Output obligations.
+    ack_now: bool,
+    segments_since_ack: u8,
+    rst_pending: Option<TcpRepr>,
+    retransmit_now: bool,
+    persist_probe: bool,
+    keepalive_probe: bool,
+
+    timers: TimerTable,
+    rtt: RttEstimator,
+    cc: NewReno,
+    retries: u8,
+    keepalive_probes: u8,
+
+    events: u8,
+    send_blocked: bool,
+    close_reason: Option<CloseReason>,
+}
+
+impl Connection {
+    /// A CLOSED connection with its rings allocated (the only allocation it makes).
+    pub fn new(config: TcpConfig) -> Connection {
+        Connection::with_buffers(config, SendBuffer::new(config.send_buffer_len), RecvBuffer::new(config.recv_buffer_len))
+    }
+
+    fn with_buffers(config: TcpConfig, tx: SendBuffer, rx: RecvBuffer) -> Connection {
+        let isn = IsnGenerator::with_key([0, 0]);
+        Connection {
+            tx,
+            rx,
+            rtt: RttEstimator::new(config.rto_initial, config.rto_min, config.rto_max),
+            cc: NewReno::new(u32::from(config.mss), config.initial_window_segments, SeqNumber(0)),
+            config,
+            isn,
+            state: State::Closed,
+            tuple: FourTuple { local: Endpoint::UNSPECIFIED, remote: Endpoint::UNSPECIFIED },
+            iss: SeqNumber(0),
+            snd_una: SeqNumber(0),
+            snd_nxt: SeqNumber(0),
+            snd_max: SeqNumber(0),
+            snd_wnd: 0,
+            max_snd_wnd: 0,
+            snd_wl1: SeqNumber(0),
+            snd_wl2: SeqNumber(0),
+            snd_wscale: 0,
+            send_mss: DEFAULT_PEER_MSS,
+            fin_seq: None,
+            snd_sml: SeqNumber(0),
+            irs: SeqNumber(0),
+            rcv_nxt: SeqNumber(0),
+            rcv_wscale: 0,
+            rcv_adv: SeqNumber(0),
+            last_ack_sent: SeqNumber(0),
+            ts_enabled: false,
+            ts_recent: 0,
+            ts_recent_at: Instant::ZERO,
+            ts_offset: 0,
+            sack_enabled: false,
+            iss_forced: None,
+            active_open: false,
+            fin_queued: false,
+            fin_received: false,
+            orphaned: false,
+            nagle: config.nagle,
+            ack_now: false,
+            segments_since_ack: 0,
+            rst_pending: None,
+            retransmit_now: false,
+            persist_probe: false,
+            keepalive_probe: false,
+            timers: TimerTable::default(),
+            retries: 0,
+            keepalive_probes: 0,
+            events: 0,
+            send_blocked: false,
+            close_reason: None,
+        }
+    }
+
+    /// Returns a CLOSED connection to its pristine state, keeping its rings.
+    fn reset(&mut self) {
+        let tx = core::mem::replace(&mut self.tx, SendBuffer::empty());
+        let rx = core::mem::replace(&mut self.rx, RecvBuffer::empty());
+        *self = Connection::with_buffers(self.config, tx, rx);
+        self.tx.clear();
+        self.rx.clear();
+    }
+
+    /// Changes the configuration of a CLOSED connection whose ring sizes stay the same.
+    pub fn set_config(&mut self, config: TcpConfig) -> Result<(), OpenError> {
+        if self.state != State::Closed {
+            return Err(OpenError::InUse);
+        }
+        if config.send_buffer_len.max(1).next_power_of_two() != self.tx.capacity()
+            || config.recv_buffer_len.max(1).next_power_of_two() != self.rx.capacity()
+        {
+            *self = Connection::new(config);
+        } else {
+            self.config = config;
+            self.nagle = config.nagle;
+        }
+        Ok(())
+    }
+
+    /// Passive open: wait in LISTEN on `local` (its address may be unspecified) for a SYN.
+    pub fn listen(&mut self, local: Endpoint, isn: IsnGenerator) -> Result<(), OpenError> {
+        if self.state != State::Closed {
+            return Err(OpenError::InUse);
+        }
+        if local.port == 0 {
+            return Err(OpenError::Unspecified);
+        }
+        self.reset();
+        self.isn = isn;
+        self.tuple = FourTuple { local, remote: Endpoint::UNSPECIFIED };
+        self.state = State::Listen;
+        Ok(())
+    }
+
+    /// In LISTEN, makes the next SYN use `iss` instead of a generated one (RFC 6191 reopening
+    /// of a TIME_WAIT 4-tuple, see [`Outcome::Reopen`]).
+    pub fn force_iss(&mut self, iss: SeqNumber) {
+        if self.state == State::Listen {
+            self.iss_forced = Some(iss);
+        }
+    }
+
+    /// Active open: send a SYN from `local` to `remote`.
+    pub fn connect(&mut self, now: Instant, local: Endpoint, remote: Endpoint, isn: IsnGenerator) -> Result<(), OpenError> {
+        if self.state != State::Closed {
+            return Err(OpenError::InUse);
+        }
+        if local.port == 0 || remote.port == 0 || local.addr.is_unspecified() || remote.addr.is_unspecified() {
+            return Err(OpenError::Unspecified);
+        }
+        self.reset();
+        self.isn = isn;
+        self.tuple = FourTuple { local, remote };
+        self.ts_offset = isn.ts_offset(&self.tuple);
+        self.start_sequence(isn.isn(now, &self.tuple));
+        self.active_open = true;
+        self.state = State::SynSent;
+        Ok(())
+    }
+
+    fn start_sequence(&mut self, iss: SeqNumber) {
+        self.iss = iss;
+        self.snd_una = iss;
+        self.snd_nxt = iss;
+        self.snd_max = iss;
+        self.snd_sml = iss;
+        self.rtt = RttEstimator::new(self.config.rto_initial, self.config.rto_min, self.config.rto_max);
+    }
+
+    // ----- Accessors -----
+
+    /// The current state.
+    pub fn state(&self) -> State {
+        self.state
+    }
+
+    /// The 4-tuple (the remote side is unspecified in LISTEN).
+    pub fn tuple(&self) -> FourTuple {
+        self.tuple
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &TcpConfig {
+        &self.config
+    }
+
+    /// Whether the connection is CLOSED. A closed connection may still hold an RST to send:
+    /// drain [`Connection::poll_transmit`] before reusing it.
+    pub fn is_closed(&self) -> bool {
+        self.state == State::Closed
+    }
+
+    /// Why the connection ended, once it has.
+    pub fn close_reason(&self) -> Option<CloseReason> {
+        self.close_reason
+    }
+
+    /// Bytes queued for sending (unacknowledged or unsent).
+    pub fn send_queue_len(&self) -> usize {
+        self.tx.len()
+    }
+
+    /// Free space in the send ring.
+    pub fn send_capacity(&self) -> usize {
+        self.tx.free()
+    }
+
+    /// In-order bytes waiting to be read.
+    pub fn recv_queue_len(&self) -> usize {
+        self.rx.len()
+    }
+
+    /// SND.UNA, SND.NXT and RCV.NXT, for tests and diagnostics.
+    pub fn sequence(&self) -> (SeqNumber, SeqNumber, SeqNumber) {
+        (self.snd_una, self.snd_nxt, self.rcv_nxt)
+    }
+
+    /// The peer's window as last advertised (scaled), and our congestion window.
+    pub fn windows(&self) -> (u32, u32) {
+        (self.snd_wnd, self.cc.window())
+    }
+
+    /// Payload bytes per segment we send.
+    pub fn send_mss(&self) -> u16 {
+        self.send_mss
+    }
+
+    /// Whether timestamps, SACK and window scaling were negotiated.
+    pub fn negotiated(&self) -> (bool, bool, bool) {
+        (self.ts_enabled, self.sack_enabled, self.snd_wscale > 0 || self.rcv_wscale > 0)
+    }
+
+    /// The current retransmission timeout, backoff included.
+    pub fn rto(&self) -> Duration {
+        self.rtt.rto()
+    }
+
+    /// Switches Nagle's algorithm for this connection.
+    pub fn set_nagle(&mut self, on: bool) {
+        self.nagle = on;
+    }
+
+    /// The compact TIME_WAIT record of this connection, when it is in TIME_WAIT: the worker
+    /// may keep that instead of the whole connection.
+    pub fn time_wait_record(&self) -> Option<TimeWaitRecord> {
+        if self.state != State::TimeWait {
+            return None;
+        }
+        Some(TimeWaitRecord {
+            tuple: self.tuple,
+            snd_nxt: self.snd_nxt,
+            rcv_nxt: self.rcv_nxt,
+            ts_recent: self.ts_recent,
+            ts_offset: self.ts_offset,
+            expiry: self.timers.get(Timer::Close).unwrap_or(Instant::ZERO),
+            window: self.advertised_window_raw(),
+            timestamps: self.ts_enabled,
+        })
+    }
+
+    // ----- Application interface -----
+
+    /// Queues data to send; returns how much was taken. Partial writes happen when the
+    /// ring fills; `BufferFull` when nothing fit.
+    pub fn send(&mut self, data: &[u8]) -> Result<usize, SendError> {
+        if !self.state.can_send() || self.fin_queued {
+            return Err(SendError::InvalidState);
+        }
+        let n = self.tx.write(data);
+        if n < data.len() {
+            self.send_blocked = true;
+            if n == 0 {
+                return Err(SendError::BufferFull);
+            }
+        }
+        Ok(n)
+    }
+
+    /// Reads in-order data into `buf`.
+    pub fn recv(&mut self, buf: &mut [u8]) -> Result<usize, RecvError> {
+        if !self.rx.is_empty() {
+            let n = self.rx.read(buf);
+            self.after_read();
+            return Ok(n);
+        }
+        self.recv_empty_error()
+    }
+
+    /// The readable bytes as up to two slices, without consuming them (zero-copy reading;
+    /// follow with [`Connection::recv_consume`]).
+    pub fn recv_slices(&self) -> (&[u8], &[u8]) {
+        self.rx.slices()
+    }
+
+    /// Consumes `n` bytes after [`Connection::recv_slices`].
+    pub fn recv_consume(&mut self, n: usize) {
+        self.rx.consume(n);
+        self.after_read();
+    }
+
+    fn recv_empty_error(&self) -> Result<usize, RecvError> {
+        if self.fin_received {
+            Err(RecvError::Finished)
+        } else if matches!(self.state, State::Closed | State::Listen) {
+            Err(RecvError::InvalidState)
+        } else {
+            Err(RecvError::WouldBlock)
+        }
+    }
+
+    /// After the application read: announce a window that grew enough (RFC 1122 4.2.3.3,
+    /// receiver-side silly window avoidance).
+    fn after_read(&mut self) {
+        let advertised = self.rcv_adv.since(self.rcv_nxt) as usize;
+        let threshold = (self.rx.capacity() / 2).min(usize::from(self.config.mss));
+        if self.state.can_receive() && self.rx.window() >= advertised + threshold {
+            self.ack_now = true;
+        }
+    }
+
+    /// Shuts down the write side: FIN follows the queued data. Reading goes on.
+    pub fn shutdown(&mut self) {
+        match self.state {
+            State::Established => {
+                self.fin_queued = true;
+                self.state = State::FinWait1;
+            }
+            State::CloseWait => {
+                self.fin_queued = true;
+                self.state = State::LastAck;
+            }
+            // RFC 9293 3.10.4: the FIN goes out once the handshake completes.
+            State::SynReceived => self.fin_queued = true,
+            State::SynSent | State::Listen => self.finish(CloseReason::Normal),
+            _ => {}
+        }
+    }
+
+    /// Closes: shuts down the write side and gives up reading. Unread data makes this an abort
+    /// (RFC 1122 4.2.2.13), so the peer learns that data was lost.
+    pub fn close(&mut self) {
+        if !self.rx.is_empty() {
+            self.abort();
+            return;
+        }
+        self.orphaned = true;
+        self.shutdown();
+    }
+
+    /// Aborts: sends RST (in synchronized states) and closes at once.
+    pub fn abort(&mut self) {
+        if matches!(self.state, State::Closed) {
+            return;
+        }
+        if self.state.is_synchronized() || self.state == State::SynReceived {
+            self.rst_pending = Some(self.control_repr(TcpFlags::RST, self.snd_nxt));
+        }
+        self.finish(CloseReason::Aborted);
+    }
+
+    /// The next event for the application, if any.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        for bit in [EV_CONNECTED, EV_READABLE, EV_WRITABLE, EV_PEER_CLOSED, EV_CLOSED] {
+            if self.events & bit != 0 {
+                self.events &= !bit;
+                return Some(match bit {
+                    EV_CONNECTED => Event::Connected,
+                    EV_READABLE => Event::Readable,
+                    EV_WRITABLE => Event::Writable,
+                    EV_PEER_CLOSED => Event::PeerClosed,
+                    _ => Event::Closed(self.close_reason.unwrap_or(CloseReason::Normal)),
+                });
+            }
+        }
+        None
+    }
+
+    /// Ends the connection for the application; TIME_WAIT keeps the state machine running.
+    fn finish(&mut self, reason: CloseReason) {
+        if self.close_reason.is_none() {
+            self.close_reason = Some(reason);
+            self.events |= EV_CLOSED;
+        }
+        if self.state != State::TimeWait {
+            self.state = State::Closed;
+            self.timers.clear_all();
+        }
+    }
+
+    fn enter_time_wait(&mut self, now: Instant) {
+        self.state = State::TimeWait;
+        self.timers.clear_all();
+        self.timers.set(Timer::Close, now + self.config.time_wait);
+        self.finish(CloseReason::Normal);
+    }
+
+    // ----- Input -----
+
+    /// Processes one received segment (already demultiplexed to this connection).
+    pub fn handle_segment(&mut self, now: Instant, seg: &Segment<'_>) -> Outcome {
+        let outcome = match self.state {
+            State::Closed => Outcome::NoConnection,
+            State::Listen => self.on_listen(now, seg),
+            State::SynSent => self.on_syn_sent(now, seg),
+            State::TimeWait => self.on_time_wait(now, seg),
+            _ => self.on_synchronized(now, seg),
+        };
+        self.update_timers(now);
+        outcome
+    }
+
+    fn negotiate(&mut self, now: Instant, options: &TcpOptions) {
+        let c = &self.config;
+        let peer_mss = options.mss.unwrap_or(DEFAULT_PEER_MSS).max(MIN_PEER_MSS);
+        match options.window_scale {
+            Some(shift) if c.window_scaling => {
+                // RFC 7323 2.3: a shift above 14 is treated as 14.
+                self.snd_wscale = shift.min(14);
+                self.rcv_wscale = c.recv_window_shift();
+            }
+            _ => {
+                self.snd_wscale = 0;
+                self.rcv_wscale = 0;
+            }
+        }
+        self.ts_enabled = c.timestamps && options.timestamp.is_some();
+        if let Some(ts) = options.timestamp.filter(|_| self.ts_enabled) {
+            self.ts_recent = ts.tsval;
+            self.ts_recent_at = now;
+        }
+        self.sack_enabled = c.sack && options.sack_permitted;
+        let option_room = if self.ts_enabled { TIMESTAMP_OPTION_LEN } else { 0 };
+        self.send_mss = peer_mss.min(c.mss).saturating_sub(option_room).max(1);
+        self.cc = NewReno::new(u32::from(self.send_mss), c.initial_window_segments, self.iss);
+    }
+
+    fn on_listen(&mut self, now: Instant, seg: &Segment<'_>) -> Outcome {
+        let r = &seg.repr;
+        if r.flags.contains(TcpFlags::RST) {
+            return Outcome::Dropped(DropReason::RstIgnored);
+        }
+        if r.flags.contains(TcpFlags::ACK) {
+            // RFC 9293 3.10.7.2: any ACK in LISTEN is bad; the caller answers with an RST.
+            return Outcome::NoConnection;
+        }
+        if !r.flags.contains(TcpFlags::SYN) {
+            return Outcome::Dropped(DropReason::Unexpected);
+        }
+        self.tuple.local.addr = seg.dst_addr;
+        self.tuple.remote = Endpoint::new(seg.src_addr, r.src_port);
+        let iss = self.iss_forced.take().unwrap_or_else(|| self.isn.isn(now, &self.tuple));
+        self.ts_offset = self.isn.ts_offset(&self.tuple);
+        self.start_sequence(iss);
+        self.irs = SeqNumber(r.seq);
+        self.rcv_nxt = self.irs + 1u32;
+        self.negotiate(now, &r.options);
+        // RFC 7323 2.2: the window of a SYN is never scaled.
+        self.snd_wnd = u32::from(r.window);
+        self.max_snd_wnd = self.snd_wnd;
+        self.state = State::SynReceived;
+        Outcome::Accepted
+    }
+
+    fn on_syn_sent(&mut self, now: Instant, seg: &Segment<'_>) -> Outcome {
+        let r = &seg.repr;
+        let ack = SeqNumber(r.ack);
+        let has_ack = r.flags.contains(TcpFlags::ACK);
+        // RFC 9293 3.10.7.3, first: an ACK must cover our SYN and nothing unsent.
+        if has_ack && (ack <= self.iss || ack > self.snd_max) {
+            if !r.flags.contains(TcpFlags::RST) {
+                // <SEQ=SEG.ACK><CTL=RST>
+                self.rst_pending = Some(self.control_repr(TcpFlags::RST, ack));
+            }
+            return Outcome::Dropped(DropReason::UnacceptableAck);
+        }
+        if r.flags.contains(TcpFlags::RST) {
+            if has_ack {
+                self.finish(CloseReason::Refused);
+                return Outcome::Accepted;
+            }
+            return Outcome::Dropped(DropReason::RstIgnored);
+        }
+        if !r.flags.contains(TcpFlags::SYN) {
+            return Outcome::Dropped(DropReason::Unexpected);
+        }
+        self.irs = SeqNumber(r.seq);
+        self.rcv_nxt = self.irs + 1u32;
+        self.negotiate(now, &r.options);
+        self.snd_wnd = u32::from(r.window);
+        self.max_snd_wnd = self.snd_wnd;
+        self.snd_wl1 = self.irs;
+        self.snd_wl2 = ack;
+        if has_ack {
+            self.snd_una = ack;
+            self.rtt.on_ack(now, ack);
+            self.retries = 0;
+            self.establish();
+            self.ack_now = true;
+        } else {
+            // Simultaneous open (RFC 9293 figure 8): answer with SYN-ACK from the same ISS.
+            self.state = State::SynReceived;
+            self.snd_nxt = self.iss;
+            self.rtt.on_retransmit();
+        }
+        Outcome::Accepted
+    }
+
+    fn establish(&mut self) {
+        self.events |= EV_CONNECTED;
+        self.state = if self.fin_queued { State::FinWait1 } else { State::Established };
+    }
+
+    fn on_time_wait(&mut self, now: Instant, seg: &Segment<'_>) -> Outcome {
+        let Some(mut record) = self.time_wait_record() else {
+            return Outcome::NoConnection;
+        };
+        match record.on_segment(now, &seg.repr, seg.payload.len(), self.config.time_wait) {
+            TimeWaitAction::Drop if seg.repr.flags.contains(TcpFlags::RST) => Outcome::Dropped(DropReason::RstIgnored),
+            TimeWaitAction::Drop => Outcome::Accepted,
+            TimeWaitAction::Ack => {
+                self.ack_now = true;
+                Outcome::Dropped(DropReason::OutOfWindow)
+            }
+            TimeWaitAction::AckAndRestart => {
+                self.ts_recent = record.ts_recent;
+                self.ts_recent_at = now;
+                self.timers.set(Timer::Close, record.expiry);
+                self.ack_now = true;
+                Outcome::Accepted
+            }
+            TimeWaitAction::Reopen { iss } => {
+                self.state = State::Closed;
+                self.timers.clear_all();
+                Outcome::Reopen { iss }
+            }
+        }
+    }
+
+    /// RFC 9293 3.10.7.4: segments in SYN-RECEIVED and the synchronized states.
+    fn on_synchronized(&mut self, now: Instant, seg: &Segment<'_>) -> Outcome {
+        let r = &seg.repr;
+        let flags = r.flags;
+        let mut seq = SeqNumber(r.seq);
+        let mut syn = flags.contains(TcpFlags::SYN);
+        let mut payload = seg.payload;
+
+        // A copy of the peer's SYN (our SYN-ACK or its ACK was lost, or a simultaneous open's
+        // SYN-ACK): strip the SYN and judge the rest.
+        let dup_syn = syn && seq == self.irs;
+        if dup_syn {
+            syn = false;
+            seq = seq + 1u32;
+            if !flags.contains(TcpFlags::ACK) {
+                if self.state == State::SynReceived {
+                    self.snd_nxt = self.iss;
+                    self.rtt.on_retransmit();
+                    return Outcome::Accepted;
+                }
+                self.ack_now = true;
+                return Outcome::Dropped(DropReason::OutOfWindow);
+            }
+            if self.state != State::SynReceived {
+                // The peer is still in SYN-RECEIVED: our ACK was lost. ACK again.
+                self.ack_now = true;
+                return Outcome::Dropped(DropReason::OutOfWindow);
+            }
+        }
+
+        // PAWS (RFC 7323 5.3, R1-R3), before the window check.
+        let ts = r.options.timestamp.filter(|_| self.ts_enabled);
+        if let Some(t) = ts {
+            if !flags.contains(TcpFlags::RST)
+                && (t.tsval.wrapping_sub(self.ts_recent) as i32) < 0
+                && now.saturating_duration_since(self.ts_recent_at) < PAWS_IDLE
+            {
+                self.ack_now = true;
+                return Outcome::Dropped(DropReason::Paws);
+            }
+        }
+
+        // First: sequence acceptability (RFC 9293 3.10.7.4 table).
+        let fin = flags.contains(TcpFlags::FIN);
+        let seg_len = payload.len() + usize::from(syn) + usize::from(fin);
+        let rcv_wnd = self.rx.window() as u32;
+        let win_end = self.rcv_nxt + rcv_wnd;
+        let mut acceptable = if seg_len == 0 {
+            if rcv_wnd == 0 {
+                seq == self.rcv_nxt
+            } else {
+                seq.in_range(self.rcv_nxt, win_end)
+            }
+        } else if rcv_wnd == 0 {
+            false
+        } else {
+            seq.in_range(self.rcv_nxt, win_end) || (seq + (seg_len - 1)).in_range(self.rcv_nxt, win_end)
+        };
+        // With a zero window, a segment at RCV.NXT still carries a valid ACK, RST or window
+        // (RFC 9293 "special allowance"); its text is dropped below.
+        let zero_window_allowance = !acceptable && rcv_wnd == 0 && seq == self.rcv_nxt;
+        if zero_window_allowance {
+            acceptable = true;
+            payload = &[];
+        }
+        if !acceptable {
+            if !flags.contains(TcpFlags::RST) {
+                self.ack_now = true;
+            }
+            return Outcome::Dropped(DropReason::OutOfWindow);
+        }
+
+        // Second: RST (RFC 5961 3.2): only an exact match resets; others get a challenge ACK.
+        if flags.contains(TcpFlags::RST) {
+            if seq == self.rcv_nxt {
+                // RFC 9293 3.10.7.4: in SYN-RECEIVED from an active open, the peer refused.
+                let reason = if self.state == State::SynReceived && self.active_open {
+                    CloseReason::Refused
+                } else {
+                    CloseReason::Reset
+                };
+                self.finish(reason);
+                return Outcome::Accepted;
+            }
+            self.ack_now = true;
+            return Outcome::Dropped(DropReason::Challenged);
+        }
+
+        // Fourth: a SYN in a synchronized state gets a challenge ACK (RFC 5961 4.2).
+        if syn {
+            self.ack_now = true;
+            return Outcome::Dropped(DropReason::Challenged);
+        }
+
+        // Fifth: the ACK field.
+        if !flags.contains(TcpFlags::ACK) {
+            return Outcome::Dropped(DropReason::Unexpected);
+        }
+        let ack = SeqNumber(r.ack);
+        if self.state == State::SynReceived {
+            if ack > self.snd_una && ack <= self.snd_max {
+                self.snd_wnd = u32::from(r.window) << self.snd_wscale;
+                self.max_snd_wnd = self.max_snd_wnd.max(self.snd_wnd);
+                self.snd_wl1 = seq;
+                self.snd_wl2 = ack;
+                self.establish();
+            } else {
+                self.rst_pending = Some(self.control_repr(TcpFlags::RST, ack));
+                return Outcome::Dropped(DropReason::UnacceptableAck);
+            }
+        }
+        if ack > self.snd_max || ack < self.snd_una - self.max_snd_wnd.max(1) {
+            // RFC 5961 5.2: outside [SND.UNA - MAX.SND.WND, SND.NXT] gets a challenge ACK.
+            self.ack_now = true;
+            return Outcome::Dropped(DropReason::UnacceptableAck);
+        }
+
+        // RFC 7323 4.3: take TS.Recent from a segment that covers the last ACK we sent.
+        if let Some(t) = ts {
+            if seq <= self.last_ack_sent && (t.tsval.wrapping_sub(self.ts_recent) as i32) >= 0 {
+                self.ts_recent = t.tsval;
+                self.ts_recent_at = now;
+            }
+        }
+
+        let window = u32::from(r.window) << self.snd_wscale;
+        self.process_ack(now, seq, ack, window, payload.is_empty() && !fin);
+        if self.state == State::Closed {
+            return Outcome::Accepted;
+        }
+
+        // Keepalive restarts with any acceptable segment.
+        if self.keepalive_probes > 0 || self.timers.is_armed(Timer::Keepalive) {
+            self.keepalive_probes = 0;
+            if let Some(k) = self.config.keepalive {
+                self.timers.set(Timer::Keepalive, now + k.idle);
+            }
+        }
+
+        // Seventh: segment text.
+        let mut fin_seq_ok = fin;
+        if !payload.is_empty() {
+            // Trim what we already have.
+            let dup = self.rcv_nxt.since(seq) as usize;
+            let fresh = payload.get(dup..).unwrap_or(&[]);
+            let offset = seq.since(self.rcv_nxt) as usize;
+            if self.state.can_receive() && !fresh.is_empty() {
+                if self.orphaned {
+                    // RFC 1122 4.2.2.13 (as Linux): data for a closed socket is lost; say so.
+                    self.abort();
+                    return Outcome::Accepted;
+                }
+                let inserted = self.rx.insert(offset, fresh);
+                self.rcv_nxt += inserted.advanced as u32;
+                if inserted.advanced > 0 {
+                    self.events |= EV_READABLE;
+                }
+                let cut = offset == 0 && inserted.advanced < fresh.len();
+                if inserted.out_of_order || offset > 0 || cut {
+                    // RFC 5681 4.2: out-of-order data and hole fills are ACKed at once.
+                    self.ack_now = true;
+                    fin_seq_ok = fin_seq_ok && !cut;
+                } else {
+                    self.segments_since_ack = self.segments_since_ack.saturating_add(1);
+                    match self.config.delayed_ack {
+                        Some(delay) if self.segments_since_ack < 2 => {
+                            self.timers.set_if_idle(Timer::DelayedAck, now + delay);
+                        }
+                        _ => self.ack_now = true,
+                    }
+                }
+            } else if !fresh.is_empty() {
+                self.ack_now = true;
+            }
+        }
+
+        // Eighth: FIN, once everything before it has arrived.
+        if fin_seq_ok && seq + seg.payload.len() == self.rcv_nxt && !self.fin_received {
+            self.rcv_nxt += 1;
+            self.fin_received = true;
+            self.ack_now = true;
+            self.events |= EV_PEER_CLOSED;
+            match self.state {
+                State::SynReceived | State::Established => self.state = State::CloseWait,
+                State::FinWait1 => self.state = State::Closing,
+                State::FinWait2 => self.enter_time_wait(now),
+                _ => {}
+            }
+        } else if fin && self.fin_received && seq + seg.payload.len() + 1u32 == self.rcv_nxt {
+            // A retransmitted FIN: our ACK was lost.
+            self.ack_now = true;
+        }
+        Outcome::Accepted
+    }
+
+    /// Fifth step for an acceptable ACK: advance SND.UNA, feed RTT and congestion control,
+    /// update the window, and move the close states along.
+    fn process_ack(&mut self, now: Instant, seq: SeqNumber, ack: SeqNumber, window: u32, pure_ack: bool) {
+        if ack > self.snd_una {
+            let acked = ack.since(self.snd_una);
+            let flight = self.snd_max.since(self.snd_una);
+            // The SYN occupies the sequence number at ISS; the FIN the one after the data.
+            let syn_part = u32::from(self.snd_una == self.iss);
+            let data_acked = ((acked - syn_part.min(acked)) as usize).min(self.tx.len());
+            self.tx.consume(data_acked);
+            self.snd_una = ack;
+            if self.snd_nxt < self.snd_una {
+                self.snd_nxt = self.snd_una;
+            }
+            self.rtt.on_ack(now, ack);
+            self.retries = 0;
+            if self.cc.on_new_ack(ack, acked, flight) == AckAction::Retransmit {
+                self.retransmit_now = true;
+            }
+            if self.snd_una == self.snd_max {
+                self.timers.clear(Timer::Retransmit);
+            } else {
+                // RFC 6298 5.3: restart the timer when new data is acknowledged.
+                self.timers.set(Timer::Retransmit, now + self.rtt.rto());
+            }
+            if data_acked > 0 && self.send_blocked {
+                self.send_blocked = false;
+                self.events |= EV_WRITABLE;
+            }
+        } else if ack == self.snd_una
+            && pure_ack
+            && window == self.snd_wnd
+            && self.snd_max > self.snd_una
+            && self.cc.on_dup_ack(self.snd_una, self.snd_max, self.snd_max.since(self.snd_una)) == AckAction::Retransmit
+        {
+            // RFC 5681 3.2: the third duplicate ACK triggers fast retransmit.
+            self.retransmit_now = true;
+            self.rtt.on_retransmit();
+        }
+
+        // Window update (RFC 9293 3.10.7.4): only from a segment newer than the last one used.
+        if self.snd_wl1 < seq || (self.snd_wl1 == seq && self.snd_wl2 <= ack) {
+            let was_zero = self.snd_wnd == 0;
+            self.snd_wnd = window;
+            self.max_snd_wnd = self.max_snd_wnd.max(window);
+            self.snd_wl1 = seq;
+            self.snd_wl2 = ack;
+            if was_zero && window > 0 && self.timers.is_armed(Timer::Persist) {
+                // Leaving persist: resend from SND.UNA at once rather than waiting for an RTO.
+                self.timers.clear(Timer::Persist);
+                self.snd_nxt = self.snd_una;
+                self.retries = 0;
+            }
+        }
+
+        let fin_acked = self.fin_seq.is_some_and(|f| self.snd_una > f);
+        match self.state {
+            State::FinWait1 if fin_acked => {
+                self.state = State::FinWait2;
+                if self.orphaned {
+                    self.timers.set(Timer::Close, now + self.config.fin_wait_2_timeout);
+                }
+            }
+            State::Closing if fin_acked => self.enter_time_wait(now),
+            State::LastAck if fin_acked => self.finish(CloseReason::Normal),
+            _ => {}
+        }
+    }
+
+    // ----- Timers -----
+
+    /// The next instant at which [`Connection::handle_timeout`] must be called.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.next()
+    }
+
+    /// Runs every timer that is due at `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        while let Some(timer) = self.timers.pop_expired(now) {
+            match timer {
+                Timer::Retransmit => self.on_retransmit_timeout(now),
+                Timer::Persist => {
+                    // Probe with one byte from SND.UNA; back off like the RTO (RFC 9293 3.8.6.1).
+                    self.persist_probe = true;
+                    self.snd_nxt = self.snd_una;
+                    self.rtt.back_off();
+                }
+                Timer::DelayedAck => self.ack_now = true,
+                Timer::Keepalive => self.on_keepalive_timeout(now),
+                Timer::Close => match self.state {
+                    State::TimeWait => {
+                        self.state = State::Closed;
+                        self.timers.clear_all();
+                    }
+                    State::FinWait2 => {
+                        // An orphan whose peer never closed: reset it, as Linux does.
+                        self.abort();
+                    }
+                    _ => {}
+                },
+            }
+        }
+        self.update_timers(now);
+    }
+
+    fn on_retransmit_timeout(&mut self, now: Instant) {
+        self.retries = self.retries.saturating_add(1);
+        let limit = match self.state {
+            State::SynSent => self.config.syn_retries,
+            State::SynReceived => self.config.synack_retries,
+            _ => self.config.data_retries,
+        };
+        if self.retries > limit {
+            self.finish(CloseReason::TimedOut);
+            return;
+        }
+        match self.state {
+            State::SynSent | State::SynReceived => self.snd_nxt = self.iss,
+            _ => {
+                // RFC 5681 3.1 and RFC 6298 5.4-5.6: collapse the window, go back to SND.UNA.
+                self.cc.on_timeout(self.snd_max, self.snd_max.since(self.snd_una));
+                self.snd_nxt = self.snd_una;
+                self.retransmit_now = false;
+            }
+        }
+        self.rtt.back_off();
+        self.rtt.on_retransmit();
+        self.timers.set(Timer::Retransmit, now + self.rtt.rto());
+    }
+
+    fn on_keepalive_timeout(&mut self, now: Instant) {
+        let Some(k) = self.config.keepalive else { return };
+        if !matches!(self.state, State::Established | State::CloseWait) {
+            return;
+        }
+        if self.keepalive_probes >= k.probes {
+            self.abort();
+            self.close_reason = Some(CloseReason::TimedOut);
+            return;
+        }
+        self.keepalive_probes += 1;
+        self.keepalive_probe = true;
+        self.timers.set(Timer::Keepalive, now + k.interval);
+    }
+
+    /// Keeps the retransmit, persist and keepalive timers consistent with the state.
+    fn update_timers(&mut self, now: Instant) {
+        match self.state {
+            State::Closed | State::Listen | State::TimeWait => return,
+            _ => {}
+        }
+        let can_send_data = matches!(
+            self.state,
+            State::Established | State::CloseWait | State::FinWait1 | State::Closing | State::LastAck
+        );
+        if can_send_data && self.snd_wnd == 0 && !self.tx.is_empty() {
+            // Zero window with data waiting: persist instead of retransmitting.
+            self.timers.clear(Timer::Retransmit);
+            self.timers.set_if_idle(Timer::Persist, now + self.rtt.rto());
+        } else {
+            self.timers.clear(Timer::Persist);
+            if self.snd_max > self.snd_una {
+                self.timers.set_if_idle(Timer::Retransmit, now + self.rtt.rto());
+            } else {
+                self.timers.clear(Timer::Retransmit);
+            }
+        }
+        if let Some(k) = self.config.keepalive {
+            if matches!(self.state, State::Established | State::CloseWait) {
+                self.timers.set_if_idle(Timer::Keepalive, now + k.idle);
+            } else {
+                self.timers.clear(Timer::Keepalive);
+            }
+        }
+    }
+
+    // ----- Output -----
+
+    fn advertised_window_raw(&self) -> u16 {
+        let max = 0xffffusize << self.rcv_wscale;
+        (self.rx.window().min(max) >> self.rcv_wscale) as u16
+    }
+
+    fn timestamp_option(&self, now: Instant) -> Option<Timestamp> {
+        self.ts_enabled.then(|| Timestamp {
+            tsval: self.ts_offset.wrapping_add(now.as_millis() as u32),
+            tsecr: self.ts_recent,
+        })
+    }
+
+    /// A segment header with our ports and the given flags and sequence number; ACK fields
+    /// are filled when ACK is set.
+    fn control_repr(&self, flags: TcpFlags, seq: SeqNumber) -> TcpRepr {
+        TcpRepr {
+            src_port: self.tuple.local.port,
+            dst_port: self.tuple.remote.port,
+            seq: seq.0,
+            ack: if flags.contains(TcpFlags::ACK) { self.rcv_nxt.0 } else { 0 },
+            flags,
+            window: if flags.contains(TcpFlags::RST) { 0 } else { self.advertised_window_raw() },
+            ..TcpRepr::default()
+        }
+    }
+
+    /// Writes the next segment to send into `buf` (TCP header, options and payload, with a
+    /// complete checksum) and returns its length, or `None` if nothing is due. `buf` should
+    /// hold at least 60 bytes plus the MSS. Call until it returns `None`.
+    #[must_use]
+    pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<usize> {
+        if buf.len() < MAX_HEADER_LEN {
+            return None;
+        }
+        if let Some(rst) = self.rst_pending.take() {
+            return Some(emit_header(buf, &rst, self.tuple.local.addr, self.tuple.remote.addr, 0));
+        }
+        let len = match self.state {
+            State::Closed | State::Listen => None,
+            State::SynSent => self.transmit_syn(now, buf, false),
+            State::SynReceived => self.transmit_syn(now, buf, true),
+            State::TimeWait => self.ack_now.then(|| self.transmit_ack(now, buf, self.snd_nxt)),
+            _ => self.transmit_data(now, buf).or_else(|| {
+                if self.keepalive_probe {
+                    self.keepalive_probe = false;
+                    // RFC 1122 4.2.3.6: a probe carries SEG.SEQ = SND.NXT - 1 and no data.
+                    return Some(self.transmit_ack(now, buf, self.snd_una - 1u32));
+                }
+                self.ack_now.then(|| self.transmit_ack(now, buf, self.snd_nxt))
+            }),
+        };
+        self.update_timers(now);
+        len
+    }
+
+    fn transmit_syn(&mut self, now: Instant, buf: &mut [u8], syn_ack: bool) -> Option<usize> {
+        if self.snd_nxt != self.iss && !(syn_ack && self.ack_now) {
+            return None;
+        }
+        let flags = if syn_ack { TcpFlags::SYN | TcpFlags::ACK } else { TcpFlags::SYN };
+        let mut repr = self.control_repr(flags, self.iss);
+        // RFC 7323 2.2: the window of a SYN is not scaled.
+        repr.window = self.rx.window().min(0xffff) as u16;
+        let c = &self.config;
+        repr.options.mss = Some(c.mss);
+        if syn_ack {
+            repr.options.window_scale = (self.snd_wscale > 0 || self.rcv_wscale > 0).then_some(self.rcv_wscale);
+            repr.options.sack_permitted = self.sack_enabled;
+            repr.options.timestamp = self.timestamp_option(now);
+        } else {
+            repr.options.window_scale = c.window_scaling.then(|| c.recv_window_shift());
+            repr.options.sack_permitted = c.sack;
+            repr.options.timestamp = c.timestamps.then(|| Timestamp {
+                tsval: self.ts_offset.wrapping_add(now.as_millis() as u32),
+                tsecr: 0,
+            });
+        }
+        let len = emit_header(buf, &repr, self.tuple.local.addr, self.tuple.remote.addr, 0);
+        if self.snd_nxt == self.iss {
+            self.snd_nxt = self.iss + 1u32;
+            if self.snd_max < self.snd_nxt {
+                self.snd_max = self.snd_nxt;
+                self.rtt.on_send(now, self.snd_nxt);
+            }
+        }
+        self.after_ack_sent(repr.window);
+        Some(len)
+    }
+
+    fn transmit_ack(&mut self, now: Instant, buf: &mut [u8], seq: SeqNumber) -> usize {
+        let mut repr = self.control_repr(TcpFlags::ACK, seq);
+        self.add_data_options(now, &mut repr);
+        let len = emit_header(buf, &repr, self.tuple.local.addr, self.tuple.remote.addr, 0);
+        self.after_ack_sent(repr.window);
+        len
+    }
+
+    fn add_data_options(&self, now: Instant, repr: &mut TcpRepr) {
+        repr.options.timestamp = self.timestamp_option(now);
+        if self.sack_enabled && self.rx.has_out_of_order() {
+            let max = if self.ts_enabled { 3 } else { 4 };
+            repr.options.sack_blocks = self.rx.sack_blocks(self.rcv_nxt, max);
+        }
+    }
+
+    fn after_ack_sent(&mut self, window_raw: u16) {
+        self.ack_now = false;
+        self.segments_since_ack = 0;
+        self.timers.clear(Timer::DelayedAck);
+        self.last_ack_sent = self.rcv_nxt;
+        let shift = if self.state == State::SynSent || self.state == State::SynReceived { 0 } else { self.rcv_wscale };
+        let edge = self.rcv_nxt + (u32::from(window_raw) << shift);
+        if edge > self.rcv_adv || self.rcv_adv.since(self.rcv_nxt) > self.rx.window() as u32 {
+            self.rcv_adv = edge;
+        }
+    }
+
+    /// Sends data and/or FIN if the windows, Nagle and the state allow.
+    fn transmit_data(&mut self, now: Instant, buf: &mut [u8]) -> Option<usize> {
+        let mss = usize::from(self.send_mss);
+        let (seq, len, fin) = if self.retransmit_now && (!self.tx.is_empty() || self.fin_seq.is_some()) {
+            // Fast retransmit or a NewReno partial ACK: one segment from SND.UNA, outside cwnd.
+            self.retransmit_now = false;
+            let len = self.tx.len().min(mss);
+            let fin = self.fin_queued && len == self.tx.len();
+            (self.snd_una, len, fin)
+        } else {
+            self.retransmit_now = false;
+            let offset = self.snd_nxt.since(self.snd_una) as usize;
+            let fin_sent = offset > self.tx.len();
+            let unsent = self.tx.len().saturating_sub(offset);
+            let in_flight = self.snd_nxt.since(self.snd_una);
+            let window = self.snd_wnd.min(self.cc.window());
+            let usable = window.saturating_sub(in_flight) as usize;
+            let mut len = unsent.min(usable).min(mss);
+            if self.persist_probe && unsent > 0 && len == 0 {
+                len = 1;
+            }
+            let fin = self.fin_queued && !fin_sent && len == unsent;
+            if len < mss && len < unsent && in_flight > 0 && !self.persist_probe {
+                // Sender-side silly window avoidance: wait for a fuller window.
+                if len == 0 || (len as u32) < self.max_snd_wnd / 2 {
+                    return None;
+                }
+            }
+            if self.nagle && len < mss && len > 0 && self.snd_sml > self.snd_una && !fin && !self.persist_probe {
+                // Nagle (RFC 896) in Minshall's variant, as Linux: hold a small segment only
+                // while an earlier small one is unacknowledged. FIN flushes.
+                return None;
+            }
+            if len == 0 && !fin {
+                return None;
+            }
+            (self.snd_nxt, len, fin)
+        };
+        self.persist_probe = false;
+
+        let mut repr = self.control_repr(TcpFlags::ACK, seq);
+        self.add_data_options(now, &mut repr);
+        let header_len = repr.header_len();
+        let len = len.min(buf.len() - header_len);
+        let offset = seq.since(self.snd_una) as usize;
+        let copied = self.tx.read_at(offset, &mut buf[header_len..header_len + len]);
+        let fin = fin && offset + copied == self.tx.len();
+        if copied > 0 && offset + copied == self.tx.len() {
+            repr.flags |= TcpFlags::PSH;
+        }
+        if fin {
+            repr.flags |= TcpFlags::FIN;
+        }
+        let total = emit_header(buf, &repr, self.tuple.local.addr, self.tuple.remote.addr, copied);
+
+        let end = seq + copied + usize::from(fin);
+        let is_retransmission = seq < self.snd_max;
+        if is_retransmission {
+            self.rtt.on_retransmit();
+        }
+        if end > self.snd_nxt {
+            self.snd_nxt = end;
+        }
+        if end > self.snd_max {
+            self.snd_max = end;
+            if !is_retransmission {
+                self.rtt.on_send(now, end);
+            }
+        }
+        if fin {
+            self.fin_seq = Some(end - 1u32);
+        }
+        if copied < mss {
+            self.snd_sml = self.snd_sml.max(end);
+        }
+        self.after_ack_sent(repr.window);
+        Some(total)
+    }
+}

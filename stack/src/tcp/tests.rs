@@ -1,0 +1,488 @@
+//! Tier-1 tests of the state machine: one connection, hand-made segments in, parsed segments
+//! out, one block per RFC 9293 state.
+
+use core::time::Duration;
+use std::net::Ipv4Addr;
+
+use super::*;
+use crate::time::Instant;
+use crate::wire::{ChecksumMode, TcpFlags, TcpOptions, TcpPacket, TcpRepr, Timestamp};
+
+const LOCAL: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
+const REMOTE: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
+const LPORT: u16 = 80;
+const RPORT: u16 = 50_000;
+const PEER_ISS: u32 = 1_000;
+
+struct Harness {
+    conn: Connection,
+    now: Instant,
+    buf: Vec<u8>,
+}
+
+impl Harness {
+    fn new(config: TcpConfig) -> Harness {
+        Harness { conn: Connection::new(config), now: Instant::from_millis(10_000), buf: vec![0u8; 2048] }
+    }
+
+    /// Feeds a segment from the peer.
+    fn recv(&mut self, flags: TcpFlags, seq: u32, ack: u32, payload: &[u8]) -> Outcome {
+        self.recv_with(TcpRepr { seq, ack, flags, window: 65535, ..self.peer_repr() }, payload)
+    }
+
+    fn recv_with(&mut self, repr: TcpRepr, payload: &[u8]) -> Outcome {
+        let seg = Segment { src_addr: REMOTE, dst_addr: LOCAL, repr, payload };
+        self.conn.handle_segment(self.now, &seg)
+    }
+
+    fn peer_repr(&self) -> TcpRepr {
+        TcpRepr { src_port: RPORT, dst_port: LPORT, ..TcpRepr::default() }
+    }
+
+    /// Takes the next segment the connection sends, parsed back.
+    fn sent(&mut self) -> Option<(TcpRepr, Vec<u8>)> {
+        let n = self.conn.poll_transmit(self.now, &mut self.buf)?;
+        let view = TcpPacket::new_checked(&self.buf[..n]).expect("well-formed");
+        let repr = TcpRepr::parse(&view, LOCAL, REMOTE, ChecksumMode::Verify).expect("valid checksum");
+        Some((repr, self.buf[repr.header_len()..n].to_vec()))
+    }
+
+    fn sent_all(&mut self) -> Vec<(TcpRepr, Vec<u8>)> {
+        std::iter::from_fn(|| self.sent()).collect()
+    }
+
+    fn advance(&mut self, d: Duration) {
+        self.now += d;
+        self.conn.handle_timeout(self.now);
+    }
+}
+
+fn plain() -> TcpConfig {
+    // No options: sequence arithmetic in the tests stays readable.
+    TcpConfig { timestamps: false, sack: false, window_scaling: false, delayed_ack: None, ..TcpConfig::default() }
+}
+
+/// LISTEN on port 80.
+fn listen(config: TcpConfig) -> Harness {
+    let mut h = Harness::new(config);
+    h.conn.listen(Endpoint::new(LOCAL, LPORT), IsnGenerator::with_key([1, 2])).unwrap();
+    h
+}
+
+/// SYN-RECEIVED after the peer's SYN; returns our ISS.
+fn syn_received(config: TcpConfig) -> (Harness, u32) {
+    let mut h = listen(config);
+    assert_eq!(h.recv(TcpFlags::SYN, PEER_ISS, 0, b""), Outcome::Accepted);
+    let (synack, _) = h.sent().expect("SYN-ACK");
+    assert_eq!(synack.flags, TcpFlags::SYN | TcpFlags::ACK);
+    assert_eq!(synack.ack, PEER_ISS + 1);
+    (h, synack.seq)
+}
+
+/// ESTABLISHED (passive side); returns our ISS.
+fn established(config: TcpConfig) -> (Harness, u32) {
+    let (mut h, iss) = syn_received(config);
+    assert_eq!(h.recv(TcpFlags::ACK, PEER_ISS + 1, iss + 1, b""), Outcome::Accepted);
+    assert_eq!(h.conn.state(), State::Established);
+    (h, iss)
+}
+
+/// SYN-SENT (active side); returns our ISS.
+fn syn_sent(config: TcpConfig) -> (Harness, u32) {
+    let mut h = Harness::new(config);
+    let now = h.now;
+    h.conn
+        .connect(now, Endpoint::new(LOCAL, LPORT), Endpoint::new(REMOTE, RPORT), IsnGenerator::with_key([3, 4]))
+        .unwrap();
+    let (syn, _) = h.sent().expect("SYN");
+    assert_eq!(syn.flags, TcpFlags::SYN);
+    assert_eq!(syn.options.mss, Some(h.conn.config().mss));
+    (h, syn.seq)
+}
+
+mod listen_state {
+    use super::*;
+
+    #[test]
+    fn ack_in_listen_is_answered_by_the_caller_with_rst() {
+        let mut h = listen(plain());
+        assert_eq!(h.recv(TcpFlags::ACK, 5, 77, b""), Outcome::NoConnection);
+        assert_eq!(h.conn.state(), State::Listen);
+    }
+
+    #[test]
+    fn rst_and_non_syn_are_dropped() {
+        let mut h = listen(plain());
+        assert_eq!(h.recv(TcpFlags::RST, 5, 0, b""), Outcome::Dropped(DropReason::RstIgnored));
+        assert_eq!(h.recv(TcpFlags::FIN, 5, 0, b""), Outcome::Dropped(DropReason::Unexpected));
+        assert!(h.sent().is_none());
+    }
+
+    #[test]
+    fn syn_options_are_negotiated() {
+        let mut h = listen(TcpConfig::default());
+        let mut syn = TcpRepr { seq: PEER_ISS, flags: TcpFlags::SYN, window: 29200, ..h.peer_repr() };
+        syn.options = TcpOptions {
+            mss: Some(1200),
+            window_scale: Some(20),
+            sack_permitted: true,
+            timestamp: Some(Timestamp { tsval: 555, tsecr: 0 }),
+            ..TcpOptions::default()
+        };
+        assert_eq!(h.recv_with(syn, b""), Outcome::Accepted);
+        let (synack, _) = h.sent().unwrap();
+        assert_eq!(synack.options.mss, Some(1460));
+        assert!(synack.options.sack_permitted);
+        assert_eq!(synack.options.timestamp.unwrap().tsecr, 555);
+        assert_eq!(synack.options.window_scale, Some(TcpConfig::default().recv_window_shift()));
+        assert_eq!(h.conn.send_mss(), 1200 - 12);
+        assert_eq!(h.conn.negotiated(), (true, true, true));
+    }
+
+    #[test]
+    fn syn_without_options_gets_none_back() {
+        let mut h = listen(TcpConfig::default());
+        h.recv(TcpFlags::SYN, PEER_ISS, 0, b"");
+        let (synack, _) = h.sent().unwrap();
+        assert_eq!(synack.options.window_scale, None);
+        assert!(!synack.options.sack_permitted);
+        assert_eq!(synack.options.timestamp, None);
+        assert_eq!(h.conn.send_mss(), 536, "RFC 9293 default MSS");
+    }
+}
+
+mod syn_sent_state {
+    use super::*;
+
+    #[test]
+    fn syn_ack_establishes_and_acks() {
+        let (mut h, iss) = syn_sent(plain());
+        assert_eq!(h.recv(TcpFlags::SYN | TcpFlags::ACK, PEER_ISS, iss + 1, b""), Outcome::Accepted);
+        assert_eq!(h.conn.state(), State::Established);
+        assert_eq!(h.conn.poll_event(), Some(Event::Connected));
+        let (ack, _) = h.sent().unwrap();
+        assert_eq!((ack.flags, ack.seq, ack.ack), (TcpFlags::ACK, iss + 1, PEER_ISS + 1));
+    }
+
+    #[test]
+    fn bad_ack_gets_rst_and_rst_with_good_ack_refuses() {
+        let (mut h, iss) = syn_sent(plain());
+        assert_eq!(h.recv(TcpFlags::ACK, 9, iss + 5, b""), Outcome::Dropped(DropReason::UnacceptableAck));
+        let (rst, _) = h.sent().unwrap();
+        assert_eq!((rst.flags, rst.seq), (TcpFlags::RST, iss + 5));
+        assert_eq!(h.conn.state(), State::SynSent);
+        assert_eq!(h.recv(TcpFlags::RST, 0, 0, b""), Outcome::Dropped(DropReason::RstIgnored));
+        assert_eq!(h.recv(TcpFlags::RST | TcpFlags::ACK, 0, iss + 1, b""), Outcome::Accepted);
+        assert_eq!(h.conn.close_reason(), Some(CloseReason::Refused));
+        assert_eq!(h.conn.poll_event(), Some(Event::Closed(CloseReason::Refused)));
+    }
+
+    #[test]
+    fn syn_is_retransmitted_with_backoff() {
+        let (mut h, iss) = syn_sent(plain());
+        assert_eq!(h.conn.poll_timeout(), Some(h.now + Duration::from_secs(1)));
+        h.advance(Duration::from_secs(1));
+        let (syn, _) = h.sent().unwrap();
+        assert_eq!((syn.flags, syn.seq), (TcpFlags::SYN, iss));
+        assert_eq!(h.conn.poll_timeout(), Some(h.now + Duration::from_secs(2)));
+    }
+
+    #[test]
+    fn simultaneous_open_goes_to_syn_received() {
+        let (mut h, iss) = syn_sent(plain());
+        assert_eq!(h.recv(TcpFlags::SYN, PEER_ISS, 0, b""), Outcome::Accepted);
+        assert_eq!(h.conn.state(), State::SynReceived);
+        let (synack, _) = h.sent().unwrap();
+        assert_eq!((synack.flags, synack.seq, synack.ack), (TcpFlags::SYN | TcpFlags::ACK, iss, PEER_ISS + 1));
+        // The peer's SYN-ACK completes it.
+        assert_eq!(h.recv(TcpFlags::SYN | TcpFlags::ACK, PEER_ISS, iss + 1, b""), Outcome::Accepted);
+        assert_eq!(h.conn.state(), State::Established);
+        // An RST now is a reset, but in SYN-RECEIVED of an active open it would be a refusal.
+    }
+}
+
+mod syn_received_state {
+    use super::*;
+
+    #[test]
+    fn duplicate_syn_resends_syn_ack() {
+        let (mut h, iss) = syn_received(plain());
+        assert_eq!(h.recv(TcpFlags::SYN, PEER_ISS, 0, b""), Outcome::Accepted);
+        let (synack, _) = h.sent().unwrap();
+        assert_eq!((synack.flags, synack.seq), (TcpFlags::SYN | TcpFlags::ACK, iss));
+    }
+
+    #[test]
+    fn bad_ack_gets_rst() {
+        let (mut h, iss) = syn_received(plain());
+        assert_eq!(h.recv(TcpFlags::ACK, PEER_ISS + 1, iss + 100, b""), Outcome::Dropped(DropReason::UnacceptableAck));
+        let (rst, _) = h.sent().unwrap();
+        assert_eq!((rst.flags, rst.seq), (TcpFlags::RST, iss + 100));
+        assert_eq!(h.conn.state(), State::SynReceived);
+    }
+
+    #[test]
+    fn ack_with_data_establishes_and_delivers() {
+        let (mut h, iss) = syn_received(plain());
+        assert_eq!(h.recv(TcpFlags::ACK | TcpFlags::PSH, PEER_ISS + 1, iss + 1, b"GET /"), Outcome::Accepted);
+        assert_eq!(h.conn.state(), State::Established);
+        let mut buf = [0u8; 16];
+        assert_eq!(h.conn.recv(&mut buf), Ok(5));
+        assert_eq!(&buf[..5], b"GET /");
+    }
+
+    #[test]
+    fn syn_ack_retries_run_out() {
+        let (mut h, _) = syn_received(TcpConfig { synack_retries: 2, ..plain() });
+        for _ in 0..3 {
+            let t = h.conn.poll_timeout().unwrap();
+            h.advance(t.saturating_duration_since(h.now));
+            h.sent_all();
+        }
+        assert_eq!(h.conn.state(), State::Closed);
+        assert_eq!(h.conn.close_reason(), Some(CloseReason::TimedOut));
+    }
+
+    #[test]
+    fn shutdown_before_the_ack_sends_fin_after_it() {
+        let (mut h, iss) = syn_received(plain());
+        h.conn.shutdown();
+        assert_eq!(h.recv(TcpFlags::ACK, PEER_ISS + 1, iss + 1, b""), Outcome::Accepted);
+        assert_eq!(h.conn.state(), State::FinWait1);
+        let (fin, _) = h.sent().unwrap();
+        assert!(fin.flags.contains(TcpFlags::FIN));
+    }
+}
+
+mod established_state {
+    use super::*;
+
+    #[test]
+    fn data_is_segmented_to_mss_and_acked() {
+        let (mut h, iss) = established(TcpConfig { mss: 100, ..plain() });
+        // The peer's SYN carried no MSS: 536 assumed, then capped by our 100.
+        assert_eq!(h.conn.send(&[1u8; 250]), Ok(250));
+        let segs = h.sent_all();
+        let lens: Vec<usize> = segs.iter().map(|(_, p)| p.len()).collect();
+        assert_eq!(lens, vec![100, 100, 50]);
+        assert_eq!(segs[0].0.seq, iss + 1);
+        assert!(segs[2].0.flags.contains(TcpFlags::PSH));
+        assert_eq!(h.recv(TcpFlags::ACK, PEER_ISS + 1, iss + 251, b""), Outcome::Accepted);
+        assert_eq!(h.conn.send_queue_len(), 0);
+        assert_eq!(h.conn.poll_timeout(), None, "nothing outstanding: no timer");
+    }
+
+    #[test]
+    fn out_of_window_segment_is_acked_and_dropped() {
+        let (mut h, iss) = established(plain());
+        let far = PEER_ISS + 1 + 10_000_000;
+        assert_eq!(h.recv(TcpFlags::ACK, far, iss + 1, b"x"), Outcome::Dropped(DropReason::OutOfWindow));
+        let (ack, _) = h.sent().unwrap();
+        assert_eq!(ack.ack, PEER_ISS + 1);
+    }
+
+    #[test]
+    fn overlapping_retransmission_is_trimmed() {
+        let (mut h, iss) = established(plain());
+        h.recv(TcpFlags::ACK, PEER_ISS + 1, iss + 1, b"hello");
+        h.recv(TcpFlags::ACK, PEER_ISS + 1, iss + 1, b"hello world");
+        let mut buf = [0u8; 32];
+        assert_eq!(h.conn.recv(&mut buf), Ok(11));
+        assert_eq!(&buf[..11], b"hello world");
+    }
+
+    #[test]
+    fn out_of_order_data_gets_immediate_dup_ack_with_sack() {
+        let cfg = TcpConfig { timestamps: false, ..TcpConfig::default() };
+        let mut h = listen(cfg);
+        let mut syn = TcpRepr { seq: PEER_ISS, flags: TcpFlags::SYN, window: 65535, ..h.peer_repr() };
+        syn.options.sack_permitted = true;
+        h.recv_with(syn, b"");
+        let (synack, _) = h.sent().unwrap();
+        let iss = synack.seq;
+        h.recv(TcpFlags::ACK, PEER_ISS + 1, iss + 1, b"");
+        h.recv(TcpFlags::ACK, PEER_ISS + 11, iss + 1, b"0123456789");
+        let (ack, _) = h.sent().expect("immediate duplicate ACK");
+        assert_eq!(ack.ack, PEER_ISS + 1);
+        let sack = ack.options.sack_blocks;
+        assert_eq!(sack.as_slice().len(), 1);
+        assert_eq!((sack.as_slice()[0].left, sack.as_slice()[0].right), (PEER_ISS + 11, PEER_ISS + 21));
+        // The hole fills: ACK covers both, no SACK left.
+        h.recv(TcpFlags::ACK, PEER_ISS + 1, iss + 1, b"abcdefghij");
+        let (ack, _) = h.sent().unwrap();
+        assert_eq!(ack.ack, PEER_ISS + 21);
+        assert!(ack.options.sack_blocks.is_empty());
+    }
+
+    #[test]
+    fn three_duplicate_acks_trigger_fast_retransmit() {
+        let (mut h, iss) = established(TcpConfig { mss: 100, ..plain() });
+        h.conn.send(&[9u8; 1000]).unwrap();
+        assert_eq!(h.sent_all().len(), 10);
+        // One new ACK, then three duplicates of it.
+        for _ in 0..4 {
+            h.recv(TcpFlags::ACK, PEER_ISS + 1, iss + 101, b"");
+        }
+        let (rtx, p) = h.sent().expect("fast retransmit");
+        assert_eq!((rtx.seq, p.len()), (iss + 101, 100));
+    }
+
+    #[test]
+    fn rto_retransmits_from_snd_una_and_backs_off() {
+        let (mut h, iss) = established(TcpConfig { mss: 100, ..plain() });
+        h.conn.send(&[9u8; 300]).unwrap();
+        h.sent_all();
+        let rto = h.conn.rto();
+        h.advance(rto);
+        let (rtx, _) = h.sent().expect("retransmission");
+        assert_eq!(rtx.seq, iss + 1);
+        assert_eq!(h.conn.rto(), rto * 2);
+        assert_eq!(h.conn.windows().1, 100, "cwnd collapsed to one segment");
+    }
+
+    #[test]
+    fn data_retries_run_out() {
+        let (mut h, _) = established(TcpConfig { data_retries: 3, ..plain() });
+        h.conn.send(b"lost").unwrap();
+        h.sent_all();
+        for _ in 0..4 {
+            let t = h.conn.poll_timeout().unwrap();
+            h.advance(t.saturating_duration_since(h.now));
+            h.sent_all();
+        }
+        assert_eq!(h.conn.close_reason(), Some(CloseReason::TimedOut));
+    }
+
+    #[test]
+    fn send_buffer_backpressure_and_writable_event() {
+        let (mut h, iss) = established(TcpConfig { send_buffer_len: 1024, ..plain() });
+        assert_eq!(h.conn.send(&[0u8; 2000]), Ok(1024));
+        assert_eq!(h.conn.send(b"more"), Err(SendError::BufferFull));
+        h.sent_all();
+        h.recv(TcpFlags::ACK, PEER_ISS + 1, iss + 1 + 536, b"");
+        assert!(std::iter::from_fn(|| h.conn.poll_event()).any(|e| e == Event::Writable));
+        assert_eq!(h.conn.send(b"more"), Ok(4));
+    }
+
+    #[test]
+    fn window_update_after_reading_a_full_buffer() {
+        let (mut h, iss) = established(TcpConfig { recv_buffer_len: 1024, ..plain() });
+        h.recv(TcpFlags::ACK, PEER_ISS + 1, iss + 1, &[0u8; 1024]);
+        let (ack, _) = h.sent().unwrap();
+        assert_eq!(ack.window, 0);
+        let mut buf = [0u8; 1024];
+        assert_eq!(h.conn.recv(&mut buf), Ok(1024));
+        let (update, _) = h.sent().expect("window update");
+        assert_eq!(update.window, 1024);
+    }
+
+    #[test]
+    fn rst_must_match_rcv_nxt_exactly() {
+        let (mut h, _) = established(plain());
+        assert_eq!(h.recv(TcpFlags::RST, PEER_ISS + 2, 0, b""), Outcome::Dropped(DropReason::Challenged));
+        assert!(h.sent().is_some(), "challenge ACK");
+        assert_eq!(h.recv(TcpFlags::RST, PEER_ISS + 1, 0, b""), Outcome::Accepted);
+        assert_eq!(h.conn.close_reason(), Some(CloseReason::Reset));
+        assert_eq!(h.conn.recv(&mut [0u8; 4]), Err(RecvError::InvalidState));
+    }
+
+    #[test]
+    fn close_with_unread_data_aborts() {
+        let (mut h, iss) = established(plain());
+        h.recv(TcpFlags::ACK, PEER_ISS + 1, iss + 1, b"unread");
+        h.sent_all();
+        h.conn.close();
+        let (rst, _) = h.sent().unwrap();
+        assert!(rst.flags.contains(TcpFlags::RST));
+        assert_eq!(h.conn.close_reason(), Some(CloseReason::Aborted));
+    }
+}
+
+mod closing_states {
+    use super::*;
+
+    #[test]
+    fn fin_wait_1_to_fin_wait_2_to_time_wait() {
+        let (mut h, iss) = established(plain());
+        h.conn.shutdown();
+        let (fin, _) = h.sent().unwrap();
+        assert_eq!((fin.flags, fin.seq), (TcpFlags::FIN | TcpFlags::ACK, iss + 1));
+        assert_eq!(h.conn.state(), State::FinWait1);
+        h.recv(TcpFlags::ACK, PEER_ISS + 1, iss + 2, b"");
+        assert_eq!(h.conn.state(), State::FinWait2);
+        h.recv(TcpFlags::FIN | TcpFlags::ACK, PEER_ISS + 1, iss + 2, b"");
+        assert_eq!(h.conn.state(), State::TimeWait);
+        let (ack, _) = h.sent().unwrap();
+        assert_eq!(ack.ack, PEER_ISS + 2);
+        assert_eq!(h.conn.poll_timeout(), Some(h.now + Duration::from_secs(60)));
+        h.advance(Duration::from_secs(60));
+        assert_eq!(h.conn.state(), State::Closed);
+    }
+
+    #[test]
+    fn close_wait_to_last_ack_to_closed() {
+        let (mut h, iss) = established(plain());
+        h.recv(TcpFlags::FIN | TcpFlags::ACK, PEER_ISS + 1, iss + 1, b"");
+        assert_eq!(h.conn.state(), State::CloseWait);
+        h.sent_all();
+        h.conn.close();
+        assert_eq!(h.conn.state(), State::LastAck);
+        let (fin, _) = h.sent().unwrap();
+        assert!(fin.flags.contains(TcpFlags::FIN));
+        h.recv(TcpFlags::ACK, PEER_ISS + 2, iss + 2, b"");
+        assert_eq!(h.conn.state(), State::Closed);
+        assert_eq!(h.conn.close_reason(), Some(CloseReason::Normal));
+    }
+
+    #[test]
+    fn fin_is_retransmitted_in_last_ack() {
+        let (mut h, iss) = established(plain());
+        h.recv(TcpFlags::FIN | TcpFlags::ACK, PEER_ISS + 1, iss + 1, b"");
+        h.sent_all();
+        h.conn.close();
+        h.sent_all();
+        let rto = h.conn.rto();
+        h.advance(rto);
+        let (fin, _) = h.sent().expect("FIN retransmitted");
+        assert_eq!((fin.seq, fin.flags), (iss + 1, TcpFlags::FIN | TcpFlags::ACK));
+    }
+
+    #[test]
+    fn simultaneous_close_through_closing() {
+        let (mut h, iss) = established(plain());
+        h.conn.shutdown();
+        h.sent_all();
+        h.recv(TcpFlags::FIN | TcpFlags::ACK, PEER_ISS + 1, iss + 1, b"");
+        assert_eq!(h.conn.state(), State::Closing);
+        h.recv(TcpFlags::ACK, PEER_ISS + 2, iss + 2, b"");
+        assert_eq!(h.conn.state(), State::TimeWait);
+    }
+
+    #[test]
+    fn orphaned_fin_wait_2_times_out_with_rst() {
+        let (mut h, iss) = established(TcpConfig { fin_wait_2_timeout: Duration::from_secs(5), ..plain() });
+        h.conn.close();
+        h.sent_all();
+        h.recv(TcpFlags::ACK, PEER_ISS + 1, iss + 2, b"");
+        assert_eq!(h.conn.state(), State::FinWait2);
+        h.advance(Duration::from_secs(5));
+        assert_eq!(h.conn.state(), State::Closed);
+        let (rst, _) = h.sent().unwrap();
+        assert!(rst.flags.contains(TcpFlags::RST));
+    }
+
+    #[test]
+    fn time_wait_acks_a_retransmitted_fin_and_restarts() {
+        let (mut h, iss) = established(plain());
+        h.conn.shutdown();
+        h.sent_all();
+        h.recv(TcpFlags::FIN | TcpFlags::ACK, PEER_ISS + 1, iss + 2, b"");
+        h.sent_all();
+        assert_eq!(h.conn.state(), State::TimeWait);
+        h.advance(Duration::from_secs(30));
+        assert_eq!(h.recv(TcpFlags::FIN | TcpFlags::ACK, PEER_ISS + 1, iss + 2, b""), Outcome::Accepted);
+        let (ack, _) = h.sent().expect("ACK again");
+        assert_eq!(ack.ack, PEER_ISS + 2);
+        assert_eq!(h.conn.poll_timeout(), Some(h.now + Duration::from_secs(60)));
+    }
+}

@@ -1,0 +1,198 @@
+//! TIME_WAIT as a compact record: what RFC 9293, RFC 1337 and RFC 6191 need, nothing more.
+//!
+//! A connection that reaches TIME_WAIT can be swapped for a [`TimeWaitRecord`] (48 bytes)
+//! so that churn holds little memory. The full [`Connection`](super::Connection) in
+//! TIME_WAIT delegates to the same logic, so both behave identically on the wire.
+
+use core::time::Duration;
+
+use super::{emit_control, FourTuple, SeqNumber};
+use crate::time::Instant;
+use crate::wire::{TcpFlags, TcpRepr, Timestamp};
+
+/// What to do with a segment that reached a TIME_WAIT 4-tuple.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub enum TimeWaitAction {
+    /// Ignore it (an RST per RFC 1337, or a harmless duplicate ACK).
+    Drop,
+    /// Answer with an ACK of the state we hold (out-of-window or unacceptable SYN).
+    Ack,
+    /// A retransmitted FIN: ACK it again and restart 2MSL (RFC 9293 3.10.7.4).
+    AckAndRestart,
+    /// A new SYN that RFC 6191 allows: end TIME_WAIT and open a new incarnation with this ISS,
+    /// which lies beyond anything the old incarnation sent.
+    Reopen {
+        /// The ISS the new incarnation must use.
+        iss: SeqNumber,
+    },
+}
+
+/// A connection in TIME_WAIT, reduced to what its remaining duties need.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimeWaitRecord {
+    /// The connection's 4-tuple.
+    pub tuple: FourTuple,
+    /// Our SND.NXT (after our FIN).
+    pub snd_nxt: SeqNumber,
+    /// Our RCV.NXT (after the peer's FIN).
+    pub rcv_nxt: SeqNumber,
+    /// TS.Recent: the last timestamp the peer sent, when timestamps are on.
+    pub ts_recent: u32,
+    /// Offset of our timestamp clock.
+    pub ts_offset: u32,
+    /// When 2MSL ends.
+    pub expiry: Instant,
+    /// The raw window field we advertise in ACKs from this state.
+    pub window: u16,
+    /// Whether timestamps were negotiated.
+    pub timestamps: bool,
+}
+
+impl TimeWaitRecord {
+    /// Decides what a segment does to this record; updates the expiry on restart.
+    pub fn on_segment(&mut self, now: Instant, seg: &TcpRepr, payload_len: usize, two_msl: Duration) -> TimeWaitAction {
+        let flags = seg.flags;
+        // RFC 1337: an RST must not cut TIME_WAIT short (TIME-WAIT assassination).
+        if flags.contains(TcpFlags::RST) {
+            return TimeWaitAction::Drop;
+        }
+        let seq = SeqNumber(seg.seq);
+        let ts = seg.options.timestamp;
+        if flags.contains(TcpFlags::SYN) && !flags.contains(TcpFlags::ACK) {
+            // RFC 6191 2: with timestamps on the old incarnation and on the SYN, the SYN's
+            // timestamp must be newer; otherwise its sequence number must be beyond RCV.NXT.
+            let acceptable = match (self.timestamps, ts) {
+                (true, Some(t)) => t.tsval.wrapping_sub(self.ts_recent) as i32 > 0,
+                _ => seq > self.rcv_nxt,
+            };
+            if acceptable {
+                // As Linux does: start the new incarnation's sequence space beyond the old one's.
+                return TimeWaitAction::Reopen { iss: self.snd_nxt + 65_537u32 };
+            }
+            // RFC 9293 3.10.7.4 (RFC 5961 4.2): a SYN on a synchronized connection gets a
+            // challenge ACK, which also tells a restarting client its SYN was old.
+            return TimeWaitAction::Ack;
+        }
+        // PAWS (RFC 7323 5.3): an old duplicate is answered with an ACK and dropped.
+        if let (true, Some(t)) = (self.timestamps, ts) {
+            if (t.tsval.wrapping_sub(self.ts_recent) as i32) < 0 {
+                return TimeWaitAction::Ack;
+            }
+        }
+        if flags.contains(TcpFlags::FIN) && seq + payload_len + 1u32 == self.rcv_nxt {
+            if let (true, Some(t)) = (self.timestamps, ts) {
+                self.ts_recent = t.tsval;
+            }
+            self.expiry = now + two_msl;
+            return TimeWaitAction::AckAndRestart;
+        }
+        if seq == self.rcv_nxt && payload_len == 0 && !flags.contains(TcpFlags::FIN) {
+            return TimeWaitAction::Drop;
+        }
+        TimeWaitAction::Ack
+    }
+
+    /// The ACK this record sends.
+    pub fn ack_repr(&self, now: Instant) -> TcpRepr {
+        let mut repr = TcpRepr {
+            src_port: self.tuple.local.port,
+            dst_port: self.tuple.remote.port,
+            seq: self.snd_nxt.0,
+            ack: self.rcv_nxt.0,
+            flags: TcpFlags::ACK,
+            window: self.window,
+            ..TcpRepr::default()
+        };
+        if self.timestamps {
+            repr.options.timestamp =
+                Some(Timestamp { tsval: self.ts_offset.wrapping_add(now.as_millis() as u32), tsecr: self.ts_recent });
+        }
+        repr
+    }
+
+    /// Writes the ACK into `buf` (a TCP segment with a complete checksum); returns its length.
+    pub fn emit_ack(&self, now: Instant, buf: &mut [u8]) -> usize {
+        emit_control(&self.ack_repr(now), &self.tuple, buf)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tcp::Endpoint;
+    use std::net::Ipv4Addr;
+
+    const MSL2: Duration = Duration::from_secs(60);
+
+    fn record(timestamps: bool) -> TimeWaitRecord {
+        TimeWaitRecord {
+            tuple: FourTuple {
+                local: Endpoint::new(Ipv4Addr::new(198, 18, 0, 1), 80),
+                remote: Endpoint::new(Ipv4Addr::new(198, 18, 0, 2), 40000),
+            },
+            snd_nxt: SeqNumber(5000),
+            rcv_nxt: SeqNumber(9000),
+            ts_recent: 700,
+            ts_offset: 0,
+            expiry: Instant::from_millis(60_000),
+            window: 1000,
+            timestamps,
+        }
+    }
+
+    fn seg(flags: TcpFlags, seq: u32, tsval: Option<u32>) -> TcpRepr {
+        let mut r = TcpRepr { src_port: 40000, dst_port: 80, seq, ack: 5000, flags, ..TcpRepr::default() };
+        r.options.timestamp = tsval.map(|tsval| Timestamp { tsval, tsecr: 0 });
+        r
+    }
+
+    #[test]
+    fn rst_is_ignored_rfc1337() {
+        let mut tw = record(true);
+        assert_eq!(tw.on_segment(Instant::ZERO, &seg(TcpFlags::RST, 9000, None), 0, MSL2), TimeWaitAction::Drop);
+    }
+
+    #[test]
+    fn retransmitted_fin_restarts_2msl() {
+        let mut tw = record(true);
+        let now = Instant::from_millis(30_000);
+        let fin = seg(TcpFlags::FIN | TcpFlags::ACK, 8999, Some(701));
+        assert_eq!(tw.on_segment(now, &fin, 0, MSL2), TimeWaitAction::AckAndRestart);
+        assert_eq!(tw.expiry, now + MSL2);
+        assert_eq!(tw.ts_recent, 701);
+    }
+
+    #[test]
+    fn rfc6191_syn_acceptance() {
+        // Timestamps: newer TSval accepted even with an old sequence number.
+        let mut tw = record(true);
+        let a = tw.on_segment(Instant::ZERO, &seg(TcpFlags::SYN, 1, Some(701)), 0, MSL2);
+        assert_eq!(a, TimeWaitAction::Reopen { iss: SeqNumber(5000 + 65_537) });
+        // Older or equal TSval refused, even with a higher sequence number.
+        assert_eq!(tw.on_segment(Instant::ZERO, &seg(TcpFlags::SYN, 20000, Some(700)), 0, MSL2), TimeWaitAction::Ack);
+        // No timestamps: the sequence number decides.
+        let mut tw = record(false);
+        assert!(matches!(
+            tw.on_segment(Instant::ZERO, &seg(TcpFlags::SYN, 9001, None), 0, MSL2),
+            TimeWaitAction::Reopen { .. }
+        ));
+        assert_eq!(tw.on_segment(Instant::ZERO, &seg(TcpFlags::SYN, 9000, None), 0, MSL2), TimeWaitAction::Ack);
+    }
+
+    #[test]
+    fn paws_and_duplicates() {
+        let mut tw = record(true);
+        assert_eq!(tw.on_segment(Instant::ZERO, &seg(TcpFlags::ACK, 9000, Some(600)), 0, MSL2), TimeWaitAction::Ack);
+        assert_eq!(tw.on_segment(Instant::ZERO, &seg(TcpFlags::ACK, 9000, Some(700)), 0, MSL2), TimeWaitAction::Drop);
+        assert_eq!(tw.on_segment(Instant::ZERO, &seg(TcpFlags::ACK, 9000, Some(700)), 10, MSL2), TimeWaitAction::Ack);
+        let ack = tw.ack_repr(Instant::from_millis(5));
+        assert_eq!((ack.seq, ack.ack, ack.flags), (5000, 9000, TcpFlags::ACK));
+        assert_eq!(ack.options.timestamp, Some(Timestamp { tsval: 5, tsecr: 700 }));
+    }
+
+    #[test]
+    fn record_is_compact() {
+        assert!(core::mem::size_of::<TimeWaitRecord>() <= 48, "{}", core::mem::size_of::<TimeWaitRecord>());
+    }
+}

@@ -1,0 +1,56 @@
+//! synack's XDP steering program and its loader.
+//!
+//! Layers, from the wire up:
+//! - `src/bpf/steer.bpf.c`: the XDP program. It parses Ethernet, IPv4 and TCP
+//!   (or ARP, or ICMP echo) with bounds checks and redirects the frames that
+//!   belong to synack into the AF_XDP socket of the queue they arrived on;
+//!   everything else goes to the kernel (`XDP_PASS`). `build.rs` compiles it
+//!   with clang and libbpf-cargo generates a skeleton for it.
+//! - `skel` (private): that generated skeleton. It and `sys` (one
+//!   `if_nametoindex` call) are the only modules allowed `unsafe`.
+//! - [`SteerObject`]: the program and its maps, loaded into the kernel but not
+//!   attached. Configure it (owned addresses, listening ports, the local port
+//!   range, sockets), read its [`Counters`], and run it on crafted frames with
+//!   [`SteerObject::test_run`] (`BPF_PROG_TEST_RUN`).
+//! - [`SteerProgram`]: a [`SteerObject`] attached to an interface through a
+//!   BPF link. The link dies with the process, so a crashed synack never
+//!   leaves the program on the interface; dropping the value detaches it.
+//!
+//! ```no_run
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::net::Ipv4Addr;
+//! let mut steer = synack_xdp::SteerProgram::attach("veth0")?;
+//! steer.add_owned_addr(Ipv4Addr::new(198, 18, 0, 1))?;
+//! steer.add_listen_port(80)?;
+//! steer.set_local_port_range(61000, 65535)?;
+//! // steer.register_socket(queue, xsk_fd)?;   for each AF_XDP socket
+//! println!("{}", steer.counters()?);
+//! # Ok(()) }
+//! ```
+//!
+//! Everything here needs privileges: root, or `CAP_BPF` with `CAP_NET_ADMIN`.
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
+
+mod counters;
+mod error;
+mod program;
+mod sys;
+
+/// The skeleton libbpf-cargo generates from `src/bpf/steer.bpf.c`.
+#[allow(
+    unsafe_code,
+    unused_imports,
+    dead_code,
+    missing_docs,
+    unreachable_pub,
+    clippy::all,
+    clippy::pedantic
+)]
+mod skel {
+    include!(concat!(env!("OUT_DIR"), "/steer.skel.rs"));
+}
+
+pub use counters::{Counter, Counters};
+pub use error::{AttachError, LoadError, MapError, TestRunError};
+pub use program::{SteerObject, SteerProgram, TestRun, XdpAction, MAX_OWNED_ADDRS, MAX_QUEUES};
