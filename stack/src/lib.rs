@@ -11,6 +11,7 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod iface;
 pub mod sim;
 pub mod tcp;
 pub mod time;

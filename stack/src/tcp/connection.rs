@@ -172,6 +172,13 @@ impl Connection {
         self.rx.clear();
     }
 
+    /// Makes the connection CLOSED and reusable at once, keeping its rings: for a table that
+    /// handed the TIME_WAIT duties to a [`TimeWaitRecord`], or freed a CLOSED slot. Pending
+    /// output and events are dropped.
+    pub fn recycle(&mut self) {
+        self.reset();
+    }
+
     /// Changes the configuration of a CLOSED connection whose ring sizes stay the same.
     pub fn set_config(&mut self, config: TcpConfig) -> Result<(), OpenError> {
         if self.state != State::Closed {

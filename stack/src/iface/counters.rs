@@ -1,0 +1,148 @@
+//! Counters of one interface: every frame in is counted once, by what became of it.
+
+use crate::tcp::DropReason;
+use crate::wire::WireError;
+
+macro_rules! counters {
+    ($($(#[doc = $doc:literal])* $name:ident,)*) => {
+        /// What one interface did, frame by frame. Plain `u64`s owned by one worker; add the
+        /// workers' values up with `+=` for a total.
+        #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+        pub struct Counters {
+            $($(#[doc = $doc])* pub $name: u64,)*
+        }
+
+        impl Counters {
+            /// Every counter with its name, in declaration order.
+            pub fn iter(&self) -> impl Iterator<Item = (&'static str, u64)> {
+                [$((stringify!($name), self.$name),)*].into_iter()
+            }
+        }
+
+        impl core::ops::AddAssign for Counters {
+            fn add_assign(&mut self, other: Counters) {
+                $(self.$name += other.$name;)*
+            }
+        }
+    };
+}
+
+counters! {
+    /// Frames received.
+    rx_frames,
+    /// TCP segments taken in by a connection, a listener or a TIME_WAIT record.
+    rx_segments,
+    /// ARP packets received and used.
+    rx_arp,
+    /// ICMP echo requests answered.
+    icmp_echo_replies,
+    /// ARP replies sent for our address.
+    arp_replies,
+    /// ARP requests sent to resolve a neighbour.
+    arp_requests,
+    /// Frames sent from [`poll`](super::Interface::poll) (replies in place not included).
+    tx_frames,
+    /// RSTs sent for segments that matched no connection (RFC 9293 3.10.7.1).
+    resets_sent,
+    /// ACKs sent from TIME_WAIT records.
+    time_wait_acks,
+    /// Connections accepted (handshake completed on a listener).
+    accepted,
+    /// Connections opened by `connect` that completed their handshake.
+    connected,
+    /// Connections that entered TIME_WAIT and became compact records.
+    time_wait_entered,
+    /// TIME_WAIT records that expired after 2MSL.
+    time_wait_expired,
+    /// TIME_WAIT records ended early because the record table was full.
+    time_wait_evicted,
+    /// TIME_WAIT 4-tuples reopened by a SYN that RFC 6191 allows.
+    time_wait_reopened,
+    /// Dropped: a frame shorter than its headers.
+    drop_truncated,
+    /// Dropped: a header field with an impossible value.
+    drop_malformed,
+    /// Dropped: a bad IPv4 or TCP checksum.
+    drop_bad_checksum,
+    /// Dropped: a TCP option with a bad length.
+    drop_bad_option,
+    /// Dropped: an IPv4 fragment (synack does not reassemble).
+    drop_fragment,
+    /// Dropped: an EtherType, IP protocol or ARP/ICMP variant synack does not handle.
+    drop_unsupported,
+    /// Dropped: addressed to another MAC or IPv4 address.
+    drop_not_ours,
+    /// Dropped: a TCP segment to a port of a shared address that is not ours.
+    drop_port_not_ours,
+    /// Dropped by a connection: outside the receive window (answered with an ACK).
+    drop_out_of_window,
+    /// Dropped by a connection: PAWS found an old duplicate (RFC 7323).
+    drop_paws,
+    /// Dropped by a connection: an unacceptable ACK (RFC 5961 5.2).
+    drop_unacceptable_ack,
+    /// Dropped by a connection: an RST or SYN answered with a challenge ACK (RFC 5961).
+    drop_challenged,
+    /// Dropped: an RST that matched nothing acceptable, or reached TIME_WAIT (RFC 1337).
+    drop_rst_ignored,
+    /// Dropped by a connection: a segment not expected in its state.
+    drop_unexpected,
+    /// Dropped by a TIME_WAIT record: a duplicate needing no answer.
+    drop_time_wait,
+    /// SYNs refused: the connection table was full.
+    drop_table_full,
+    /// SYNs refused: the SYN backlog was full.
+    drop_backlog_full,
+    /// Segments not sent yet because no TX frame was free (retried on the next poll).
+    tx_no_frame,
+    /// Connections aborted because their neighbour never answered ARP.
+    arp_failures,
+}
+
+impl Counters {
+    /// Counts a frame dropped by the wire parser.
+    pub(crate) fn wire_error(&mut self, error: WireError) {
+        match error {
+            WireError::Truncated => self.drop_truncated += 1,
+            WireError::Malformed | WireError::BadVersion => self.drop_malformed += 1,
+            WireError::BadChecksum => self.drop_bad_checksum += 1,
+            WireError::BadOption => self.drop_bad_option += 1,
+            WireError::Fragment => self.drop_fragment += 1,
+            WireError::Unsupported => self.drop_unsupported += 1,
+        }
+    }
+
+    /// Counts a segment a connection dropped.
+    pub(crate) fn tcp_drop(&mut self, reason: DropReason) {
+        match reason {
+            DropReason::OutOfWindow => self.drop_out_of_window += 1,
+            DropReason::Paws => self.drop_paws += 1,
+            DropReason::UnacceptableAck => self.drop_unacceptable_ack += 1,
+            DropReason::Challenged => self.drop_challenged += 1,
+            DropReason::RstIgnored => self.drop_rst_ignored += 1,
+            DropReason::Unexpected => self.drop_unexpected += 1,
+        }
+    }
+
+    /// Frames dropped, all reasons together.
+    pub fn dropped(&self) -> u64 {
+        self.iter().filter(|(name, _)| name.starts_with("drop_")).map(|(_, v)| v).sum()
+    }
+}
+
+impl core::fmt::Display for Counters {
+    /// The non-zero counters as `name=value` pairs separated by spaces.
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let mut first = true;
+        for (name, value) in self.iter().filter(|&(_, v)| v != 0) {
+            if !first {
+                f.write_str(" ")?;
+            }
+            write!(f, "{name}={value}")?;
+            first = false;
+        }
+        if first {
+            f.write_str("(all zero)")?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,144 @@
+//! The connection table of one worker: a slab of connections and a map from 4-tuple to slot.
+//!
+//! Slots are created on demand up to the configured maximum and never freed: a connection
+//! that ends leaves its slot, with its rings, on a free list for the next one. So the table
+//! allocates while it grows to its high-water mark and never after, and a handle
+//! ([`ConnId`]) carries the slot's generation so that a stale one is refused.
+
+use hashbrown::HashMap;
+
+use super::ConnId;
+use crate::tcp::{Connection, FourTuple, TcpConfig};
+use crate::time::Instant;
+use crate::wire::EthernetAddress;
+
+/// One slot of the slab.
+#[derive(Debug)]
+pub(crate) struct Slot {
+    pub conn: Connection,
+    pub generation: u32,
+    pub in_use: bool,
+    /// Where frames for this connection go.
+    pub remote_mac: Option<EthernetAddress>,
+    /// Opened by `connect` (its `Connected` event is `on_connected`, not `on_accept`).
+    pub active: bool,
+    /// The application knows the handle (accepted, or opened by it).
+    pub announced: bool,
+    /// Counted in the SYN backlog (a passive connection still in SYN-RECEIVED).
+    pub half_open: bool,
+    /// On the interface's dirty list.
+    pub dirty: bool,
+    /// The deadline the timer queue holds for this slot, if any.
+    pub armed: Option<Instant>,
+}
+
+/// The slab and the 4-tuple map.
+#[derive(Debug)]
+pub(crate) struct ConnTable {
+    slots: Vec<Slot>,
+    free: Vec<u32>,
+    map: HashMap<FourTuple, u32>,
+    max: usize,
+    config: TcpConfig,
+}
+
+impl ConnTable {
+    /// A table for at most `max` connections configured with `config`. The map and the slab's
+    /// index are allocated now; each slot's rings when the slot is first used.
+    pub fn new(max: usize, config: TcpConfig) -> ConnTable {
+        ConnTable {
+            slots: Vec::with_capacity(max),
+            free: Vec::with_capacity(max),
+            map: HashMap::with_capacity(max),
+            max,
+            config,
+        }
+    }
+
+    /// The slot of a 4-tuple.
+    #[inline]
+    pub fn find(&self, tuple: &FourTuple) -> Option<u32> {
+        self.map.get(tuple).copied()
+    }
+
+    /// Takes a free slot for `tuple` (its connection CLOSED, ready for `listen` or
+    /// `connect`), or `None` when the table is full.
+    pub fn insert(&mut self, tuple: FourTuple) -> Option<ConnId> {
+        let index = match self.free.pop() {
+            Some(i) => i,
+            None if self.slots.len() < self.max => {
+                self.slots.push(Slot {
+                    conn: Connection::new(self.config),
+                    generation: 0,
+                    in_use: false,
+                    remote_mac: None,
+                    active: false,
+                    announced: false,
+                    half_open: false,
+                    dirty: false,
+                    armed: None,
+                });
+                (self.slots.len() - 1) as u32
+            }
+            None => return None,
+        };
+        let slot = &mut self.slots[index as usize];
+        slot.in_use = true;
+        slot.remote_mac = None;
+        slot.active = false;
+        slot.announced = false;
+        slot.half_open = false;
+        slot.dirty = false;
+        slot.armed = None;
+        self.map.insert(tuple, index);
+        Some(ConnId { index, generation: slot.generation })
+    }
+
+    /// Frees the slot of `index` (its connection must be CLOSED or in TIME_WAIT, with nothing
+    /// left to send); its handle becomes stale.
+    pub fn remove(&mut self, index: u32, tuple: &FourTuple) {
+        let slot = &mut self.slots[index as usize];
+        debug_assert!(slot.in_use);
+        slot.in_use = false;
+        slot.conn.recycle();
+        slot.generation = slot.generation.wrapping_add(1);
+        slot.armed = None;
+        self.map.remove(tuple);
+        self.free.push(index);
+    }
+
+    /// The slot at `index`, writable.
+    #[inline]
+    pub fn slot_mut(&mut self, index: u32) -> &mut Slot {
+        &mut self.slots[index as usize]
+    }
+
+    /// The slot a handle names, if the handle is current.
+    #[inline]
+    pub fn get(&self, id: ConnId) -> Option<&Slot> {
+        self.slots.get(id.index as usize).filter(|s| s.in_use && s.generation == id.generation)
+    }
+
+    /// The slot a handle names, writable, if the handle is current.
+    #[inline]
+    pub fn get_mut(&mut self, id: ConnId) -> Option<&mut Slot> {
+        self.slots.get_mut(id.index as usize).filter(|s| s.in_use && s.generation == id.generation)
+    }
+
+    /// Two different slots at once, writable (for splicing one connection into another).
+    pub fn get_pair_mut(&mut self, a: ConnId, b: ConnId) -> Option<[&mut Slot; 2]> {
+        let [x, y] = self.slots.get_disjoint_mut([a.index as usize, b.index as usize]).ok()?;
+        let current = |s: &Slot, id: ConnId| s.in_use && s.generation == id.generation;
+        (current(x, a) && current(y, b)).then_some([x, y])
+    }
+
+    /// Connections in use.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Slots created so far (the high-water mark).
+    pub fn slots_created(&self) -> usize {
+        self.slots.len()
+    }
+}
