@@ -1,6 +1,9 @@
 //! synack: a kernel-bypass TCP/IPv4 stack on AF_XDP.
 //!
 //! Layers, bottom up:
+//! - [`xsk`] (feature `xdp`, on by default): the AF_XDP socket layer (UMEM, frame pool,
+//!   batched rings), with which a worker moves frames between the NIC queue and the layers above.
+//!   It is the only module with `unsafe`, fenced in `xsk::socket`.
 //! - [`wire`]: zero-copy views and parsed representations of Ethernet, ARP, IPv4, ICMPv4
 //!   and TCP, with checksums. Untrusted input gets a typed [`wire::WireError`], never a panic.
 //! - [`tcp`]: the sans-IO TCP connection state machine (RFC 9293). It is fed segments and
@@ -16,3 +19,5 @@ pub mod sim;
 pub mod tcp;
 pub mod time;
 pub mod wire;
+#[cfg(feature = "xdp")]
+pub mod xsk;

@@ -1,11 +1,11 @@
 //! Binding: each way it can fail gives a clear, specific error; Auto falls back to copy mode.
 
-use synack_afxdp::testnet::{self, TestNet, TestNetConfig};
-use synack_afxdp::{BindFailure, BindMode, BoundMode, XskConfig, XskError, XskSocket};
+use synack::xsk::{BindFailure, BindMode, BoundMode, XskConfig, XskError, XskSocket};
+use synack_tests::testnet::{TestNet, TestNetConfig};
 
 #[test]
 fn nonexistent_interface() {
-    if !testnet::require_root() {
+    if !synack_tests::require_root("AF_XDP") {
         return;
     }
     let net = TestNet::new(TestNetConfig::default()).expect("test network");
@@ -24,7 +24,7 @@ fn nonexistent_interface() {
 
 #[test]
 fn queue_out_of_range() {
-    if !testnet::require_root() {
+    if !synack_tests::require_root("AF_XDP") {
         return;
     }
     let net = TestNet::new(TestNetConfig::default()).expect("test network");
@@ -56,7 +56,7 @@ fn queue_out_of_range() {
 
 #[test]
 fn busy_queue() {
-    if !testnet::require_root() {
+    if !synack_tests::require_root("AF_XDP") {
         return;
     }
     let net = TestNet::new(TestNetConfig::default()).expect("test network");
@@ -99,7 +99,7 @@ fn busy_queue() {
 
 #[test]
 fn zero_copy_on_veth_and_auto_fallback() {
-    if !testnet::require_root() {
+    if !synack_tests::require_root("AF_XDP") {
         return;
     }
     let net = TestNet::new(TestNetConfig::default()).expect("test network");

@@ -21,12 +21,12 @@ use xsk_rs::config::{BindFlags, Interface, LibxdpFlags, QueueSize, SocketConfig}
 use xsk_rs::umem::frame::DataMut;
 use xsk_rs::{CompQueue, FillQueue, FrameDesc, RxQueue, Socket, TxQueue};
 
-use crate::config::{BindMode, BoundMode, PollMode, XskConfig};
-use crate::error::{BindFailure, KickError, TxSubmitError, XskError};
-use crate::netlink;
-use crate::pool::{FrameAccounting, FramePool};
-use crate::stats::{Counters, XdpStats};
-use crate::umem::{io_source, is_permission_error, Umem};
+use crate::xsk::config::{BindMode, BoundMode, PollMode, XskConfig};
+use crate::xsk::error::{BindFailure, KickError, TxSubmitError, XskError};
+use crate::xsk::netlink;
+use crate::xsk::pool::{FrameAccounting, FramePool};
+use crate::xsk::stats::{Counters, XdpStats};
+use crate::xsk::umem::{io_source, is_permission_error, Umem};
 
 /// What the application does with a received frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -11,10 +11,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use synack_afxdp::testnet::{self, TestNet, TestNetConfig};
-use synack_afxdp::{
+use synack::xsk::{
     BoundMode, Counters, FrameAccounting, RxFrame, RxVerdict, XdpStats, XskConfig, XskSocket,
 };
+use synack_tests::testnet::{TestNet, TestNetConfig};
 
 const FRAMES: u64 = 1_000_000;
 /// Every ECHO_EVERY-th frame (by sequence number) is sent back.
@@ -258,7 +258,7 @@ fn assert_all_home(who: &str, accounting: FrameAccounting) {
 
 #[test]
 fn frame_accounting_under_load() {
-    if !testnet::require_root() {
+    if !synack_tests::require_root("AF_XDP") {
         return;
     }
     let net = TestNet::new(TestNetConfig::default()).expect("test network");

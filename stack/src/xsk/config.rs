@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::error::XskError;
+use crate::xsk::error::XskError;
 
 /// Which binding mode to ask the kernel for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -25,7 +25,7 @@ pub enum BoundMode {
     ZeroCopy,
 }
 
-/// What [`XskSocket::idle`](crate::XskSocket::idle) does when a loop iteration found no work.
+/// What [`XskSocket::idle`](crate::xsk::XskSocket::idle) does when a loop iteration found no work.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PollMode {
     /// Spin: lowest latency, one core at 100 % even when idle.
@@ -33,7 +33,7 @@ pub enum PollMode {
     /// Sleep in `poll(POLLIN)` on the socket for at most `timeout`: an idle worker uses about
     /// no CPU, and wakes as soon as a frame arrives. The timeout bounds how late a timer can
     /// fire while no frame arrives; a worker with timers should use
-    /// [`XskSocket::wait_idle`](crate::XskSocket::wait_idle) with its next deadline instead.
+    /// [`XskSocket::wait_idle`](crate::xsk::XskSocket::wait_idle) with its next deadline instead.
     Sleep {
         /// The longest sleep.
         timeout: Duration,
@@ -48,7 +48,7 @@ impl Default for PollMode {
     }
 }
 
-/// Everything needed to create an [`XskSocket`](crate::XskSocket).
+/// Everything needed to create an [`XskSocket`](crate::xsk::XskSocket).
 ///
 /// Sizes are in frames (rings) and bytes (frames). Ring sizes must be powers of two. The
 /// kernel is lent at most `rx_ring_size` frames for receiving (fill and RX ring together);
@@ -75,17 +75,17 @@ pub struct XskConfig {
     pub fill_ring_size: u32,
     /// Descriptors in the completion ring; should be at least `tx_ring_size`.
     pub comp_ring_size: u32,
-    /// Most frames one [`rx_batch`](crate::XskSocket::rx_batch) hands out (default 64).
+    /// Most frames one [`rx_batch`](crate::xsk::XskSocket::rx_batch) hands out (default 64).
     pub batch_size: u32,
     /// Copy, zero-copy, or zero-copy with a fallback to copy.
     pub bind_mode: BindMode,
-    /// What [`idle`](crate::XskSocket::idle) does.
+    /// What [`idle`](crate::xsk::XskSocket::idle) does.
     pub poll_mode: PollMode,
     /// Let libxdp attach its default XDP program, which redirects every frame of this queue
-    /// to this socket. For tests. synack's own program registers [`fd`](crate::XskSocket::fd)
+    /// to this socket. For tests. synack's own program registers [`fd`](crate::xsk::XskSocket::fd)
     /// in its XSKMAP instead, so the default is `false` (`XSK_LIBXDP_FLAGS_INHIBIT_PROG_LOAD`).
     pub load_default_program: bool,
-    /// Most `sendto()` kicks one [`flush`](crate::XskSocket::flush) makes. In copy mode the
+    /// Most `sendto()` kicks one [`flush`](crate::xsk::XskSocket::flush) makes. In copy mode the
     /// kernel sends at most 32 frames per kick and answers `EAGAIN` when more are waiting, so
     /// this bounds the frames one flush can push out to about `32 * max_kicks_per_flush`.
     pub max_kicks_per_flush: u32,

@@ -7,8 +7,8 @@ use std::num::NonZeroU32;
 use xsk_rs::config::{FrameSize, QueueSize, UmemConfig};
 use xsk_rs::FrameDesc;
 
-use crate::config::XskConfig;
-use crate::error::XskError;
+use crate::xsk::config::XskConfig;
+use crate::xsk::error::XskError;
 
 /// The frame memory of one socket.
 ///

@@ -9,7 +9,7 @@ pub enum XskError {
     /// A configuration field is out of range.
     #[error("invalid AF_XDP configuration: {field}: {reason}")]
     InvalidConfig {
-        /// The field of [`XskConfig`](crate::XskConfig).
+        /// The field of [`XskConfig`](crate::xsk::XskConfig).
         field: &'static str,
         /// What is wrong with it.
         reason: String,
@@ -130,7 +130,7 @@ impl fmt::Display for BindFailure {
 
 /// A `sendto()` kick failed in a way that retrying will not fix (for example `ENXIO`: the
 /// device is gone). Transient results (`EAGAIN`, `EBUSY`, `ENOBUFS`, `ENETDOWN`) are not
-/// errors: they are counted in [`Counters::tx_kick_errors`](crate::Counters::tx_kick_errors)
+/// errors: they are counted in [`Counters::tx_kick_errors`](crate::xsk::Counters::tx_kick_errors)
 /// and the kick is retried on the next flush.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("AF_XDP TX kick failed: {}", io::Error::from_raw_os_error(*errno))]
@@ -139,7 +139,7 @@ pub struct KickError {
     pub errno: i32,
 }
 
-/// Why [`XskSocket::tx_submit`](crate::XskSocket::tx_submit) refused a frame. The frame
+/// Why [`XskSocket::tx_submit`](crate::xsk::XskSocket::tx_submit) refused a frame. The frame
 /// stays in hand, so the caller can fix the length or flush and submit again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum TxSubmitError {

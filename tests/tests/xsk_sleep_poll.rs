@@ -7,8 +7,8 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use rustix::time::{clock_gettime, ClockId};
-use synack_afxdp::testnet::{self, TestNet, TestNetConfig};
-use synack_afxdp::{PollMode, RxVerdict, XskConfig, XskSocket};
+use synack::xsk::{PollMode, RxVerdict, XskConfig, XskSocket};
+use synack_tests::testnet::{TestNet, TestNetConfig};
 
 fn cpu_time() -> Duration {
     let t = clock_gettime(ClockId::ProcessCPUTime);
@@ -17,7 +17,7 @@ fn cpu_time() -> Duration {
 
 #[test]
 fn idle_socket_sleeps_and_wakes_on_a_frame() {
-    if !testnet::require_root() {
+    if !synack_tests::require_root("AF_XDP") {
         return;
     }
     let net = TestNet::new(TestNetConfig::default()).expect("test network");

@@ -7,13 +7,13 @@
 //! killed are removed by the next run (their process id no longer exists).
 //!
 //! ```no_run
-//! use synack_afxdp::testnet::{self, TestNet, TestNetConfig};
-//! if !testnet::require_root() {
+//! use synack_tests::testnet::{TestNet, TestNetConfig};
+//! if !synack_tests::require_root("network namespaces") {
 //!     return;
 //! }
 //! let net = TestNet::new(TestNetConfig::default()).unwrap();
 //! // Work inside `left` on a thread of its own:
-//! let info = net.left.run(|| synack_afxdp::netlink::interface_info(&net.left.ifname));
+//! let info = net.left.run(|| synack::xsk::netlink::interface_info(&net.left.ifname));
 //! assert_eq!(info.unwrap().mac, Some(net.left.mac));
 //! ```
 
@@ -26,25 +26,6 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Once;
 
 use rustix::thread::{move_into_link_name_space, LinkNameSpaceType};
-
-/// The message privileged tests print when they skip.
-pub const SKIP_MESSAGE: &str = "SKIP (needs root: AF_XDP)";
-
-/// True when running as root (effective uid 0).
-pub fn is_root() -> bool {
-    rustix::process::geteuid().is_root()
-}
-
-/// True when running as root; otherwise prints [`SKIP_MESSAGE`] and returns false, so that a
-/// test can `if !require_root() { return; }`.
-pub fn require_root() -> bool {
-    if is_root() {
-        true
-    } else {
-        println!("{SKIP_MESSAGE}");
-        false
-    }
-}
 
 static NEXT_ID: AtomicU32 = AtomicU32::new(0);
 const NAME_PREFIX: &str = "sxa";
@@ -332,6 +313,8 @@ pub fn format_mac(mac: &[u8; 6]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::require_root;
+    use synack::xsk::netlink;
 
     #[test]
     fn unique_names_fit_interface_names() {
@@ -349,7 +332,7 @@ mod tests {
 
     #[test]
     fn testnet_lives_and_dies() {
-        if !require_root() {
+        if !require_root("network namespaces") {
             return;
         }
         let net = TestNet::new(TestNetConfig::default()).unwrap();
@@ -357,18 +340,18 @@ mod tests {
         assert!(net.left.ipv4.octets()[0] == 198 && (net.left.ipv4.octets()[1] & 0xfe) == 18);
         let info = net
             .left
-            .run(|| crate::netlink::interface_info(&net.left.ifname).unwrap());
+            .run(|| netlink::interface_info(&net.left.ifname).unwrap());
         assert_eq!(info.mac, Some(net.left.mac));
         assert_eq!(info.rx_queues, Some(1));
         // The interface is not visible from this (root) namespace.
-        assert!(crate::netlink::interface_info(&net.right.ifname).is_err());
+        assert!(netlink::interface_info(&net.right.ifname).is_err());
         drop(net);
         assert!(!std::path::Path::new(&format!("/var/run/netns/{left_ns}")).exists());
     }
 
     #[test]
     fn guard_cleans_up_after_a_panic() {
-        if !require_root() {
+        if !require_root("network namespaces") {
             return;
         }
         let mut names = None;
