@@ -689,9 +689,13 @@ fn keepalive_detects_a_dead_peer() {
 
 // ----- Random scenarios -----
 
+/// Steps one random scenario may take, closing included. The scenarios of seeds 0..30000 take
+/// at most MAX_OBSERVED steps; a scenario beyond the budget is livelocked, not slow.
+const SCENARIO_STEP_BUDGET: u64 = 50_000;
+
 /// One random scenario: random link, random writes, reads, shutdowns and closes on both
 /// sides. Returns a description on failure.
-fn random_scenario(seed: u64) -> Result<(usize, bool), String> {
+fn random_scenario(seed: u64) -> Result<(usize, bool, u64), String> {
     let mut rng = synack::sim::Rng::new(seed);
     let loss = rng.below(15) as f64 / 100.0;
     let link = LinkConfig {
@@ -729,6 +733,18 @@ fn random_scenario(seed: u64) -> Result<(usize, bool), String> {
     let deadline = sim.now + Duration::from_secs(3_000);
     let mut steps = 0u64;
     while sim.now < deadline {
+        // Virtual time bounds a scenario only while it advances: an ACK loop moves it by
+        // microseconds per step. The step budget turns such a livelock into a failure.
+        if steps >= SCENARIO_STEP_BUDGET {
+            return Err(format!(
+                "seed {seed}: no end after {steps} steps (virtual {:?}): a {} b {}, {} + {} packets in flight",
+                sim.now,
+                sim.a.state(&ta),
+                sim.b.state(&tb),
+                sim.a_to_b.in_flight(),
+                sim.b_to_a.in_flight()
+            ));
+        }
         for side in 0..2 {
             let (host, t) = if side == 0 { (&mut sim.a, &ta) } else { (&mut sim.b, &tb) };
             let Some(conn) = host.conn(t) else { continue };
@@ -784,7 +800,20 @@ fn random_scenario(seed: u64) -> Result<(usize, bool), String> {
             }
         }
     }
-    sim.drive_idle(sim.now + Duration::from_secs(3_000));
+    let idle_deadline = sim.now + Duration::from_secs(3_000);
+    while sim.now <= idle_deadline && sim.step() {
+        steps += 1;
+        if steps >= SCENARIO_STEP_BUDGET {
+            return Err(format!(
+                "seed {seed}: no quiet after {steps} steps (virtual {:?}): a {} b {}, {} + {} packets in flight",
+                sim.now,
+                sim.a.state(&ta),
+                sim.b.state(&tb),
+                sim.a_to_b.in_flight(),
+                sim.b_to_a.in_flight()
+            ));
+        }
+    }
     let states = (sim.a.state(&ta), sim.b.state(&tb));
     if states != (State::Closed, State::Closed) {
         return Err(format!("seed {seed}: not closed: {states:?} after {steps} steps, link {:?}", link));
@@ -796,24 +825,30 @@ fn random_scenario(seed: u64) -> Result<(usize, bool), String> {
         }
     }
     let complete = got[0].len() == data[1].len() && got[1].len() == data[0].len();
-    Ok((got[0].len() + got[1].len(), complete))
+    Ok((got[0].len() + got[1].len(), complete, steps))
 }
 
 #[test]
 fn random_scenarios_10000() {
     let n: u64 = std::env::var("SYNACK_SCENARIOS").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000);
     let mut failures = Vec::new();
-    let (mut bytes, mut complete) = (0usize, 0u64);
+    let (mut bytes, mut complete, mut most_steps) = (0usize, 0u64, 0u64);
     for seed in 0..n {
-        match random_scenario(seed) {
-            Ok((b, c)) => {
+        // A panic in the core is reported with its seed, like any other failure.
+        match std::panic::catch_unwind(|| random_scenario(seed)) {
+            Ok(Ok((b, c, steps))) => {
                 bytes += b;
                 complete += u64::from(c);
+                most_steps = most_steps.max(steps);
             }
-            Err(e) => failures.push(e),
+            Ok(Err(e)) => failures.push(e),
+            Err(_) => failures.push(format!("seed {seed}: panicked")),
         }
     }
-    eprintln!("{n} scenarios: {bytes} bytes delivered, {complete} complete in both directions");
+    eprintln!(
+        "{n} scenarios: {bytes} bytes delivered, {complete} complete in both directions, \
+         at most {most_steps} steps (budget {SCENARIO_STEP_BUDGET})"
+    );
     // Most scenarios deliver everything; the others were aborted on purpose.
     assert!(complete * 10 >= n * 8, "only {complete} of {n} scenarios delivered everything");
     assert!(failures.is_empty(), "{} of {n} scenarios failed:\n{}", failures.len(), failures[..failures.len().min(10)].join("\n"));
