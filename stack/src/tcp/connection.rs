@@ -19,6 +19,9 @@ const DEFAULT_PEER_MSS: u16 = 536;
 const MIN_PEER_MSS: u16 = 64;
 /// Bytes of the timestamp option as it is laid out in data segments (with padding).
 const TIMESTAMP_OPTION_LEN: u16 = 12;
+/// The least time between two ACKs that answer unacceptable zero-length segments (Linux's
+/// `tcp_invalid_ratelimit`, 500 ms), so that two ends that disagree cannot trade ACKs for ever.
+const UNACCEPTABLE_ACK_INTERVAL: Duration = Duration::from_millis(500);
 
 // Pending application events, drained in this order by `poll_event`.
 const EV_CONNECTED: u8 = 1;
@@ -86,6 +89,8 @@ pub struct Connection {
 
     // Output obligations.
     ack_now: bool,
+    /// When we last answered an unacceptable zero-length segment (see `ack_unacceptable`).
+    last_unacceptable_ack: Option<Instant>,
     segments_since_ack: u8,
     rst_pending: Option<TcpRepr>,
     retransmit_now: bool,
@@ -149,6 +154,7 @@ impl Connection {
             orphaned: false,
             nagle: config.nagle,
             ack_now: false,
+            last_unacceptable_ack: None,
             segments_since_ack: 0,
             rst_pending: None,
             retransmit_now: false,
@@ -424,7 +430,9 @@ impl Connection {
             return;
         }
         if self.state.is_synchronized() || self.state == State::SynReceived {
-            self.rst_pending = Some(self.control_repr(TcpFlags::RST, self.snd_nxt));
+            // SND.MAX, not a rewound SND.NXT: RFC 5961 3.2 lets only an RST at exactly the
+            // peer's RCV.NXT reset it, and the peer may hold everything up to SND.MAX.
+            self.rst_pending = Some(self.control_repr(TcpFlags::RST, self.snd_max));
         }
         self.finish(CloseReason::Aborted);
     }
@@ -644,7 +652,8 @@ impl Connection {
                 && (t.tsval.wrapping_sub(self.ts_recent) as i32) < 0
                 && now.saturating_duration_since(self.ts_recent_at) < PAWS_IDLE
             {
-                self.ack_now = true;
+                let seg_len = payload.len() + usize::from(syn) + usize::from(flags.contains(TcpFlags::FIN));
+                self.ack_unacceptable(now, seg_len);
                 return Outcome::Dropped(DropReason::Paws);
             }
         }
@@ -655,11 +664,11 @@ impl Connection {
         let rcv_wnd = self.rx.window() as u32;
         let win_end = self.rcv_nxt + rcv_wnd;
         let mut acceptable = if seg_len == 0 {
-            if rcv_wnd == 0 {
-                seq == self.rcv_nxt
-            } else {
-                seq.in_range(self.rcv_nxt, win_end)
-            }
+            // RCV.NXT =< SEG.SEQ =< RCV.NXT+RCV.WND: the right edge included, as Linux
+            // (`tcp_sequence`) and the BSDs do. A peer's pure ACK carries its SND.MAX, which is
+            // the right edge when its last window's worth of data was lost; refusing that ACK
+            // would leave a SYN-RECEIVED end unable to learn that its SYN-ACK arrived.
+            seq >= self.rcv_nxt && seq <= win_end
         } else if rcv_wnd == 0 {
             false
         } else {
@@ -674,7 +683,7 @@ impl Connection {
         }
         if !acceptable {
             if !flags.contains(TcpFlags::RST) {
-                self.ack_now = true;
+                self.ack_unacceptable(now, seg_len);
             }
             return Outcome::Dropped(DropReason::OutOfWindow);
         }
@@ -800,6 +809,24 @@ impl Connection {
             self.ack_now = true;
         }
         Outcome::Accepted
+    }
+
+    /// RFC 9293 3.10.7.4: an unacceptable segment is answered with an ACK. For zero-length
+    /// segments the answers are rate-limited, as Linux does (`tcp_oow_rate_limited`): such a
+    /// segment is usually itself an ACK, so answering each one lets two ends whose views of the
+    /// sequence space disagree, or a hostile peer, keep an ACK loop going without end. Segments
+    /// that occupy sequence space are always answered, since their sender waits for the ACK.
+    fn ack_unacceptable(&mut self, now: Instant, seg_len: usize) {
+        if seg_len == 0 {
+            let recent = self
+                .last_unacceptable_ack
+                .is_some_and(|at| now.saturating_duration_since(at) < UNACCEPTABLE_ACK_INTERVAL);
+            if recent {
+                return;
+            }
+            self.last_unacceptable_ack = Some(now);
+        }
+        self.ack_now = true;
     }
 
     /// Fifth step for an acceptable ACK: advance SND.UNA, feed RTT and congestion control,
@@ -1029,7 +1056,13 @@ impl Connection {
                     // RFC 1122 4.2.3.6: a probe carries SEG.SEQ = SND.NXT - 1 and no data.
                     return Some(self.transmit_ack(now, buf, self.snd_una - 1u32));
                 }
-                self.ack_now.then(|| self.transmit_ack(now, buf, self.snd_nxt))
+                // A pure ACK carries SND.MAX, not SND.NXT, as BSD's tcp_output does: after a
+                // retransmission timeout or a persist probe SND.NXT has gone back to SND.UNA,
+                // below what the peer may already hold. RFC 9293 3.10.7.4 makes the peer drop
+                // a zero-length segment left of RCV.NXT unprocessed (its ACK field unread) and
+                // answer it with an ACK; two ends that both rewound then drop each other's ACKs
+                // for ever, each ACK provoking the next.
+                self.ack_now.then(|| self.transmit_ack(now, buf, self.snd_max))
             }),
         };
         self.update_timers(now);

@@ -244,6 +244,18 @@ mod syn_received_state {
     }
 
     #[test]
+    fn pure_ack_at_the_right_edge_of_the_window_establishes() {
+        // The peer filled our window with data that was lost, then its ACK of our SYN-ACK
+        // carries its SND.MAX: exactly RCV.NXT + RCV.WND. Accepted, as Linux and BSD do; a
+        // strict reading would drop it and answer, and the peer's answer again, for ever.
+        let (mut h, iss) = syn_received(TcpConfig { recv_buffer_len: 1024, ..plain() });
+        assert_eq!(h.recv(TcpFlags::ACK, PEER_ISS + 1 + 1024, iss + 1, b""), Outcome::Accepted);
+        assert_eq!(h.conn.state(), State::Established);
+        // One beyond the edge is still out of the window.
+        assert_eq!(h.recv(TcpFlags::ACK, PEER_ISS + 1 + 1025, iss + 1, b""), Outcome::Dropped(DropReason::OutOfWindow));
+    }
+
+    #[test]
     fn shutdown_before_the_ack_sends_fin_after_it() {
         let (mut h, iss) = syn_received(plain());
         h.conn.shutdown();
@@ -338,6 +350,48 @@ mod established_state {
         assert_eq!(rtx.seq, iss + 1);
         assert_eq!(h.conn.rto(), rto * 2);
         assert_eq!(h.conn.windows().1, 100, "cwnd collapsed to one segment");
+    }
+
+    #[test]
+    fn pure_ack_and_rst_carry_snd_max_after_rto_rewinds_snd_nxt() {
+        let (mut h, iss) = established(TcpConfig { mss: 100, ..plain() });
+        h.conn.send(&[9u8; 300]).unwrap();
+        assert_eq!(h.sent_all().len(), 3);
+        let rto = h.conn.rto();
+        h.advance(rto);
+        let (rtx, _) = h.sent().expect("retransmission");
+        assert_eq!(rtx.seq, iss + 1);
+        assert!(h.sent().is_none(), "cwnd of one segment");
+        assert_eq!(h.conn.sequence().1, SeqNumber(iss + 101), "SND.NXT went back");
+        // The peer's data arrives, its ACK of ours lost: our ACK must not claim SEQ = SND.NXT,
+        // which the peer, holding all 300 bytes, would drop as left of its window.
+        assert_eq!(h.recv(TcpFlags::ACK, PEER_ISS + 1, iss + 1, b"x"), Outcome::Accepted);
+        let (ack, payload) = h.sent().expect("ACK");
+        assert!(payload.is_empty());
+        assert_eq!((ack.flags, ack.seq, ack.ack), (TcpFlags::ACK, iss + 301, PEER_ISS + 2));
+        // Likewise an abort's RST must land on the peer's RCV.NXT (RFC 5961 3.2).
+        h.conn.abort();
+        let (rst, _) = h.sent().expect("RST");
+        assert_eq!((rst.flags, rst.seq), (TcpFlags::RST, iss + 301));
+    }
+
+    #[test]
+    fn answers_to_unacceptable_pure_acks_are_rate_limited() {
+        let (mut h, iss) = established(plain());
+        let old = PEER_ISS + 1 - 100;
+        assert_eq!(h.recv(TcpFlags::ACK, old, iss + 1, b""), Outcome::Dropped(DropReason::OutOfWindow));
+        let (ack, _) = h.sent().expect("the first is answered");
+        assert_eq!((ack.seq, ack.ack), (iss + 1, PEER_ISS + 1));
+        // A second within 500 ms is not: that is how ACK loops are broken.
+        h.now += Duration::from_millis(499);
+        assert_eq!(h.recv(TcpFlags::ACK, old, iss + 1, b""), Outcome::Dropped(DropReason::OutOfWindow));
+        assert!(h.sent().is_none());
+        // A segment that occupies sequence space is always answered.
+        assert_eq!(h.recv(TcpFlags::ACK, old, iss + 1, b"data"), Outcome::Dropped(DropReason::OutOfWindow));
+        assert!(h.sent().is_some());
+        h.now += Duration::from_millis(1);
+        assert_eq!(h.recv(TcpFlags::ACK, old, iss + 1, b""), Outcome::Dropped(DropReason::OutOfWindow));
+        assert!(h.sent().is_some(), "answered again after 500 ms");
     }
 
     #[test]
