@@ -25,8 +25,7 @@ fn connected(sim: &mut Sim) -> (FourTuple, FourTuple) {
     let ta = sim.a.connect(sim.now, CLIENT_PORT, Endpoint::new(Sim::ADDR_B, SERVER_PORT));
     let deadline = far(sim, Duration::from_secs(120));
     assert!(
-        sim.drive(deadline, |s| s.a.state(&ta) == State::Established
-            && s.b.state(&mirror(&ta)) == State::Established),
+        sim.drive(deadline, |s| s.a.state(&ta) == State::Established && s.b.state(&mirror(&ta)) == State::Established),
         "handshake did not complete: a {} b {}",
         sim.a.state(&ta),
         sim.b.state(&mirror(&ta))
@@ -76,7 +75,9 @@ fn handshake_passive_to_active_with_lost_syn_ack() {
     assert!(sim.drive(far(&sim, Duration::from_millis(500)), |s| s.a_to_b.stats.lost == 1));
     sim.a_to_b.set_config(LinkConfig::default());
     let deadline = far(&sim, Duration::from_secs(30));
-    assert!(sim.drive(deadline, |s| s.b.state(&tb) == State::Established && s.a.state(&mirror(&tb)) == State::Established));
+    assert!(
+        sim.drive(deadline, |s| s.b.state(&tb) == State::Established && s.a.state(&mirror(&tb)) == State::Established)
+    );
     assert_eq!(sim.a_to_b.stats.lost, 1, "one SYN-ACK was lost");
     assert_eq!(sim.b_to_a.stats.sent, 2, "one SYN, one ACK: the client never retransmitted");
     // Retransmitted after the initial RTO of 1 s (RFC 6298 2.1).
@@ -665,11 +666,7 @@ fn delayed_ack_acks_every_second_segment_or_after_the_timeout() {
 
 #[test]
 fn keepalive_detects_a_dead_peer() {
-    let ka = synack::tcp::Keepalive {
-        idle: Duration::from_secs(10),
-        interval: Duration::from_secs(2),
-        probes: 3,
-    };
+    let ka = synack::tcp::Keepalive { idle: Duration::from_secs(10), interval: Duration::from_secs(2), probes: 3 };
     let cfg = TcpConfig { keepalive: Some(ka), ..config() };
     let mut sim = Sim::new(53, cfg, LinkConfig::default());
     // Only a probes, so that what ends a's connection is its own keepalive.
@@ -914,5 +911,10 @@ fn random_scenarios_10000() {
     );
     // Most scenarios deliver everything; the others were aborted on purpose.
     assert!(complete * 10 >= n * 8, "only {complete} of {n} scenarios delivered everything");
-    assert!(failures.is_empty(), "{} of {n} scenarios failed:\n{}", failures.len(), failures[..failures.len().min(10)].join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {n} scenarios failed:\n{}",
+        failures.len(),
+        failures[..failures.len().min(10)].join("\n")
+    );
 }

@@ -111,7 +111,11 @@ pub struct Connection {
 impl Connection {
     /// A CLOSED connection with its rings allocated (the only allocation it makes).
     pub fn new(config: TcpConfig) -> Connection {
-        Connection::with_buffers(config, SendBuffer::new(config.send_buffer_len), RecvBuffer::new(config.recv_buffer_len))
+        Connection::with_buffers(
+            config,
+            SendBuffer::new(config.send_buffer_len),
+            RecvBuffer::new(config.recv_buffer_len),
+        )
     }
 
     fn with_buffers(config: TcpConfig, tx: SendBuffer, rx: RecvBuffer) -> Connection {
@@ -218,7 +222,13 @@ impl Connection {
     }
 
     /// Active open: send a SYN from `local` to `remote`.
-    pub fn connect(&mut self, now: Instant, local: Endpoint, remote: Endpoint, isn: IsnGenerator) -> Result<(), OpenError> {
+    pub fn connect(
+        &mut self,
+        now: Instant,
+        local: Endpoint,
+        remote: Endpoint,
+        isn: IsnGenerator,
+    ) -> Result<(), OpenError> {
         if self.state != State::Closed {
             return Err(OpenError::InUse);
         }
@@ -1014,10 +1024,8 @@ impl Connection {
     }
 
     fn timestamp_option(&self, now: Instant) -> Option<Timestamp> {
-        self.ts_enabled.then(|| Timestamp {
-            tsval: self.ts_offset.wrapping_add(now.as_millis() as u32),
-            tsecr: self.ts_recent,
-        })
+        self.ts_enabled
+            .then(|| Timestamp { tsval: self.ts_offset.wrapping_add(now.as_millis() as u32), tsecr: self.ts_recent })
     }
 
     /// A segment header with our ports and the given flags and sequence number; ACK fields
@@ -1086,10 +1094,9 @@ impl Connection {
         } else {
             repr.options.window_scale = c.window_scaling.then(|| c.recv_window_shift());
             repr.options.sack_permitted = c.sack;
-            repr.options.timestamp = c.timestamps.then(|| Timestamp {
-                tsval: self.ts_offset.wrapping_add(now.as_millis() as u32),
-                tsecr: 0,
-            });
+            repr.options.timestamp = c
+                .timestamps
+                .then(|| Timestamp { tsval: self.ts_offset.wrapping_add(now.as_millis() as u32), tsecr: 0 });
         }
         let len = emit_header(buf, &repr, self.tuple.local.addr, self.tuple.remote.addr, 0);
         if self.snd_nxt == self.iss {

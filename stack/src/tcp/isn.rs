@@ -30,9 +30,8 @@ impl IsnGenerator {
     /// back to std's randomly seeded hasher keys if that cannot be read.
     pub fn from_entropy() -> IsnGenerator {
         let mut bytes = [0u8; 16];
-        let ok = std::fs::File::open("/dev/urandom")
-            .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes))
-            .is_ok();
+        let ok =
+            std::fs::File::open("/dev/urandom").and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes)).is_ok();
         if ok {
             let k0 = u64::from_le_bytes(bytes[..8].try_into().unwrap_or_default());
             let k1 = u64::from_le_bytes(bytes[8..].try_into().unwrap_or_default());

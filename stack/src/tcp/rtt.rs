@@ -24,7 +24,15 @@ pub struct RttEstimator {
 impl RttEstimator {
     /// An estimator with no samples yet (RTO = `initial`, RFC 6298 2.1).
     pub fn new(initial: Duration, min: Duration, max: Duration) -> RttEstimator {
-        RttEstimator { srtt: None, rttvar: Duration::ZERO, rto: initial.clamp(min, max), backoff: 0, min, max, timing: None }
+        RttEstimator {
+            srtt: None,
+            rttvar: Duration::ZERO,
+            rto: initial.clamp(min, max),
+            backoff: 0,
+            min,
+            max,
+            timing: None,
+        }
     }
 
     /// The current RTO, backoff included.
