@@ -841,11 +841,8 @@ fn random_scenario(seed: u64) -> Result<(usize, bool, u64), String> {
     for side in 0..2 {
         let (host, t) = if side == 0 { (&mut sim.a, &ta) } else { (&mut sim.b, &tb) };
         if let Some(conn) = host.conn(t) {
-            loop {
-                match conn.recv(&mut buf) {
-                    Ok(n) => got[side].extend_from_slice(&buf[..n]),
-                    Err(_) => break,
-                }
+            while let Ok(n) = conn.recv(&mut buf) {
+                got[side].extend_from_slice(&buf[..n]);
             }
             if !closed[side] {
                 conn.close();

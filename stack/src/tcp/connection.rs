@@ -638,7 +638,7 @@ impl Connection {
         let dup_syn = syn && seq == self.irs;
         if dup_syn {
             syn = false;
-            seq = seq + 1u32;
+            seq += 1u32;
             if !flags.contains(TcpFlags::ACK) {
                 if self.state == State::SynReceived {
                     self.snd_nxt = self.iss;
