@@ -238,8 +238,9 @@ impl Connection {
         self.reset();
         self.isn = isn;
         self.tuple = FourTuple { local, remote };
-        self.ts_offset = isn.ts_offset(&self.tuple);
-        self.start_sequence(isn.isn(now, &self.tuple));
+        let (iss, ts_offset) = isn.isn_and_ts_offset(now, &self.tuple);
+        self.ts_offset = ts_offset;
+        self.start_sequence(iss);
         self.active_open = true;
         self.state = State::SynSent;
         Ok(())
@@ -537,8 +538,9 @@ impl Connection {
         }
         self.tuple.local.addr = seg.dst_addr;
         self.tuple.remote = Endpoint::new(seg.src_addr, r.src_port);
-        let iss = self.iss_forced.take().unwrap_or_else(|| self.isn.isn(now, &self.tuple));
-        self.ts_offset = self.isn.ts_offset(&self.tuple);
+        let (iss, ts_offset) = self.isn.isn_and_ts_offset(now, &self.tuple);
+        let iss = self.iss_forced.take().unwrap_or(iss);
+        self.ts_offset = ts_offset;
         self.start_sequence(iss);
         self.irs = SeqNumber(r.seq);
         self.rcv_nxt = self.irs + 1u32;
