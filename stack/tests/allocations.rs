@@ -42,6 +42,13 @@ fn allocations() -> u64 {
 // Both checks live in one test so that no other test thread allocates while counting.
 #[test]
 fn zero_allocations_per_segment_in_steady_state() {
+    // The counter works: one allocation is seen, so a zero below is a measurement, not a
+    // counting allocator that was never installed.
+    let before = allocations();
+    let probe = std::hint::black_box(vec![0u8; 64]);
+    assert_eq!(allocations() - before, 1, "the counting allocator sees allocations");
+    drop(probe);
+
     // Established data path: 10 MB through a pair, with out-of-order-free steady flow.
     let config = TcpConfig { send_buffer_len: 256 * 1024, recv_buffer_len: 256 * 1024, ..TcpConfig::default() };
     let mut pair = Pair::new(config);

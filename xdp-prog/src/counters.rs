@@ -105,9 +105,7 @@ impl Counters {
 
     /// Sum of all counters: the number of frames the program has seen.
     pub fn total(&self) -> u64 {
-        Counter::ALL
-            .iter()
-            .fold(0u64, |sum, &counter| sum.wrapping_add(self.get(counter)))
+        Counter::ALL.iter().fold(0u64, |sum, &counter| sum.wrapping_add(self.get(counter)))
     }
 
     /// Frames sent to synack's sockets (TCP, ARP and ICMP).
@@ -117,10 +115,7 @@ impl Counters {
 
     /// The counters that are not zero, in map order.
     pub fn nonzero(&self) -> impl Iterator<Item = (Counter, u64)> + '_ {
-        Counter::ALL
-            .iter()
-            .map(|&counter| (counter, self.get(counter)))
-            .filter(|&(_, value)| value != 0)
+        Counter::ALL.iter().map(|&counter| (counter, self.get(counter))).filter(|&(_, value)| value != 0)
     }
 }
 
@@ -165,10 +160,7 @@ mod tests {
         assert_eq!(delta.redirected, 2);
         assert_eq!(delta.passed_not_owned, 1);
         assert_eq!(delta.total(), 3);
-        assert_eq!(
-            delta.nonzero().collect::<Vec<_>>(),
-            vec![(Counter::Redirected, 2), (Counter::PassedNotOwned, 1)]
-        );
+        assert_eq!(delta.nonzero().collect::<Vec<_>>(), vec![(Counter::Redirected, 2), (Counter::PassedNotOwned, 1)]);
         let line = delta.to_string();
         assert!(line.starts_with("redirected=2 arp_redirected=0"), "{line}");
         assert!(line.ends_with("passed_port_not_ours=0"), "{line}");

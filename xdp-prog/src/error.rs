@@ -3,8 +3,7 @@
 use std::os::fd::RawFd;
 
 /// What to tell a user who lacks the privileges BPF needs.
-const PRIVILEGES: &str =
-    "run as root, or grant CAP_BPF and CAP_NET_ADMIN (CAP_SYS_ADMIN on kernels before 5.8)";
+const PRIVILEGES: &str = "run as root, or grant CAP_BPF and CAP_NET_ADMIN (CAP_SYS_ADMIN on kernels before 5.8)";
 
 /// Loading the program and its maps into the kernel failed.
 #[derive(Debug, thiserror::Error)]
@@ -46,9 +45,7 @@ pub enum AttachError {
         ifname: String,
     },
     /// The caller may not load or attach XDP programs.
-    #[error(
-        "permission denied: loading and attaching XDP programs needs privileges: {PRIVILEGES}"
-    )]
+    #[error("permission denied: loading and attaching XDP programs needs privileges: {PRIVILEGES}")]
     PermissionDenied {
         /// libbpf's error.
         #[source]
@@ -62,7 +59,9 @@ pub enum AttachError {
         source: libbpf_rs::Error,
     },
     /// Another XDP program is attached to the interface (EBUSY).
-    #[error("interface `{ifname}` busy: another XDP program (id {prog_id}) is attached; see `ip link show dev {ifname}`")]
+    #[error(
+        "interface `{ifname}` busy: another XDP program (id {prog_id}) is attached; see `ip link show dev {ifname}`"
+    )]
     Busy {
         /// The interface.
         ifname: String,

@@ -38,15 +38,7 @@ mod program;
 mod sys;
 
 /// The skeleton libbpf-cargo generates from `src/bpf/steer.bpf.c`.
-#[allow(
-    unsafe_code,
-    unused_imports,
-    dead_code,
-    missing_docs,
-    unreachable_pub,
-    clippy::all,
-    clippy::pedantic
-)]
+#[allow(unsafe_code, unused_imports, dead_code, missing_docs, unreachable_pub, clippy::all, clippy::pedantic)]
 mod skel {
     include!(concat!(env!("OUT_DIR"), "/steer.skel.rs"));
 }

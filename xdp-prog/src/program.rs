@@ -140,19 +140,13 @@ impl SteerObject {
         // without self-reference; the object in it is still closed when the
         // skeleton is dropped, which closes the program and map fds.
         let storage = Box::leak(Box::new(MaybeUninit::uninit()));
-        let open = SteerSkelBuilder::default()
-            .open(storage)
-            .map_err(LoadError::new)?;
+        let open = SteerSkelBuilder::default().open(storage).map_err(LoadError::new)?;
         let skel = open.load().map_err(LoadError::new)?;
         let prog_id = Program::id_from_fd(skel.progs.xdp_steer.as_fd()).map_err(LoadError::new)?;
         // The constants document the C sizes; keep them honest.
         debug_assert_eq!(skel.maps.xsks.max_entries(), MAX_QUEUES);
         debug_assert_eq!(skel.maps.owned_addrs.max_entries(), MAX_OWNED_ADDRS);
-        Ok(SteerObject {
-            skel,
-            config: steer_config::default(),
-            prog_id,
-        })
+        Ok(SteerObject { skel, config: steer_config::default(), prog_id })
     }
 
     /// Attaches the program to the interface `ifname` through a BPF link, in
@@ -165,17 +159,11 @@ impl SteerObject {
     }
 
     fn attach_index(self, ifname: &str, ifindex: u32) -> Result<SteerProgram, AttachError> {
-        let ifindex_c = i32::try_from(ifindex).map_err(|_| AttachError::NoSuchInterface {
-            ifname: ifname.to_owned(),
-        })?;
+        let ifindex_c =
+            i32::try_from(ifindex).map_err(|_| AttachError::NoSuchInterface { ifname: ifname.to_owned() })?;
         let prog = &self.skel.progs.xdp_steer;
         match prog.attach_xdp(ifindex_c) {
-            Ok(link) => Ok(SteerProgram {
-                link,
-                object: self,
-                ifindex,
-                ifname: ifname.to_owned(),
-            }),
+            Ok(link) => Ok(SteerProgram { link, object: self, ifindex, ifname: ifname.to_owned() }),
             Err(source) if source.kind() == ErrorKind::PermissionDenied => {
                 Err(AttachError::PermissionDenied { source })
             }
@@ -184,14 +172,8 @@ impl SteerObject {
                 // but libbpf-rs keeps the errno out of reach: ask the
                 // interface instead, which also names the other program.
                 match Xdp::new(prog.as_fd()).query_id(ifindex_c, XdpFlags::NONE) {
-                    Ok(prog_id) if prog_id != 0 => Err(AttachError::Busy {
-                        ifname: ifname.to_owned(),
-                        prog_id,
-                    }),
-                    _ => Err(AttachError::Attach {
-                        ifname: ifname.to_owned(),
-                        source,
-                    }),
+                    Ok(prog_id) if prog_id != 0 => Err(AttachError::Busy { ifname: ifname.to_owned(), prog_id }),
+                    _ => Err(AttachError::Attach { ifname: ifname.to_owned(), source }),
                 }
             }
         }
@@ -208,15 +190,13 @@ impl SteerObject {
     pub fn add_owned_addr(&mut self, addr: Ipv4Addr) -> Result<(), MapError> {
         // The key is the address as it sits in the IPv4 header (__be32).
         let map = &self.skel.maps.owned_addrs;
-        map.update(&addr.octets(), &[1], MapFlags::ANY)
-            .map_err(map_error("owned_addrs", "update"))
+        map.update(&addr.octets(), &[1], MapFlags::ANY).map_err(map_error("owned_addrs", "update"))
     }
 
     /// Stops steering traffic to `addr`. Removing an address that is not
     /// owned is not an error.
     pub fn remove_owned_addr(&mut self, addr: Ipv4Addr) -> Result<(), MapError> {
-        delete_if_present(&self.skel.maps.owned_addrs, &addr.octets())
-            .map_err(map_error("owned_addrs", "delete"))
+        delete_if_present(&self.skel.maps.owned_addrs, &addr.octets()).map_err(map_error("owned_addrs", "delete"))
     }
 
     /// Steers TCP to `port` on owned addresses.
@@ -236,16 +216,11 @@ impl SteerObject {
         let map = &self.skel.maps.listen_ports;
         let key = u32::from(port / PORT_WORD_BITS).to_ne_bytes();
         let bit = 1u64 << (port % PORT_WORD_BITS);
-        let value = map
-            .lookup(&key, MapFlags::ANY)
-            .map_err(map_error("listen_ports", "lookup"))?;
+        let value = map.lookup(&key, MapFlags::ANY).map_err(map_error("listen_ports", "lookup"))?;
         // Array maps hold every key, zeroed at creation.
-        let word = value
-            .and_then(|bytes| <[u8; 8]>::try_from(bytes).ok())
-            .map_or(0, u64::from_ne_bytes);
+        let word = value.and_then(|bytes| <[u8; 8]>::try_from(bytes).ok()).map_or(0, u64::from_ne_bytes);
         let word = if listening { word | bit } else { word & !bit };
-        map.update(&key, &word.to_ne_bytes(), MapFlags::ANY)
-            .map_err(map_error("listen_ports", "update"))
+        map.update(&key, &word.to_ne_bytes(), MapFlags::ANY).map_err(map_error("listen_ports", "update"))
     }
 
     /// Steers TCP to ports `lo..=hi` on owned addresses: the ports synack
@@ -316,12 +291,11 @@ impl SteerObject {
             fd: xsk_fd,
             source: libbpf_rs::Error::from_raw_os_error(libc::EBADF),
         })?;
-        map.update(&queue.to_ne_bytes(), &fd.to_ne_bytes(), MapFlags::ANY)
-            .map_err(|source| MapError::RegisterSocket {
-                queue,
-                fd: xsk_fd,
-                source,
-            })
+        map.update(&queue.to_ne_bytes(), &fd.to_ne_bytes(), MapFlags::ANY).map_err(|source| MapError::RegisterSocket {
+            queue,
+            fd: xsk_fd,
+            source,
+        })
     }
 
     /// Removes the socket of `queue`: synack's frames on that queue go to
@@ -364,32 +338,21 @@ impl SteerObject {
     /// than 14 bytes (an Ethernet header) with EINVAL.
     pub fn test_run(&self, frame: &[u8]) -> Result<TestRun, TestRunError> {
         let before = self.counters()?;
-        let input = ProgramInput {
-            data_in: Some(frame),
-            ..ProgramInput::default()
-        };
+        let input = ProgramInput { data_in: Some(frame), ..ProgramInput::default() };
         let output = self
             .skel
             .progs
             .xdp_steer
             .test_run(input)
-            .map_err(|source| TestRunError::Run {
-                len: frame.len(),
-                source,
-            })?;
+            .map_err(|source| TestRunError::Run { len: frame.len(), source })?;
         let after = self.counters()?;
-        Ok(TestRun {
-            action: XdpAction::from(output.return_value),
-            counted: after.since(&before),
-        })
+        Ok(TestRun { action: XdpAction::from(output.return_value), counted: after.since(&before) })
     }
 }
 
 /// The index of the interface `ifname` in this thread's network namespace.
 fn resolve(ifname: &str) -> Result<u32, AttachError> {
-    sys::if_nametoindex(ifname).ok_or_else(|| AttachError::NoSuchInterface {
-        ifname: ifname.to_owned(),
-    })
+    sys::if_nametoindex(ifname).ok_or_else(|| AttachError::NoSuchInterface { ifname: ifname.to_owned() })
 }
 
 /// Deletes `key`, taking "not there" as done.

@@ -26,16 +26,8 @@ macro_rules! require_root {
 
 /// Runs `ip` with `args`, panicking with its output if it fails.
 fn ip(args: &[&str]) -> String {
-    let output = Command::new("ip")
-        .args(args)
-        .output()
-        .expect("running ip (iproute2)");
-    assert!(
-        output.status.success(),
-        "ip {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let output = Command::new("ip").args(args).output().expect("running ip (iproute2)");
+    assert!(output.status.success(), "ip {}: {}", args.join(" "), String::from_utf8_lossy(&output.stderr));
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
@@ -67,21 +59,11 @@ impl VethPair {
         // The guard exists before anything is created, so a failure halfway
         // still cleans up what was made.
         ip(&["netns", "add", &pair.netns]);
-        ip(&[
-            "link", "add", "name", &pair.near, "type", "veth", "peer", "name", &pair.far,
-        ]);
+        ip(&["link", "add", "name", &pair.near, "type", "veth", "peer", "name", &pair.far]);
         ip(&["link", "set", "dev", &pair.far, "netns", &pair.netns]);
         ip(&["link", "set", "dev", &pair.near, "up"]);
         let peer_cidr = format!("{}/24", pair.peer_addr);
-        ip(&[
-            "-n",
-            &pair.netns,
-            "addr",
-            "add",
-            &peer_cidr,
-            "dev",
-            &pair.far,
-        ]);
+        ip(&["-n", &pair.netns, "addr", "add", &peer_cidr, "dev", &pair.far]);
         ip(&["-n", &pair.netns, "link", "set", "dev", &pair.far, "up"]);
         pair
     }
@@ -121,14 +103,8 @@ impl Drop for VethPair {
     fn drop(&mut self) {
         // Deleting one end deletes the pair; the namespace goes last. Errors
         // are for things that were never created.
-        let _ = Command::new("ip")
-            .args(["link", "del", "dev", &self.near])
-            .stderr(Stdio::null())
-            .status();
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.netns])
-            .stderr(Stdio::null())
-            .status();
+        let _ = Command::new("ip").args(["link", "del", "dev", &self.near]).stderr(Stdio::null()).status();
+        let _ = Command::new("ip").args(["netns", "del", &self.netns]).stderr(Stdio::null()).status();
     }
 }
 
@@ -149,24 +125,15 @@ fn attach_steers_live_traffic_and_detaches_on_drop() {
 
     // One link per interface: a second program is refused, naming the first.
     match SteerProgram::attach(&veth.near) {
-        Err(AttachError::Busy {
-            ifname,
-            prog_id: other,
-        }) => {
+        Err(AttachError::Busy { ifname, prog_id: other }) => {
             assert_eq!(ifname, veth.near);
             assert_eq!(other, prog_id);
         }
         Err(error) => panic!("expected Busy, got {error:?}"),
         Ok(_) => panic!("a second XDP program attached"),
     }
-    let busy = AttachError::Busy {
-        ifname: veth.near.clone(),
-        prog_id,
-    };
-    assert!(
-        busy.to_string().contains("busy: another XDP program"),
-        "{busy}"
-    );
+    let busy = AttachError::Busy { ifname: veth.near.clone(), prog_id };
+    assert!(busy.to_string().contains("busy: another XDP program"), "{busy}");
 
     // A SYN from the far namespace to synack's address and port passes
     // through the attached program. No AF_XDP socket is registered, so the
@@ -176,26 +143,14 @@ fn attach_steers_live_traffic_and_detaches_on_drop() {
     program.add_listen_port(80).unwrap();
     let mac = veth.near_mac();
     let synack_addr = veth.synack_addr.to_string();
-    ip(&[
-        "-n",
-        &veth.netns,
-        "neigh",
-        "add",
-        &synack_addr,
-        "lladdr",
-        &mac,
-        "dev",
-        &veth.far,
-    ]);
+    ip(&["-n", &veth.netns, "neigh", "add", &synack_addr, "lladdr", &mac, "dev", &veth.far]);
     let connect = format!("exec 3<>/dev/tcp/{synack_addr}/80");
     let mut client = Command::new("ip")
         .args(["netns", "exec", &veth.netns, "bash", "-c", &connect])
         .stderr(Stdio::null())
         .spawn()
         .expect("bash in the far namespace");
-    let seen = VethPair::wait_for(Duration::from_secs(3), || {
-        program.counters().unwrap().redirect_failed >= 1
-    });
+    let seen = VethPair::wait_for(Duration::from_secs(3), || program.counters().unwrap().redirect_failed >= 1);
     let _ = client.kill();
     let _ = client.wait();
     let counters = program.counters().unwrap();
@@ -204,19 +159,11 @@ fn attach_steers_live_traffic_and_detaches_on_drop() {
 
     drop(program);
     let show = veth.show_near();
-    assert!(
-        !show.contains("prog/xdp"),
-        "still attached after drop: {show}"
-    );
+    assert!(!show.contains("prog/xdp"), "still attached after drop: {show}");
     // And unloaded: no fd keeps the program alive (the kernel frees it after
     // an RCU grace period).
-    let unloaded = VethPair::wait_for(Duration::from_secs(2), || {
-        libbpf_rs::Program::fd_from_id(prog_id).is_err()
-    });
-    assert!(
-        unloaded.is_some(),
-        "program {prog_id} still loaded after drop"
-    );
+    let unloaded = VethPair::wait_for(Duration::from_secs(2), || libbpf_rs::Program::fd_from_id(prog_id).is_err());
+    assert!(unloaded.is_some(), "program {prog_id} still loaded after drop");
 
     // The interface is free again; detach() is the explicit spelling.
     let program = SteerProgram::attach(&veth.near).expect("attach after detach");
@@ -237,10 +184,7 @@ fn attach_to_missing_interface_names_it() {
         Err(error) => panic!("expected NoSuchInterface, got {error:?}"),
         Ok(_) => panic!("attached to a missing interface"),
     }
-    assert!(matches!(
-        SteerProgram::attach("a-name-longer-than-ifnamsiz"),
-        Err(AttachError::NoSuchInterface { .. })
-    ));
+    assert!(matches!(SteerProgram::attach("a-name-longer-than-ifnamsiz"), Err(AttachError::NoSuchInterface { .. })));
 }
 
 /// The environment variable that turns `helper_attach_and_wait` on.
@@ -265,12 +209,7 @@ fn link_dies_with_the_process() {
     require_root!();
     let veth = VethPair::new(b'k');
     let mut helper = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "helper_attach_and_wait",
-            "--nocapture",
-            "--test-threads=1",
-        ])
+        .args(["--exact", "helper_attach_and_wait", "--nocapture", "--test-threads=1"])
         .env(HELPER_IFNAME, &veth.near)
         .stdout(Stdio::piped())
         .spawn()
@@ -280,10 +219,7 @@ fn link_dies_with_the_process() {
         .lines()
         .map_while(Result::ok)
         // libtest prints "test helper_attach_and_wait ... " before the line.
-        .find_map(|line| {
-            line.split_once("attached prog_id=")
-                .map(|(_, id)| id.to_owned())
-        })
+        .find_map(|line| line.split_once("attached prog_id=").map(|(_, id)| id.to_owned()))
         .expect("the helper exited without attaching")
         .parse()
         .unwrap();
@@ -292,13 +228,7 @@ fn link_dies_with_the_process() {
 
     helper.kill().unwrap(); // SIGKILL: no destructor runs
     helper.wait().unwrap();
-    let gone = VethPair::wait_for(Duration::from_secs(2), || {
-        !veth.show_near().contains("prog/xdp")
-    });
-    assert!(
-        gone.is_some(),
-        "still attached 2 s after kill -9: {}",
-        veth.show_near()
-    );
+    let gone = VethPair::wait_for(Duration::from_secs(2), || !veth.show_near().contains("prog/xdp"));
+    assert!(gone.is_some(), "still attached 2 s after kill -9: {}", veth.show_near());
     println!("detached {:?} after kill -9", gone.unwrap());
 }

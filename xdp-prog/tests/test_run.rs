@@ -78,11 +78,7 @@ fn other_port_is_passed() {
     require_root!();
     let program = program();
     for port in [LISTEN_PORT - 1, LISTEN_PORT + 1, 22, 443, 65535, 0] {
-        assert_passed(
-            &program,
-            &tcp_frame(owned_addr(), port),
-            Counter::PassedPortNotOurs,
-        );
+        assert_passed(&program, &tcp_frame(owned_addr(), port), Counter::PassedPortNotOurs);
     }
 }
 
@@ -90,17 +86,8 @@ fn other_port_is_passed() {
 fn other_address_is_passed() {
     require_root!();
     let program = program();
-    for addr in [
-        other_addr(),
-        peer_addr(),
-        Ipv4Addr::BROADCAST,
-        Ipv4Addr::UNSPECIFIED,
-    ] {
-        assert_passed(
-            &program,
-            &tcp_frame(addr, LISTEN_PORT),
-            Counter::PassedNotOwned,
-        );
+    for addr in [other_addr(), peer_addr(), Ipv4Addr::BROADCAST, Ipv4Addr::UNSPECIFIED] {
+        assert_passed(&program, &tcp_frame(addr, LISTEN_PORT), Counter::PassedNotOwned);
     }
 }
 
@@ -111,11 +98,7 @@ fn addresses_can_be_added_and_removed() {
     program.add_owned_addr(other_addr()).unwrap();
     assert_steered(&program, &tcp_frame(other_addr(), LISTEN_PORT));
     program.remove_owned_addr(other_addr()).unwrap();
-    assert_passed(
-        &program,
-        &tcp_frame(other_addr(), LISTEN_PORT),
-        Counter::PassedNotOwned,
-    );
+    assert_passed(&program, &tcp_frame(other_addr(), LISTEN_PORT), Counter::PassedNotOwned);
     // Removing again is not an error, and the first address stays owned.
     program.remove_owned_addr(other_addr()).unwrap();
     assert_steered(&program, &tcp_frame(owned_addr(), LISTEN_PORT));
@@ -135,19 +118,12 @@ fn listening_ports_are_bits_that_do_not_disturb_their_neighbours() {
     program.remove_listen_port(80).unwrap();
     program.remove_listen_port(64).unwrap();
     for port in [80, 64, 62, 65] {
-        assert_passed(
-            &program,
-            &tcp_frame(owned_addr(), port),
-            Counter::PassedPortNotOurs,
-        );
+        assert_passed(&program, &tcp_frame(owned_addr(), port), Counter::PassedPortNotOurs);
     }
     for port in [81, 1, 63, 65535] {
         assert_steered(&program, &tcp_frame(owned_addr(), port));
     }
-    assert!(matches!(
-        program.add_listen_port(0),
-        Err(MapError::PortZero)
-    ));
+    assert!(matches!(program.add_listen_port(0), Err(MapError::PortZero)));
 }
 
 #[test]
@@ -159,43 +135,20 @@ fn local_port_range_is_steered() {
         assert_steered(&program, &tcp_frame(owned_addr(), port));
     }
     for port in [60999, 62000] {
-        assert_passed(
-            &program,
-            &tcp_frame(owned_addr(), port),
-            Counter::PassedPortNotOurs,
-        );
+        assert_passed(&program, &tcp_frame(owned_addr(), port), Counter::PassedPortNotOurs);
     }
     // The range applies to owned addresses only.
-    assert_passed(
-        &program,
-        &tcp_frame(other_addr(), 61000),
-        Counter::PassedNotOwned,
-    );
+    assert_passed(&program, &tcp_frame(other_addr(), 61000), Counter::PassedNotOwned);
     // A one-port range at the top of the port space.
     program.set_local_port_range(65535, 65535).unwrap();
     assert_steered(&program, &tcp_frame(owned_addr(), 65535));
-    assert_passed(
-        &program,
-        &tcp_frame(owned_addr(), 61000),
-        Counter::PassedPortNotOurs,
-    );
+    assert_passed(&program, &tcp_frame(owned_addr(), 61000), Counter::PassedPortNotOurs);
     program.clear_local_port_range().unwrap();
-    assert_passed(
-        &program,
-        &tcp_frame(owned_addr(), 65535),
-        Counter::PassedPortNotOurs,
-    );
+    assert_passed(&program, &tcp_frame(owned_addr(), 65535), Counter::PassedPortNotOurs);
     // Port 0 never matches, neither the cleared range nor a listening port.
-    assert_passed(
-        &program,
-        &tcp_frame(owned_addr(), 0),
-        Counter::PassedPortNotOurs,
-    );
+    assert_passed(&program, &tcp_frame(owned_addr(), 0), Counter::PassedPortNotOurs);
     for (lo, hi) in [(0, 10), (20, 10), (0, 0)] {
-        assert!(matches!(
-            program.set_local_port_range(lo, hi),
-            Err(MapError::InvalidPortRange { .. })
-        ));
+        assert!(matches!(program.set_local_port_range(lo, hi), Err(MapError::InvalidPortRange { .. })));
     }
 }
 
@@ -214,11 +167,7 @@ fn arp_is_passed_by_default_and_steered_when_enabled_for_owned_targets() {
     assert_steered(&program, &reply);
     assert_passed(&program, &for_other, Counter::PassedNotOwned);
     // Truncated ARP, and ARP that is not Ethernet/IPv4, go to the kernel.
-    assert_passed(
-        &program,
-        &request[..request.len() - 1],
-        Counter::PassedTruncated,
-    );
+    assert_passed(&program, &request[..request.len() - 1], Counter::PassedTruncated);
     let mut not_ethernet = request.clone();
     not_ethernet[14..16].copy_from_slice(&6u16.to_be_bytes()); // IEEE 802
     assert_passed(&program, &not_ethernet, Counter::PassedArp);
@@ -235,16 +184,8 @@ fn icmp_echo_is_steered_only_when_enabled() {
     assert_passed(&program, &echo_request, Counter::PassedNotTcp);
     program.set_steer_icmp(true).unwrap();
     assert_steered(&program, &echo_request);
-    assert_passed(
-        &program,
-        &icmp_frame(0, owned_addr()),
-        Counter::PassedNotTcp,
-    );
-    assert_passed(
-        &program,
-        &icmp_frame(8, other_addr()),
-        Counter::PassedNotOwned,
-    );
+    assert_passed(&program, &icmp_frame(0, owned_addr()), Counter::PassedNotTcp);
+    assert_passed(&program, &icmp_frame(8, other_addr()), Counter::PassedNotOwned);
     program.set_steer_icmp(false).unwrap();
     assert_passed(&program, &echo_request, Counter::PassedNotTcp);
 }
@@ -253,10 +194,7 @@ fn icmp_echo_is_steered_only_when_enabled() {
 fn other_protocols_are_passed() {
     require_root!();
     let program = program();
-    let udp = ethernet(
-        ETH_P_IP,
-        &Ipv4::new(peer_addr(), owned_addr(), IPPROTO_UDP).packet(&[0; 8]),
-    );
+    let udp = ethernet(ETH_P_IP, &Ipv4::new(peer_addr(), owned_addr(), IPPROTO_UDP).packet(&[0; 8]));
     assert_passed(&program, &udp, Counter::PassedNotTcp);
 }
 
@@ -266,27 +204,15 @@ fn non_ipv4_is_passed() {
     let program = program();
     let ip_and_tcp = &tcp_frame(owned_addr(), LISTEN_PORT)[14..];
     // The same bytes behind an IPv6 ethertype, and behind an 802.1Q tag.
-    assert_passed(
-        &program,
-        &ethernet(ETH_P_IPV6, ip_and_tcp),
-        Counter::PassedNotIpv4,
-    );
+    assert_passed(&program, &ethernet(ETH_P_IPV6, ip_and_tcp), Counter::PassedNotIpv4);
     let mut tagged = vec![0x00, 0x05];
     tagged.extend_from_slice(&ETH_P_IP.to_be_bytes());
     tagged.extend_from_slice(ip_and_tcp);
-    assert_passed(
-        &program,
-        &ethernet(ETH_P_8021Q, &tagged),
-        Counter::PassedNotIpv4,
-    );
+    assert_passed(&program, &ethernet(ETH_P_8021Q, &tagged), Counter::PassedNotIpv4);
     // An IPv4 ethertype with a version 6 header is malformed.
     let mut ip = Ipv4::new(peer_addr(), owned_addr(), IPPROTO_TCP);
     ip.version = 6;
-    assert_passed(
-        &program,
-        &tcp_frame_with(&ip, LISTEN_PORT),
-        Counter::PassedMalformed,
-    );
+    assert_passed(&program, &tcp_frame_with(&ip, LISTEN_PORT), Counter::PassedMalformed);
 }
 
 #[test]
@@ -297,11 +223,7 @@ fn ipv4_fragments_are_passed() {
     for flags_fragment in [0x2000, 0x2000 | 185, 370, 0x4000 | 1] {
         let mut ip = Ipv4::new(peer_addr(), owned_addr(), IPPROTO_TCP);
         ip.flags_fragment = flags_fragment;
-        assert_passed(
-            &program,
-            &tcp_frame_with(&ip, LISTEN_PORT),
-            Counter::PassedFragment,
-        );
+        assert_passed(&program, &tcp_frame_with(&ip, LISTEN_PORT), Counter::PassedFragment);
     }
 }
 
@@ -317,11 +239,7 @@ fn ip_options_are_skipped_by_ihl() {
         let frame = tcp_frame_with(&ip, LISTEN_PORT);
         assert_steered(&program, &frame);
         // The TCP port is read after the options: move it off port 80.
-        assert_passed(
-            &program,
-            &tcp_frame_with(&ip, LISTEN_PORT + 1),
-            Counter::PassedPortNotOurs,
-        );
+        assert_passed(&program, &tcp_frame_with(&ip, LISTEN_PORT + 1), Counter::PassedPortNotOurs);
         // Cut inside the options or inside TCP: truncated.
         let header_end = 14 + 20 + ip.options.len();
         for len in [header_end - 1, header_end, header_end + 19] {
@@ -332,11 +250,7 @@ fn ip_options_are_skipped_by_ihl() {
     for ihl in [0, 4] {
         ip.options.clear();
         ip.ihl = Some(ihl);
-        assert_passed(
-            &program,
-            &tcp_frame_with(&ip, LISTEN_PORT),
-            Counter::PassedMalformed,
-        );
+        assert_passed(&program, &tcp_frame_with(&ip, LISTEN_PORT), Counter::PassedMalformed);
     }
 }
 
@@ -356,21 +270,11 @@ fn truncated_frames_of_every_length_are_passed() {
             }
             Ok(run) if len < full.len() => {
                 assert_eq!(run.action, XdpAction::Pass, "{len}");
-                assert_eq!(
-                    run.reason(),
-                    Some(Counter::PassedTruncated),
-                    "{len}: {}",
-                    run.counted
-                );
+                assert_eq!(run.reason(), Some(Counter::PassedTruncated), "{len}: {}", run.counted);
             }
             Ok(run) => {
                 assert_eq!(run.action, XdpAction::Pass, "{len}");
-                assert_eq!(
-                    run.reason(),
-                    Some(Counter::RedirectFailed),
-                    "{len}: {}",
-                    run.counted
-                );
+                assert_eq!(run.reason(), Some(Counter::RedirectFailed), "{len}: {}", run.counted);
             }
             Err(error) => panic!("{len} bytes: {error:?}"),
         }
@@ -399,17 +303,11 @@ fn drop_knob_drops_steered_frames_only() {
     }
     let counted = program.counters().unwrap().since(&before);
     assert_eq!(counted.dropped_test_knob + counted.redirect_failed, 1000);
-    assert!(
-        (200..=400).contains(&counted.dropped_test_knob),
-        "{counted}"
-    );
+    assert!((200..=400).contains(&counted.dropped_test_knob), "{counted}");
 
     program.set_drop_permille(0).unwrap();
     assert_steered(&program, &ours);
-    assert!(matches!(
-        program.set_drop_permille(1001),
-        Err(MapError::InvalidPermille(1001))
-    ));
+    assert!(matches!(program.set_drop_permille(1001), Err(MapError::InvalidPermille(1001))));
 }
 
 #[test]
@@ -440,34 +338,16 @@ fn counters_add_up_to_the_frames_seen() {
 fn socket_registration_is_checked() {
     require_root!();
     let mut program = program();
-    assert!(matches!(
-        program.register_socket(64, 0),
-        Err(MapError::QueueOutOfRange { queue: 64, max: 64 })
-    ));
+    assert!(matches!(program.register_socket(64, 0), Err(MapError::QueueOutOfRange { queue: 64, max: 64 })));
     // A UDP socket is not an AF_XDP socket: the kernel refuses it.
     let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    let error = program
-        .register_socket(0, std::os::fd::AsRawFd::as_raw_fd(&udp))
-        .unwrap_err();
-    assert!(
-        matches!(error, MapError::RegisterSocket { queue: 0, .. }),
-        "{error:?}"
-    );
-    assert!(matches!(
-        program.register_socket(1, -1),
-        Err(MapError::RegisterSocket {
-            queue: 1,
-            fd: -1,
-            ..
-        })
-    ));
+    let error = program.register_socket(0, std::os::fd::AsRawFd::as_raw_fd(&udp)).unwrap_err();
+    assert!(matches!(error, MapError::RegisterSocket { queue: 0, .. }), "{error:?}");
+    assert!(matches!(program.register_socket(1, -1), Err(MapError::RegisterSocket { queue: 1, fd: -1, .. })));
     // Emptying an empty slot is fine; out of range is not.
     program.unregister_socket(0).unwrap();
     program.unregister_socket(63).unwrap();
-    assert!(matches!(
-        program.unregister_socket(64),
-        Err(MapError::QueueOutOfRange { .. })
-    ));
+    assert!(matches!(program.unregister_socket(64), Err(MapError::QueueOutOfRange { .. })));
     // Nothing registered: frames for synack still reach the kernel.
     assert_steered(&program, &tcp_frame(owned_addr(), LISTEN_PORT));
 }
@@ -481,20 +361,7 @@ fn owned_addresses_are_bounded() {
         program.add_owned_addr(addr).unwrap();
     }
     // Re-adding an owned address is an update, not a new entry.
-    program
-        .add_owned_addr(Ipv4Addr::new(198, 18, 0, 0))
-        .unwrap();
-    let error = program
-        .add_owned_addr(Ipv4Addr::new(198, 19, 255, 255))
-        .unwrap_err();
-    assert!(
-        matches!(
-            error,
-            MapError::Map {
-                map: "owned_addrs",
-                ..
-            }
-        ),
-        "{error:?}"
-    );
+    program.add_owned_addr(Ipv4Addr::new(198, 18, 0, 0)).unwrap();
+    let error = program.add_owned_addr(Ipv4Addr::new(198, 19, 255, 255)).unwrap_err();
+    assert!(matches!(error, MapError::Map { map: "owned_addrs", .. }), "{error:?}");
 }

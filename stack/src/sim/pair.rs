@@ -48,7 +48,14 @@ impl Pair {
         }
     }
 
-    fn carry(from: &mut Connection, to: &mut Connection, now: Instant, buf: &mut [u8], src: Ipv4Addr, dst: Ipv4Addr) -> (u64, u64) {
+    fn carry(
+        from: &mut Connection,
+        to: &mut Connection,
+        now: Instant,
+        buf: &mut [u8],
+        src: Ipv4Addr,
+        dst: Ipv4Addr,
+    ) -> (u64, u64) {
         let (mut moved, mut rejected) = (0, 0);
         while let Some(n) = from.poll_transmit(now, buf) {
             moved += 1;
@@ -72,8 +79,10 @@ impl Pair {
     /// Carries segments both ways until neither side has anything to send.
     pub fn exchange(&mut self) {
         loop {
-            let (a, ra) = Pair::carry(&mut self.client, &mut self.server, self.now, &mut self.buf, CLIENT_ADDR, SERVER_ADDR);
-            let (b, rb) = Pair::carry(&mut self.server, &mut self.client, self.now, &mut self.buf, SERVER_ADDR, CLIENT_ADDR);
+            let (a, ra) =
+                Pair::carry(&mut self.client, &mut self.server, self.now, &mut self.buf, CLIENT_ADDR, SERVER_ADDR);
+            let (b, rb) =
+                Pair::carry(&mut self.server, &mut self.client, self.now, &mut self.buf, SERVER_ADDR, CLIENT_ADDR);
             self.segments += a + b;
             self.rejected += ra + rb;
             if a + b == 0 {

@@ -19,6 +19,9 @@ const DEFAULT_PEER_MSS: u16 = 536;
 const MIN_PEER_MSS: u16 = 64;
 /// Bytes of the timestamp option as it is laid out in data segments (with padding).
 const TIMESTAMP_OPTION_LEN: u16 = 12;
+/// The least time between two ACKs that answer unacceptable zero-length segments (Linux's
+/// `tcp_invalid_ratelimit`, 500 ms), so that two ends that disagree cannot trade ACKs for ever.
+const UNACCEPTABLE_ACK_INTERVAL: Duration = Duration::from_millis(500);
 
 // Pending application events, drained in this order by `poll_event`.
 const EV_CONNECTED: u8 = 1;
@@ -86,6 +89,8 @@ pub struct Connection {
 
     // Output obligations.
     ack_now: bool,
+    /// When we last answered an unacceptable zero-length segment (see `ack_unacceptable`).
+    last_unacceptable_ack: Option<Instant>,
     segments_since_ack: u8,
     rst_pending: Option<TcpRepr>,
     retransmit_now: bool,
@@ -106,7 +111,11 @@ pub struct Connection {
 impl Connection {
     /// A CLOSED connection with its rings allocated (the only allocation it makes).
     pub fn new(config: TcpConfig) -> Connection {
-        Connection::with_buffers(config, SendBuffer::new(config.send_buffer_len), RecvBuffer::new(config.recv_buffer_len))
+        Connection::with_buffers(
+            config,
+            SendBuffer::new(config.send_buffer_len),
+            RecvBuffer::new(config.recv_buffer_len),
+        )
     }
 
     fn with_buffers(config: TcpConfig, tx: SendBuffer, rx: RecvBuffer) -> Connection {
@@ -149,6 +158,7 @@ impl Connection {
             orphaned: false,
             nagle: config.nagle,
             ack_now: false,
+            last_unacceptable_ack: None,
             segments_since_ack: 0,
             rst_pending: None,
             retransmit_now: false,
@@ -219,7 +229,13 @@ impl Connection {
     }
 
     /// Active open: send a SYN from `local` to `remote`.
-    pub fn connect(&mut self, now: Instant, local: Endpoint, remote: Endpoint, isn: IsnGenerator) -> Result<(), OpenError> {
+    pub fn connect(
+        &mut self,
+        now: Instant,
+        local: Endpoint,
+        remote: Endpoint,
+        isn: IsnGenerator,
+    ) -> Result<(), OpenError> {
         if self.state != State::Closed {
             return Err(OpenError::InUse);
         }
@@ -229,8 +245,9 @@ impl Connection {
         self.reset();
         self.isn = isn;
         self.tuple = FourTuple { local, remote };
-        self.ts_offset = isn.ts_offset(&self.tuple);
-        self.start_sequence(isn.isn(now, &self.tuple));
+        let (iss, ts_offset) = isn.isn_and_ts_offset(now, &self.tuple);
+        self.ts_offset = ts_offset;
+        self.start_sequence(iss);
         self.active_open = true;
         self.state = State::SynSent;
         Ok(())
@@ -431,7 +448,9 @@ impl Connection {
             return;
         }
         if self.state.is_synchronized() || self.state == State::SynReceived {
-            self.rst_pending = Some(self.control_repr(TcpFlags::RST, self.snd_nxt));
+            // SND.MAX, not a rewound SND.NXT: RFC 5961 3.2 lets only an RST at exactly the
+            // peer's RCV.NXT reset it, and the peer may hold everything up to SND.MAX.
+            self.rst_pending = Some(self.control_repr(TcpFlags::RST, self.snd_max));
         }
         self.finish(CloseReason::Aborted);
     }
@@ -526,8 +545,9 @@ impl Connection {
         }
         self.tuple.local.addr = seg.dst_addr;
         self.tuple.remote = Endpoint::new(seg.src_addr, r.src_port);
-        let iss = self.iss_forced.take().unwrap_or_else(|| self.isn.isn(now, &self.tuple));
-        self.ts_offset = self.isn.ts_offset(&self.tuple);
+        let (iss, ts_offset) = self.isn.isn_and_ts_offset(now, &self.tuple);
+        let iss = self.iss_forced.take().unwrap_or(iss);
+        self.ts_offset = ts_offset;
         self.start_sequence(iss);
         self.irs = SeqNumber(r.seq);
         self.rcv_nxt = self.irs + 1u32;
@@ -627,7 +647,7 @@ impl Connection {
         let dup_syn = syn && seq == self.irs;
         if dup_syn {
             syn = false;
-            seq = seq + 1u32;
+            seq += 1u32;
             if !flags.contains(TcpFlags::ACK) {
                 if self.state == State::SynReceived {
                     self.snd_nxt = self.iss;
@@ -651,7 +671,8 @@ impl Connection {
                 && (t.tsval.wrapping_sub(self.ts_recent) as i32) < 0
                 && now.saturating_duration_since(self.ts_recent_at) < PAWS_IDLE
             {
-                self.ack_now = true;
+                let seg_len = payload.len() + usize::from(syn) + usize::from(flags.contains(TcpFlags::FIN));
+                self.ack_unacceptable(now, seg_len);
                 return Outcome::Dropped(DropReason::Paws);
             }
         }
@@ -662,11 +683,11 @@ impl Connection {
         let rcv_wnd = self.rx.window() as u32;
         let win_end = self.rcv_nxt + rcv_wnd;
         let mut acceptable = if seg_len == 0 {
-            if rcv_wnd == 0 {
-                seq == self.rcv_nxt
-            } else {
-                seq.in_range(self.rcv_nxt, win_end)
-            }
+            // RCV.NXT =< SEG.SEQ =< RCV.NXT+RCV.WND: the right edge included, as Linux
+            // (`tcp_sequence`) and the BSDs do. A peer's pure ACK carries its SND.MAX, which is
+            // the right edge when its last window's worth of data was lost; refusing that ACK
+            // would leave a SYN-RECEIVED end unable to learn that its SYN-ACK arrived.
+            seq >= self.rcv_nxt && seq <= win_end
         } else if rcv_wnd == 0 {
             false
         } else {
@@ -681,7 +702,7 @@ impl Connection {
         }
         if !acceptable {
             if !flags.contains(TcpFlags::RST) {
-                self.ack_now = true;
+                self.ack_unacceptable(now, seg_len);
             }
             return Outcome::Dropped(DropReason::OutOfWindow);
         }
@@ -807,6 +828,24 @@ impl Connection {
             self.ack_now = true;
         }
         Outcome::Accepted
+    }
+
+    /// RFC 9293 3.10.7.4: an unacceptable segment is answered with an ACK. For zero-length
+    /// segments the answers are rate-limited, as Linux does (`tcp_oow_rate_limited`): such a
+    /// segment is usually itself an ACK, so answering each one lets two ends whose views of the
+    /// sequence space disagree, or a hostile peer, keep an ACK loop going without end. Segments
+    /// that occupy sequence space are always answered, since their sender waits for the ACK.
+    fn ack_unacceptable(&mut self, now: Instant, seg_len: usize) {
+        if seg_len == 0 {
+            let recent = self
+                .last_unacceptable_ack
+                .is_some_and(|at| now.saturating_duration_since(at) < UNACCEPTABLE_ACK_INTERVAL);
+            if recent {
+                return;
+            }
+            self.last_unacceptable_ack = Some(now);
+        }
+        self.ack_now = true;
     }
 
     /// Fifth step for an acceptable ACK: advance SND.UNA, feed RTT and congestion control,
@@ -994,10 +1033,8 @@ impl Connection {
     }
 
     fn timestamp_option(&self, now: Instant) -> Option<Timestamp> {
-        self.ts_enabled.then(|| Timestamp {
-            tsval: self.ts_offset.wrapping_add(now.as_millis() as u32),
-            tsecr: self.ts_recent,
-        })
+        self.ts_enabled
+            .then(|| Timestamp { tsval: self.ts_offset.wrapping_add(now.as_millis() as u32), tsecr: self.ts_recent })
     }
 
     /// A segment header with our ports and the given flags and sequence number; ACK fields
@@ -1036,7 +1073,13 @@ impl Connection {
                     // RFC 1122 4.2.3.6: a probe carries SEG.SEQ = SND.NXT - 1 and no data.
                     return Some(self.transmit_ack(now, buf, self.snd_una - 1u32));
                 }
-                self.ack_now.then(|| self.transmit_ack(now, buf, self.snd_nxt))
+                // A pure ACK carries SND.MAX, not SND.NXT, as BSD's tcp_output does: after a
+                // retransmission timeout or a persist probe SND.NXT has gone back to SND.UNA,
+                // below what the peer may already hold. RFC 9293 3.10.7.4 makes the peer drop
+                // a zero-length segment left of RCV.NXT unprocessed (its ACK field unread) and
+                // answer it with an ACK; two ends that both rewound then drop each other's ACKs
+                // for ever, each ACK provoking the next.
+                self.ack_now.then(|| self.transmit_ack(now, buf, self.snd_max))
             }),
         };
         self.update_timers(now);
@@ -1060,10 +1103,9 @@ impl Connection {
         } else {
             repr.options.window_scale = c.window_scaling.then(|| c.recv_window_shift());
             repr.options.sack_permitted = c.sack;
-            repr.options.timestamp = c.timestamps.then(|| Timestamp {
-                tsval: self.ts_offset.wrapping_add(now.as_millis() as u32),
-                tsecr: 0,
-            });
+            repr.options.timestamp = c
+                .timestamps
+                .then(|| Timestamp { tsval: self.ts_offset.wrapping_add(now.as_millis() as u32), tsecr: 0 });
         }
         let len = emit_header(buf, &repr, self.tuple.local.addr, self.tuple.remote.addr, 0);
         if self.snd_nxt == self.iss {

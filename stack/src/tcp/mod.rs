@@ -5,8 +5,8 @@
 //! and its next deadline through [`Connection::poll_timeout`]. It performs no I/O, reads no
 //! clock and allocates only when it is created.
 
-mod congestion;
 mod config;
+mod congestion;
 mod connection;
 mod isn;
 mod recv_buffer;

@@ -24,7 +24,15 @@ pub struct RttEstimator {
 impl RttEstimator {
     /// An estimator with no samples yet (RTO = `initial`, RFC 6298 2.1).
     pub fn new(initial: Duration, min: Duration, max: Duration) -> RttEstimator {
-        RttEstimator { srtt: None, rttvar: Duration::ZERO, rto: initial.clamp(min, max), backoff: 0, min, max, timing: None }
+        RttEstimator {
+            srtt: None,
+            rttvar: Duration::ZERO,
+            rto: initial.clamp(min, max),
+            backoff: 0,
+            min,
+            max,
+            timing: None,
+        }
     }
 
     /// The current RTO, backoff included.
@@ -78,7 +86,7 @@ impl RttEstimator {
                 self.rttvar = r / 2;
             }
             Some(srtt) => {
-                let delta = if srtt > r { srtt - r } else { r - srtt };
+                let delta = srtt.abs_diff(r);
                 self.rttvar = (self.rttvar * 3 + delta) / 4;
                 self.srtt = Some((srtt * 7 + r) / 8);
             }

@@ -142,7 +142,7 @@ mod listen_state {
     #[test]
     fn syn_without_options_gets_none_back() {
         let mut h = listen(TcpConfig::default());
-        h.recv(TcpFlags::SYN, PEER_ISS, 0, b"");
+        assert_eq!(h.recv(TcpFlags::SYN, PEER_ISS, 0, b""), Outcome::Accepted);
         let (synack, _) = h.sent().unwrap();
         assert_eq!(synack.options.window_scale, None);
         assert!(!synack.options.sack_permitted);
@@ -244,6 +244,18 @@ mod syn_received_state {
     }
 
     #[test]
+    fn pure_ack_at_the_right_edge_of_the_window_establishes() {
+        // The peer filled our window with data that was lost, then its ACK of our SYN-ACK
+        // carries its SND.MAX: exactly RCV.NXT + RCV.WND. Accepted, as Linux and BSD do; a
+        // strict reading would drop it and answer, and the peer's answer again, for ever.
+        let (mut h, iss) = syn_received(TcpConfig { recv_buffer_len: 1024, ..plain() });
+        assert_eq!(h.recv(TcpFlags::ACK, PEER_ISS + 1 + 1024, iss + 1, b""), Outcome::Accepted);
+        assert_eq!(h.conn.state(), State::Established);
+        // One beyond the edge is still out of the window.
+        assert_eq!(h.recv(TcpFlags::ACK, PEER_ISS + 1 + 1025, iss + 1, b""), Outcome::Dropped(DropReason::OutOfWindow));
+    }
+
+    #[test]
     fn shutdown_before_the_ack_sends_fin_after_it() {
         let (mut h, iss) = syn_received(plain());
         h.conn.shutdown();
@@ -284,8 +296,8 @@ mod established_state {
     #[test]
     fn overlapping_retransmission_is_trimmed() {
         let (mut h, iss) = established(plain());
-        h.recv(TcpFlags::ACK, PEER_ISS + 1, iss + 1, b"hello");
-        h.recv(TcpFlags::ACK, PEER_ISS + 1, iss + 1, b"hello world");
+        assert_eq!(h.recv(TcpFlags::ACK, PEER_ISS + 1, iss + 1, b"hello"), Outcome::Accepted);
+        assert_eq!(h.recv(TcpFlags::ACK, PEER_ISS + 1, iss + 1, b"hello world"), Outcome::Accepted);
         let mut buf = [0u8; 32];
         assert_eq!(h.conn.recv(&mut buf), Ok(11));
         assert_eq!(&buf[..11], b"hello world");
@@ -297,18 +309,18 @@ mod established_state {
         let mut h = listen(cfg);
         let mut syn = TcpRepr { seq: PEER_ISS, flags: TcpFlags::SYN, window: 65535, ..h.peer_repr() };
         syn.options.sack_permitted = true;
-        h.recv_with(syn, b"");
+        assert_eq!(h.recv_with(syn, b""), Outcome::Accepted);
         let (synack, _) = h.sent().unwrap();
         let iss = synack.seq;
-        h.recv(TcpFlags::ACK, PEER_ISS + 1, iss + 1, b"");
-        h.recv(TcpFlags::ACK, PEER_ISS + 11, iss + 1, b"0123456789");
+        assert_eq!(h.recv(TcpFlags::ACK, PEER_ISS + 1, iss + 1, b""), Outcome::Accepted);
+        assert_eq!(h.recv(TcpFlags::ACK, PEER_ISS + 11, iss + 1, b"0123456789"), Outcome::Accepted);
         let (ack, _) = h.sent().expect("immediate duplicate ACK");
         assert_eq!(ack.ack, PEER_ISS + 1);
         let sack = ack.options.sack_blocks;
         assert_eq!(sack.as_slice().len(), 1);
         assert_eq!((sack.as_slice()[0].left, sack.as_slice()[0].right), (PEER_ISS + 11, PEER_ISS + 21));
         // The hole fills: ACK covers both, no SACK left.
-        h.recv(TcpFlags::ACK, PEER_ISS + 1, iss + 1, b"abcdefghij");
+        assert_eq!(h.recv(TcpFlags::ACK, PEER_ISS + 1, iss + 1, b"abcdefghij"), Outcome::Accepted);
         let (ack, _) = h.sent().unwrap();
         assert_eq!(ack.ack, PEER_ISS + 21);
         assert!(ack.options.sack_blocks.is_empty());
@@ -321,7 +333,7 @@ mod established_state {
         assert_eq!(h.sent_all().len(), 10);
         // One new ACK, then three duplicates of it.
         for _ in 0..4 {
-            h.recv(TcpFlags::ACK, PEER_ISS + 1, iss + 101, b"");
+            assert_eq!(h.recv(TcpFlags::ACK, PEER_ISS + 1, iss + 101, b""), Outcome::Accepted);
         }
         let (rtx, p) = h.sent().expect("fast retransmit");
         assert_eq!((rtx.seq, p.len()), (iss + 101, 100));
@@ -338,6 +350,48 @@ mod established_state {
         assert_eq!(rtx.seq, iss + 1);
         assert_eq!(h.conn.rto(), rto * 2);
         assert_eq!(h.conn.windows().1, 100, "cwnd collapsed to one segment");
+    }
+
+    #[test]
+    fn pure_ack_and_rst_carry_snd_max_after_rto_rewinds_snd_nxt() {
+        let (mut h, iss) = established(TcpConfig { mss: 100, ..plain() });
+        h.conn.send(&[9u8; 300]).unwrap();
+        assert_eq!(h.sent_all().len(), 3);
+        let rto = h.conn.rto();
+        h.advance(rto);
+        let (rtx, _) = h.sent().expect("retransmission");
+        assert_eq!(rtx.seq, iss + 1);
+        assert!(h.sent().is_none(), "cwnd of one segment");
+        assert_eq!(h.conn.sequence().1, SeqNumber(iss + 101), "SND.NXT went back");
+        // The peer's data arrives, its ACK of ours lost: our ACK must not claim SEQ = SND.NXT,
+        // which the peer, holding all 300 bytes, would drop as left of its window.
+        assert_eq!(h.recv(TcpFlags::ACK, PEER_ISS + 1, iss + 1, b"x"), Outcome::Accepted);
+        let (ack, payload) = h.sent().expect("ACK");
+        assert!(payload.is_empty());
+        assert_eq!((ack.flags, ack.seq, ack.ack), (TcpFlags::ACK, iss + 301, PEER_ISS + 2));
+        // Likewise an abort's RST must land on the peer's RCV.NXT (RFC 5961 3.2).
+        h.conn.abort();
+        let (rst, _) = h.sent().expect("RST");
+        assert_eq!((rst.flags, rst.seq), (TcpFlags::RST, iss + 301));
+    }
+
+    #[test]
+    fn answers_to_unacceptable_pure_acks_are_rate_limited() {
+        let (mut h, iss) = established(plain());
+        let old = PEER_ISS + 1 - 100;
+        assert_eq!(h.recv(TcpFlags::ACK, old, iss + 1, b""), Outcome::Dropped(DropReason::OutOfWindow));
+        let (ack, _) = h.sent().expect("the first is answered");
+        assert_eq!((ack.seq, ack.ack), (iss + 1, PEER_ISS + 1));
+        // A second within 500 ms is not: that is how ACK loops are broken.
+        h.now += Duration::from_millis(499);
+        assert_eq!(h.recv(TcpFlags::ACK, old, iss + 1, b""), Outcome::Dropped(DropReason::OutOfWindow));
+        assert!(h.sent().is_none());
+        // A segment that occupies sequence space is always answered.
+        assert_eq!(h.recv(TcpFlags::ACK, old, iss + 1, b"data"), Outcome::Dropped(DropReason::OutOfWindow));
+        assert!(h.sent().is_some());
+        h.now += Duration::from_millis(1);
+        assert_eq!(h.recv(TcpFlags::ACK, old, iss + 1, b""), Outcome::Dropped(DropReason::OutOfWindow));
+        assert!(h.sent().is_some(), "answered again after 500 ms");
     }
 
     #[test]
@@ -359,7 +413,7 @@ mod established_state {
         assert_eq!(h.conn.send(&[0u8; 2000]), Ok(1024));
         assert_eq!(h.conn.send(b"more"), Err(SendError::BufferFull));
         h.sent_all();
-        h.recv(TcpFlags::ACK, PEER_ISS + 1, iss + 1 + 536, b"");
+        assert_eq!(h.recv(TcpFlags::ACK, PEER_ISS + 1, iss + 1 + 536, b""), Outcome::Accepted);
         assert!(std::iter::from_fn(|| h.conn.poll_event()).any(|e| e == Event::Writable));
         assert_eq!(h.conn.send(b"more"), Ok(4));
     }
@@ -367,7 +421,7 @@ mod established_state {
     #[test]
     fn window_update_after_reading_a_full_buffer() {
         let (mut h, iss) = established(TcpConfig { recv_buffer_len: 1024, ..plain() });
-        h.recv(TcpFlags::ACK, PEER_ISS + 1, iss + 1, &[0u8; 1024]);
+        assert_eq!(h.recv(TcpFlags::ACK, PEER_ISS + 1, iss + 1, &[0u8; 1024]), Outcome::Accepted);
         let (ack, _) = h.sent().unwrap();
         assert_eq!(ack.window, 0);
         let mut buf = [0u8; 1024];
@@ -389,7 +443,7 @@ mod established_state {
     #[test]
     fn close_with_unread_data_aborts() {
         let (mut h, iss) = established(plain());
-        h.recv(TcpFlags::ACK, PEER_ISS + 1, iss + 1, b"unread");
+        assert_eq!(h.recv(TcpFlags::ACK, PEER_ISS + 1, iss + 1, b"unread"), Outcome::Accepted);
         h.sent_all();
         h.conn.close();
         let (rst, _) = h.sent().unwrap();
@@ -408,9 +462,9 @@ mod closing_states {
         let (fin, _) = h.sent().unwrap();
         assert_eq!((fin.flags, fin.seq), (TcpFlags::FIN | TcpFlags::ACK, iss + 1));
         assert_eq!(h.conn.state(), State::FinWait1);
-        h.recv(TcpFlags::ACK, PEER_ISS + 1, iss + 2, b"");
+        assert_eq!(h.recv(TcpFlags::ACK, PEER_ISS + 1, iss + 2, b""), Outcome::Accepted);
         assert_eq!(h.conn.state(), State::FinWait2);
-        h.recv(TcpFlags::FIN | TcpFlags::ACK, PEER_ISS + 1, iss + 2, b"");
+        assert_eq!(h.recv(TcpFlags::FIN | TcpFlags::ACK, PEER_ISS + 1, iss + 2, b""), Outcome::Accepted);
         assert_eq!(h.conn.state(), State::TimeWait);
         let (ack, _) = h.sent().unwrap();
         assert_eq!(ack.ack, PEER_ISS + 2);
@@ -422,14 +476,14 @@ mod closing_states {
     #[test]
     fn close_wait_to_last_ack_to_closed() {
         let (mut h, iss) = established(plain());
-        h.recv(TcpFlags::FIN | TcpFlags::ACK, PEER_ISS + 1, iss + 1, b"");
+        assert_eq!(h.recv(TcpFlags::FIN | TcpFlags::ACK, PEER_ISS + 1, iss + 1, b""), Outcome::Accepted);
         assert_eq!(h.conn.state(), State::CloseWait);
         h.sent_all();
         h.conn.close();
         assert_eq!(h.conn.state(), State::LastAck);
         let (fin, _) = h.sent().unwrap();
         assert!(fin.flags.contains(TcpFlags::FIN));
-        h.recv(TcpFlags::ACK, PEER_ISS + 2, iss + 2, b"");
+        assert_eq!(h.recv(TcpFlags::ACK, PEER_ISS + 2, iss + 2, b""), Outcome::Accepted);
         assert_eq!(h.conn.state(), State::Closed);
         assert_eq!(h.conn.close_reason(), Some(CloseReason::Normal));
     }
@@ -437,7 +491,7 @@ mod closing_states {
     #[test]
     fn fin_is_retransmitted_in_last_ack() {
         let (mut h, iss) = established(plain());
-        h.recv(TcpFlags::FIN | TcpFlags::ACK, PEER_ISS + 1, iss + 1, b"");
+        assert_eq!(h.recv(TcpFlags::FIN | TcpFlags::ACK, PEER_ISS + 1, iss + 1, b""), Outcome::Accepted);
         h.sent_all();
         h.conn.close();
         h.sent_all();
@@ -452,9 +506,9 @@ mod closing_states {
         let (mut h, iss) = established(plain());
         h.conn.shutdown();
         h.sent_all();
-        h.recv(TcpFlags::FIN | TcpFlags::ACK, PEER_ISS + 1, iss + 1, b"");
+        assert_eq!(h.recv(TcpFlags::FIN | TcpFlags::ACK, PEER_ISS + 1, iss + 1, b""), Outcome::Accepted);
         assert_eq!(h.conn.state(), State::Closing);
-        h.recv(TcpFlags::ACK, PEER_ISS + 2, iss + 2, b"");
+        assert_eq!(h.recv(TcpFlags::ACK, PEER_ISS + 2, iss + 2, b""), Outcome::Accepted);
         assert_eq!(h.conn.state(), State::TimeWait);
     }
 
@@ -463,7 +517,7 @@ mod closing_states {
         let (mut h, iss) = established(TcpConfig { fin_wait_2_timeout: Duration::from_secs(5), ..plain() });
         h.conn.close();
         h.sent_all();
-        h.recv(TcpFlags::ACK, PEER_ISS + 1, iss + 2, b"");
+        assert_eq!(h.recv(TcpFlags::ACK, PEER_ISS + 1, iss + 2, b""), Outcome::Accepted);
         assert_eq!(h.conn.state(), State::FinWait2);
         h.advance(Duration::from_secs(5));
         assert_eq!(h.conn.state(), State::Closed);
@@ -476,7 +530,7 @@ mod closing_states {
         let (mut h, iss) = established(plain());
         h.conn.shutdown();
         h.sent_all();
-        h.recv(TcpFlags::FIN | TcpFlags::ACK, PEER_ISS + 1, iss + 2, b"");
+        assert_eq!(h.recv(TcpFlags::FIN | TcpFlags::ACK, PEER_ISS + 1, iss + 2, b""), Outcome::Accepted);
         h.sent_all();
         assert_eq!(h.conn.state(), State::TimeWait);
         h.advance(Duration::from_secs(30));

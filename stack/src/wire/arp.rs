@@ -212,9 +212,7 @@ impl ArpRepr {
         let operation = ArpOperation::from_u16(packet.operation()).ok_or(WireError::Unsupported)?;
         // The lengths are 6 and 4 and check_len passed: the fixed offsets below are in bounds.
         let b = packet.b();
-        let mac = |at: usize| {
-            EthernetAddress([b[at], b[at + 1], b[at + 2], b[at + 3], b[at + 4], b[at + 5]])
-        };
+        let mac = |at: usize| EthernetAddress([b[at], b[at + 1], b[at + 2], b[at + 3], b[at + 4], b[at + 5]]);
         Ok(ArpRepr {
             operation,
             source_hardware_addr: mac(8),
@@ -282,23 +280,13 @@ mod tests {
     #[test]
     fn every_truncation_is_reported() {
         for len in 0..PACKET_LEN {
-            assert_eq!(
-                ArpPacket::new_checked(&REQUEST[..len]).err(),
-                Some(WireError::Truncated),
-                "len {len}"
-            );
-            assert_eq!(
-                ArpRepr::parse(&ArpPacket::new_unchecked(&REQUEST[..len])),
-                Err(WireError::Truncated)
-            );
+            assert_eq!(ArpPacket::new_checked(&REQUEST[..len]).err(), Some(WireError::Truncated), "len {len}");
+            assert_eq!(ArpRepr::parse(&ArpPacket::new_unchecked(&REQUEST[..len])), Err(WireError::Truncated));
         }
         // Announced lengths beyond the buffer are truncation too.
         let mut long = REQUEST;
         long[4] = 255;
-        assert_eq!(
-            ArpPacket::new_checked(&long[..]).err(),
-            Some(WireError::Truncated)
-        );
+        assert_eq!(ArpPacket::new_checked(&long[..]).err(), Some(WireError::Truncated));
     }
 
     #[test]
@@ -308,11 +296,7 @@ mod tests {
             b[..46].copy_from_slice(&REQUEST);
             b[at] = value;
             let packet = ArpPacket::new_checked(&b[..]).unwrap();
-            assert_eq!(
-                ArpRepr::parse(&packet),
-                Err(WireError::Unsupported),
-                "byte {at} = {value}"
-            );
+            assert_eq!(ArpRepr::parse(&packet), Err(WireError::Unsupported), "byte {at} = {value}");
         }
     }
 

@@ -122,20 +122,15 @@ mod tests {
     fn known_ipv4_header() {
         // A classic example header whose checksum is b861.
         let header = [
-            0x45, 0x00, 0x00, 0x73, 0x00, 0x00, 0x40, 0x00, 0x40, 0x11, 0x00, 0x00, 0xc0, 0xa8,
-            0x00, 0x01, 0xc0, 0xa8, 0x00, 0xc7,
+            0x45, 0x00, 0x00, 0x73, 0x00, 0x00, 0x40, 0x00, 0x40, 0x11, 0x00, 0x00, 0xc0, 0xa8, 0x00, 0x01, 0xc0, 0xa8,
+            0x00, 0xc7,
         ];
         assert_eq!(checksum(&header), 0xb861);
     }
 
     #[test]
     fn pseudo_header_sum() {
-        let s = pseudo_header(
-            Ipv4Addr::new(10, 0, 0, 1),
-            Ipv4Addr::new(10, 0, 0, 2),
-            6,
-            40,
-        );
+        let s = pseudo_header(Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 0, 0, 2), 6, 40);
         assert_eq!(s, 0x0a00 + 0x0001 + 0x0a00 + 0x0002 + 6 + 40);
     }
 
@@ -152,9 +147,7 @@ mod tests {
     #[test]
     fn sums_across_internal_blocks() {
         // Longer than the 1 MiB blocks `sum` works in, with an odd tail.
-        let data: Vec<u8> = (0..(2 << 20) + 3)
-            .map(|i: u32| (i.wrapping_mul(31) >> 3) as u8)
-            .collect();
+        let data: Vec<u8> = (0..(2 << 20) + 3).map(|i: u32| (i.wrapping_mul(31) >> 3) as u8).collect();
         assert_eq!(fold(sum(&data)), reference_sum(&data));
     }
 

@@ -52,11 +52,7 @@ impl EthernetAddress {
 impl fmt::Display for EthernetAddress {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let b = self.0;
-        write!(
-            f,
-            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
-            b[0], b[1], b[2], b[3], b[4], b[5]
-        )
+        write!(f, "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", b[0], b[1], b[2], b[3], b[4], b[5])
     }
 }
 
@@ -160,15 +156,9 @@ pub struct EthernetRepr {
 
 impl EthernetRepr {
     /// Parses the header of `frame`.
-    pub fn parse<T: AsRef<[u8]> + ?Sized>(
-        frame: &EthernetFrame<&T>,
-    ) -> Result<EthernetRepr, WireError> {
+    pub fn parse<T: AsRef<[u8]> + ?Sized>(frame: &EthernetFrame<&T>) -> Result<EthernetRepr, WireError> {
         frame.check_len()?;
-        Ok(EthernetRepr {
-            src_addr: frame.src_addr(),
-            dst_addr: frame.dst_addr(),
-            ethertype: frame.ethertype(),
-        })
+        Ok(EthernetRepr { src_addr: frame.src_addr(), dst_addr: frame.dst_addr(), ethertype: frame.ethertype() })
     }
 
     /// Length of the header `emit` writes.
@@ -209,10 +199,7 @@ mod tests {
         let frame = EthernetFrame::new_checked(&FRAME[..]).unwrap();
         let repr = EthernetRepr::parse(&frame).unwrap();
         assert_eq!(repr.dst_addr, EthernetAddress::BROADCAST);
-        assert_eq!(
-            repr.src_addr,
-            EthernetAddress([0x52, 0x54, 0, 0x12, 0x34, 0x56])
-        );
+        assert_eq!(repr.src_addr, EthernetAddress([0x52, 0x54, 0, 0x12, 0x34, 0x56]));
         assert_eq!(repr.ethertype, EtherType::ARP);
         assert_eq!(frame.payload(), &[0, 1, 8, 0]);
 
@@ -225,10 +212,7 @@ mod tests {
     #[test]
     fn every_truncation_is_reported() {
         for len in 0..HEADER_LEN {
-            assert_eq!(
-                EthernetFrame::new_checked(&FRAME[..len]).err(),
-                Some(WireError::Truncated)
-            );
+            assert_eq!(EthernetFrame::new_checked(&FRAME[..len]).err(), Some(WireError::Truncated));
             let unchecked = EthernetFrame::new_unchecked(&FRAME[..len]);
             assert_eq!(EthernetRepr::parse(&unchecked), Err(WireError::Truncated));
         }
@@ -245,10 +229,7 @@ mod tests {
         assert!(u.is_unicast() && u.is_local());
         assert_eq!(u.to_string(), "02:00:00:00:00:ab");
         assert_eq!(EthernetAddress::from_bytes(&[1, 2, 3, 4, 5]), None);
-        assert_eq!(
-            EthernetAddress::from_bytes(&[1, 2, 3, 4, 5, 6, 7]),
-            Some(EthernetAddress([1, 2, 3, 4, 5, 6]))
-        );
+        assert_eq!(EthernetAddress::from_bytes(&[1, 2, 3, 4, 5, 6, 7]), Some(EthernetAddress([1, 2, 3, 4, 5, 6])));
     }
 
     proptest! {

@@ -198,11 +198,7 @@ impl<'a> Icmpv4Repr<'a> {
             return Err(WireError::BadChecksum);
         }
         // Borrow from the underlying buffer, not from the view, so the repr outlives it.
-        let data = packet
-            .buffer
-            .as_ref()
-            .get(field::DATA..)
-            .unwrap_or_default();
+        let data = packet.buffer.as_ref().get(field::DATA..).unwrap_or_default();
         match packet.msg_type() {
             message::ECHO_REQUEST | message::ECHO_REPLY => {
                 if packet.msg_code() != 0 {
@@ -210,17 +206,9 @@ impl<'a> Icmpv4Repr<'a> {
                 }
                 let (ident, seq_no) = (packet.echo_ident(), packet.echo_seq_no());
                 Ok(if packet.msg_type() == message::ECHO_REQUEST {
-                    Icmpv4Repr::EchoRequest {
-                        ident,
-                        seq_no,
-                        data,
-                    }
+                    Icmpv4Repr::EchoRequest { ident, seq_no, data }
                 } else {
-                    Icmpv4Repr::EchoReply {
-                        ident,
-                        seq_no,
-                        data,
-                    }
+                    Icmpv4Repr::EchoReply { ident, seq_no, data }
                 })
             }
             message::DST_UNREACHABLE => {
@@ -263,13 +251,9 @@ impl<'a> Icmpv4Repr<'a> {
     pub fn emit<T: AsRef<[u8]> + AsMut<[u8]> + ?Sized>(&self, packet: &mut Icmpv4Packet<&mut T>) {
         let b = &mut packet.buffer.as_mut()[..self.buffer_len()];
         let (msg_type, code, rest_hi, rest_lo) = match *self {
-            Icmpv4Repr::EchoRequest { ident, seq_no, .. } => {
-                (message::ECHO_REQUEST, 0, ident, seq_no)
-            }
+            Icmpv4Repr::EchoRequest { ident, seq_no, .. } => (message::ECHO_REQUEST, 0, ident, seq_no),
             Icmpv4Repr::EchoReply { ident, seq_no, .. } => (message::ECHO_REPLY, 0, ident, seq_no),
-            Icmpv4Repr::DstUnreachable {
-                code, next_hop_mtu, ..
-            } => (message::DST_UNREACHABLE, code, 0, next_hop_mtu),
+            Icmpv4Repr::DstUnreachable { code, next_hop_mtu, .. } => (message::DST_UNREACHABLE, code, 0, next_hop_mtu),
         };
         b[field::TYPE] = msg_type;
         b[field::CODE] = code;
@@ -289,9 +273,7 @@ mod tests {
 
     /// A ping from Linux: ident 0x1c46, seq 1, 8 bytes of data, checksum computed below.
     fn echo_request() -> Vec<u8> {
-        let mut b = vec![
-            8, 0, 0, 0, 0x1c, 0x46, 0x00, 0x01, 0xde, 0xad, 0xbe, 0xef, 1, 2, 3, 4,
-        ];
+        let mut b = vec![8, 0, 0, 0, 0x1c, 0x46, 0x00, 0x01, 0xde, 0xad, 0xbe, 0xef, 1, 2, 3, 4];
         Icmpv4Packet::new_unchecked(&mut b[..]).fill_checksum();
         b
     }
@@ -300,8 +282,8 @@ mod tests {
     fn port_unreachable() -> Vec<u8> {
         let mut b = vec![3, 3, 0, 0, 0, 0, 0, 0];
         b.extend_from_slice(&[
-            0x45, 0x00, 0x00, 0x73, 0x00, 0x00, 0x40, 0x00, 0x40, 0x11, 0xb8, 0x61, 0xc0, 0xa8,
-            0x00, 0x01, 0xc0, 0xa8, 0x00, 0xc7,
+            0x45, 0x00, 0x00, 0x73, 0x00, 0x00, 0x40, 0x00, 0x40, 0x11, 0xb8, 0x61, 0xc0, 0xa8, 0x00, 0x01, 0xc0, 0xa8,
+            0x00, 0xc7,
         ]);
         b.extend_from_slice(&[0x30, 0x39, 0x00, 0x35, 0x00, 0x5f, 0x12, 0x34]);
         Icmpv4Packet::new_unchecked(&mut b[..]).fill_checksum();
@@ -311,20 +293,12 @@ mod tests {
     #[test]
     fn parses_and_reemits_an_echo_request() {
         let b = echo_request();
-        assert_eq!(
-            checksum::checksum(&b),
-            0,
-            "fill_checksum made the sum all ones"
-        );
+        assert_eq!(checksum::checksum(&b), 0, "fill_checksum made the sum all ones");
         let packet = Icmpv4Packet::new_checked(&b[..]).unwrap();
         let repr = Icmpv4Repr::parse(&packet, ChecksumMode::Verify).unwrap();
         assert_eq!(
             repr,
-            Icmpv4Repr::EchoRequest {
-                ident: 0x1c46,
-                seq_no: 1,
-                data: &[0xde, 0xad, 0xbe, 0xef, 1, 2, 3, 4]
-            }
+            Icmpv4Repr::EchoRequest { ident: 0x1c46, seq_no: 1, data: &[0xde, 0xad, 0xbe, 0xef, 1, 2, 3, 4] }
         );
         let mut out = vec![0u8; repr.buffer_len()];
         repr.emit(&mut Icmpv4Packet::new_unchecked(&mut out[..]));
@@ -340,24 +314,14 @@ mod tests {
         Icmpv4Packet::new_unchecked(&mut b[..]).fill_checksum();
         let packet = Icmpv4Packet::new_checked(&b[..]).unwrap();
         let repr = Icmpv4Repr::parse(&packet, ChecksumMode::Verify).unwrap();
-        assert_eq!(
-            repr,
-            Icmpv4Repr::DstUnreachable {
-                code: dst_unreachable::PORT,
-                next_hop_mtu: 0,
-                data: &quoted
-            }
-        );
+        assert_eq!(repr, Icmpv4Repr::DstUnreachable { code: dst_unreachable::PORT, next_hop_mtu: 0, data: &quoted });
     }
 
     #[test]
     fn every_truncation_is_reported() {
         let b = echo_request();
         for len in 0..HEADER_LEN {
-            assert_eq!(
-                Icmpv4Packet::new_checked(&b[..len]).err(),
-                Some(WireError::Truncated)
-            );
+            assert_eq!(Icmpv4Packet::new_checked(&b[..len]).err(), Some(WireError::Truncated));
             assert_eq!(
                 Icmpv4Repr::parse(&Icmpv4Packet::new_unchecked(&b[..len]), ChecksumMode::Trust),
                 Err(WireError::Truncated)
@@ -366,11 +330,7 @@ mod tests {
         let b = port_unreachable();
         for len in HEADER_LEN..b.len() {
             let p = Icmpv4Packet::new_checked(&b[..len]).unwrap();
-            assert_eq!(
-                Icmpv4Repr::parse(&p, ChecksumMode::Trust),
-                Err(WireError::Truncated),
-                "len {len}"
-            );
+            assert_eq!(Icmpv4Repr::parse(&p, ChecksumMode::Trust), Err(WireError::Truncated), "len {len}");
         }
     }
 
@@ -379,10 +339,7 @@ mod tests {
         let mut b = echo_request();
         b[12] ^= 1;
         let p = Icmpv4Packet::new_checked(&b[..]).unwrap();
-        assert_eq!(
-            Icmpv4Repr::parse(&p, ChecksumMode::Verify),
-            Err(WireError::BadChecksum)
-        );
+        assert_eq!(Icmpv4Repr::parse(&p, ChecksumMode::Verify), Err(WireError::BadChecksum));
         assert!(Icmpv4Repr::parse(&p, ChecksumMode::Trust).is_ok());
 
         for (at, value, error) in [
@@ -393,36 +350,23 @@ mod tests {
             let mut b = echo_request();
             b[at] = value;
             let p = Icmpv4Packet::new_checked(&b[..]).unwrap();
-            assert_eq!(
-                Icmpv4Repr::parse(&p, ChecksumMode::Trust),
-                Err(error),
-                "byte {at} = {value}"
-            );
+            assert_eq!(Icmpv4Repr::parse(&p, ChecksumMode::Trust), Err(error), "byte {at} = {value}");
         }
-        for (value, error) in [
-            (0x65, WireError::Malformed),
-            (0x44, WireError::Malformed),
-            (0x46, WireError::Truncated),
-        ] {
+        for (value, error) in [(0x65, WireError::Malformed), (0x44, WireError::Malformed), (0x46, WireError::Truncated)]
+        {
             let mut b = port_unreachable();
             b[8] = value;
             let p = Icmpv4Packet::new_checked(&b[..]).unwrap();
-            assert_eq!(
-                Icmpv4Repr::parse(&p, ChecksumMode::Trust),
-                Err(error),
-                "quoted first byte {value:#x}"
-            );
+            assert_eq!(Icmpv4Repr::parse(&p, ChecksumMode::Trust), Err(error), "quoted first byte {value:#x}");
         }
     }
 
     fn arb_quoted() -> impl Strategy<Value = Vec<u8>> {
-        (0usize..=10, proptest::collection::vec(any::<u8>(), 68)).prop_map(
-            |(options_words, mut bytes)| {
-                bytes[0] = 0x45 + options_words as u8;
-                bytes.truncate(20 + options_words * 4 + 8);
-                bytes
-            },
-        )
+        (0usize..=10, proptest::collection::vec(any::<u8>(), 68)).prop_map(|(options_words, mut bytes)| {
+            bytes[0] = 0x45 + options_words as u8;
+            bytes.truncate(20 + options_words * 4 + 8);
+            bytes
+        })
     }
 
     proptest! {

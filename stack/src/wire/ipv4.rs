@@ -188,12 +188,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4Packet<T> {
         write_u16(self.bm(), field::IDENT, value);
     }
     /// Sets the flags and fragment offset: `frag_offset` in bytes, a multiple of eight.
-    pub fn set_flags_and_frag_offset(
-        &mut self,
-        dont_frag: bool,
-        more_frags: bool,
-        frag_offset: u16,
-    ) {
+    pub fn set_flags_and_frag_offset(&mut self, dont_frag: bool, more_frags: bool, frag_offset: u16) {
         let mut value = (frag_offset >> 3) & FRAG_OFFSET_MASK;
         if dont_frag {
             value |= FLAG_DONT_FRAGMENT;
@@ -292,8 +287,7 @@ impl Ipv4Repr {
     /// Panics if the buffer is shorter than 20 bytes or `payload_len` exceeds 65515 (a
     /// caller's bug).
     pub fn emit<T: AsRef<[u8]> + AsMut<[u8]> + ?Sized>(&self, packet: &mut Ipv4Packet<&mut T>) {
-        let total_len =
-            u16::try_from(HEADER_LEN + self.payload_len).expect("IPv4 payload over 65515 bytes");
+        let total_len = u16::try_from(HEADER_LEN + self.payload_len).expect("IPv4 payload over 65515 bytes");
         let b = &mut packet.buffer.as_mut()[..HEADER_LEN];
         b[field::VER_IHL] = 0x45;
         b[field::DSCP_ECN] = 0;
@@ -317,8 +311,8 @@ mod tests {
 
     /// A captured UDP packet's header: 192.168.0.1 -> 192.168.0.199, DF, TTL 64, checksum b861.
     const HEADER: [u8; 20] = [
-        0x45, 0x00, 0x00, 0x73, 0x00, 0x00, 0x40, 0x00, 0x40, 0x11, 0xb8, 0x61, 0xc0, 0xa8, 0x00,
-        0x01, 0xc0, 0xa8, 0x00, 0xc7,
+        0x45, 0x00, 0x00, 0x73, 0x00, 0x00, 0x40, 0x00, 0x40, 0x11, 0xb8, 0x61, 0xc0, 0xa8, 0x00, 0x01, 0xc0, 0xa8,
+        0x00, 0xc7,
     ];
 
     fn packet() -> Vec<u8> {
@@ -363,12 +357,7 @@ mod tests {
         let mut b = with_checksum(b);
         b.extend_from_slice(&[1, 2, 3, 4, 5, 6, 0, 0, 0, 0]);
         let p = Ipv4Packet::new_checked(&b[..]).unwrap();
-        assert_eq!(
-            Ipv4Repr::parse(&p, ChecksumMode::Verify)
-                .unwrap()
-                .payload_len,
-            6
-        );
+        assert_eq!(Ipv4Repr::parse(&p, ChecksumMode::Verify).unwrap().payload_len, 6);
         assert_eq!(p.payload(), &[1, 2, 3, 4, 5, 6]);
     }
 
@@ -382,12 +371,7 @@ mod tests {
         let b = with_checksum(b);
         let p = Ipv4Packet::new_checked(&b[..]).unwrap();
         assert_eq!(p.options(), &[0x94, 4, 0, 0]);
-        assert_eq!(
-            Ipv4Repr::parse(&p, ChecksumMode::Verify)
-                .unwrap()
-                .payload_len,
-            4
-        );
+        assert_eq!(Ipv4Repr::parse(&p, ChecksumMode::Verify).unwrap().payload_len, 4);
         assert_eq!(p.payload(), &[9, 9, 9, 9]);
     }
 
@@ -395,16 +379,9 @@ mod tests {
     fn every_truncation_is_reported() {
         let b = packet();
         for len in 0..b.len() {
-            assert_eq!(
-                Ipv4Packet::new_checked(&b[..len]).err(),
-                Some(WireError::Truncated),
-                "len {len}"
-            );
+            assert_eq!(Ipv4Packet::new_checked(&b[..len]).err(), Some(WireError::Truncated), "len {len}");
             let p = Ipv4Packet::new_unchecked(&b[..len]);
-            assert_eq!(
-                Ipv4Repr::parse(&p, ChecksumMode::Trust),
-                Err(WireError::Truncated)
-            );
+            assert_eq!(Ipv4Repr::parse(&p, ChecksumMode::Trust), Err(WireError::Truncated));
         }
     }
 
@@ -423,15 +400,8 @@ mod tests {
             b[3] = 40;
             b.resize(40, 0);
             b[at] = value;
-            assert_eq!(
-                Ipv4Packet::new_checked(&b[..]).err(),
-                Some(error),
-                "byte {at} = {value:#x}"
-            );
-            assert_eq!(
-                Ipv4Repr::parse(&Ipv4Packet::new_unchecked(&b[..]), ChecksumMode::Trust),
-                Err(error)
-            );
+            assert_eq!(Ipv4Packet::new_checked(&b[..]).err(), Some(error), "byte {at} = {value:#x}");
+            assert_eq!(Ipv4Repr::parse(&Ipv4Packet::new_unchecked(&b[..]), ChecksumMode::Trust), Err(error));
         }
     }
 
@@ -440,31 +410,21 @@ mod tests {
         let mut b = packet();
         b[8] = 63; // TTL changed, checksum not
         let p = Ipv4Packet::new_checked(&b[..]).unwrap();
-        assert_eq!(
-            Ipv4Repr::parse(&p, ChecksumMode::Verify),
-            Err(WireError::BadChecksum)
-        );
+        assert_eq!(Ipv4Repr::parse(&p, ChecksumMode::Verify), Err(WireError::BadChecksum));
         assert_eq!(Ipv4Repr::parse(&p, ChecksumMode::Trust).unwrap().ttl, 63);
     }
 
     #[test]
     fn fragments_are_reported() {
-        for (flags_offset, fragment) in [
-            (0x4000u16, false),
-            (0x2000, true),
-            (0x0001, true),
-            (0x3fff, true),
-            (0x8000, false),
-        ] {
+        for (flags_offset, fragment) in
+            [(0x4000u16, false), (0x2000, true), (0x0001, true), (0x3fff, true), (0x8000, false)]
+        {
             let mut b = packet();
             b[6..8].copy_from_slice(&flags_offset.to_be_bytes());
             let b = with_checksum(b);
             let p = Ipv4Packet::new_checked(&b[..]).unwrap();
             assert_eq!(p.is_fragment(), fragment);
-            assert_eq!(
-                Ipv4Repr::parse(&p, ChecksumMode::Verify).err(),
-                fragment.then_some(WireError::Fragment)
-            );
+            assert_eq!(Ipv4Repr::parse(&p, ChecksumMode::Verify).err(), fragment.then_some(WireError::Fragment));
         }
         let mut b = packet();
         Ipv4Packet::new_unchecked(&mut b[..]).set_flags_and_frag_offset(false, true, 1480);

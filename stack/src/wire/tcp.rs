@@ -127,10 +127,7 @@ impl SackBlocks {
 
     /// No blocks.
     pub const fn new() -> SackBlocks {
-        SackBlocks {
-            blocks: [SackBlock { left: 0, right: 0 }; 4],
-            len: 0,
-        }
+        SackBlocks { blocks: [SackBlock { left: 0, right: 0 }; 4], len: 0 }
     }
     /// Appends a block; false when four are held already.
     pub fn push(&mut self, block: SackBlock) -> bool {
@@ -245,11 +242,7 @@ impl TcpOptions {
         }
         match (self.sack_permitted, self.timestamp) {
             (sack_permitted, Some(ts)) => {
-                let lead = if sack_permitted {
-                    [kind::SACK_PERMITTED, 2]
-                } else {
-                    [kind::NOP, kind::NOP]
-                };
+                let lead = if sack_permitted { [kind::SACK_PERMITTED, 2] } else { [kind::NOP, kind::NOP] };
                 buf[at..at + 4].copy_from_slice(&[lead[0], lead[1], kind::TIMESTAMP, 10]);
                 write_u32(buf, at + 4, ts.tsval);
                 write_u32(buf, at + 8, ts.tsecr);
@@ -263,12 +256,7 @@ impl TcpOptions {
         }
         let blocks = self.sack_blocks_fit(at);
         if blocks > 0 {
-            buf[at..at + 4].copy_from_slice(&[
-                kind::NOP,
-                kind::NOP,
-                kind::SACK,
-                (2 + 8 * blocks) as u8,
-            ]);
+            buf[at..at + 4].copy_from_slice(&[kind::NOP, kind::NOP, kind::SACK, (2 + 8 * blocks) as u8]);
             at += 4;
             for block in &self.sack_blocks.as_slice()[..blocks] {
                 write_u32(buf, at, block.left);
@@ -285,10 +273,7 @@ impl TcpOptions {
         // Fast path: an established Linux connection sends exactly NOP NOP TS on every segment.
         if let [kind::NOP, kind::NOP, kind::TIMESTAMP, 10, ts @ ..] = bytes {
             if ts.len() == 8 {
-                options.timestamp = Some(Timestamp {
-                    tsval: read_u32(ts, 0),
-                    tsecr: read_u32(ts, 4),
-                });
+                options.timestamp = Some(Timestamp { tsval: read_u32(ts, 0), tsecr: read_u32(ts, 4) });
                 return Ok(options);
             }
         }
@@ -323,28 +308,19 @@ impl TcpOptions {
                     _ => return Err(WireError::BadOption),
                 },
                 kind::SACK => {
-                    if body.is_empty()
-                        || body.len() % 8 != 0
-                        || body.len() > 8 * SackBlocks::CAPACITY
-                    {
+                    if body.is_empty() || body.len() % 8 != 0 || body.len() > 8 * SackBlocks::CAPACITY {
                         return Err(WireError::BadOption);
                     }
                     options.sack_blocks.clear();
                     for block in body.chunks_exact(8) {
-                        options.sack_blocks.push(SackBlock {
-                            left: read_u32(block, 0),
-                            right: read_u32(block, 4),
-                        });
+                        options.sack_blocks.push(SackBlock { left: read_u32(block, 0), right: read_u32(block, 4) });
                     }
                 }
                 kind::TIMESTAMP => {
                     if body.len() != 8 {
                         return Err(WireError::BadOption);
                     }
-                    options.timestamp = Some(Timestamp {
-                        tsval: read_u32(body, 0),
-                        tsecr: read_u32(body, 4),
-                    });
+                    options.timestamp = Some(Timestamp { tsval: read_u32(body, 0), tsecr: read_u32(body, 4) });
                 }
                 // Unknown kinds are skipped by their length (RFC 9293 3.2).
                 _ => {}
@@ -500,9 +476,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> TcpPacket<T> {
         self.set_checksum(0);
         let b = self.b();
         let len = u16::try_from(b.len()).expect("TCP segment over 65535 bytes");
-        let c = !checksum::fold(
-            checksum::pseudo_header(src, dst, protocol::TCP, len) + checksum::sum(b),
-        );
+        let c = !checksum::fold(checksum::pseudo_header(src, dst, protocol::TCP, len) + checksum::sum(b));
         self.set_checksum(c);
     }
     /// The option bytes, writable.
@@ -609,13 +583,7 @@ impl TcpRepr {
 ///
 /// Panics if `buf` is shorter than `repr.buffer_len(payload_len)` or the segment is longer
 /// than 65535 bytes (a caller's bug).
-pub fn emit_header(
-    buf: &mut [u8],
-    repr: &TcpRepr,
-    src: Ipv4Addr,
-    dst: Ipv4Addr,
-    payload_len: usize,
-) -> usize {
+pub fn emit_header(buf: &mut [u8], repr: &TcpRepr, src: Ipv4Addr, dst: Ipv4Addr, payload_len: usize) -> usize {
     let header_len = repr.header_len();
     let total_len = header_len + payload_len;
     let b = &mut buf[..total_len];
@@ -646,9 +614,9 @@ mod tests {
     /// A SYN laid out as Linux sends one: port 48598 -> 80, MSS 1460, SACK-permitted,
     /// timestamps, NOP, window scale 7, window 64240; checksum 0x0786 for 10.0.0.1 -> 10.0.0.2.
     const LINUX_SYN: [u8; 40] = [
-        0xbd, 0xd6, 0x00, 0x50, 0x5c, 0x3a, 0x19, 0x8e, 0x00, 0x00, 0x00, 0x00, 0xa0, 0x02, 0xfa,
-        0xf0, 0x07, 0x86, 0x00, 0x00, 0x02, 0x04, 0x05, 0xb4, 0x04, 0x02, 0x08, 0x0a, 0x8e, 0x2b,
-        0x6f, 0x6c, 0x00, 0x00, 0x00, 0x00, 0x01, 0x03, 0x03, 0x07,
+        0xbd, 0xd6, 0x00, 0x50, 0x5c, 0x3a, 0x19, 0x8e, 0x00, 0x00, 0x00, 0x00, 0xa0, 0x02, 0xfa, 0xf0, 0x07, 0x86,
+        0x00, 0x00, 0x02, 0x04, 0x05, 0xb4, 0x04, 0x02, 0x08, 0x0a, 0x8e, 0x2b, 0x6f, 0x6c, 0x00, 0x00, 0x00, 0x00,
+        0x01, 0x03, 0x03, 0x07,
     ];
 
     fn emit_to_vec(repr: &TcpRepr, payload: &[u8]) -> Vec<u8> {
@@ -660,21 +628,11 @@ mod tests {
     }
 
     fn parse(bytes: &[u8]) -> Result<TcpRepr, WireError> {
-        TcpRepr::parse(
-            &TcpPacket::new_unchecked(bytes),
-            SRC,
-            DST,
-            ChecksumMode::Verify,
-        )
+        TcpRepr::parse(&TcpPacket::new_unchecked(bytes), SRC, DST, ChecksumMode::Verify)
     }
 
     fn parse_trusted(bytes: &[u8]) -> Result<TcpRepr, WireError> {
-        TcpRepr::parse(
-            &TcpPacket::new_unchecked(bytes),
-            SRC,
-            DST,
-            ChecksumMode::Trust,
-        )
+        TcpRepr::parse(&TcpPacket::new_unchecked(bytes), SRC, DST, ChecksumMode::Trust)
     }
 
     /// A 20-byte header followed by `options`, with a right checksum.
@@ -689,15 +647,9 @@ mod tests {
     #[test]
     fn parses_a_linux_syn() {
         let p = TcpPacket::new_checked(&LINUX_SYN[..]).unwrap();
-        assert!(
-            p.verify_checksum(SRC, DST),
-            "the captured checksum is right"
-        );
+        assert!(p.verify_checksum(SRC, DST), "the captured checksum is right");
         let r = TcpRepr::parse(&p, SRC, DST, ChecksumMode::Verify).unwrap();
-        assert_eq!(
-            (r.src_port, r.dst_port, r.seq, r.ack),
-            (48598, 80, 0x5c3a_198e, 0)
-        );
+        assert_eq!((r.src_port, r.dst_port, r.seq, r.ack), (48598, 80, 0x5c3a_198e, 0));
         assert_eq!((r.flags, r.window, r.urgent), (TcpFlags::SYN, 64240, 0));
         assert_eq!(
             r.options,
@@ -706,10 +658,7 @@ mod tests {
                 window_scale: Some(7),
                 sack_permitted: true,
                 sack_blocks: SackBlocks::new(),
-                timestamp: Some(Timestamp {
-                    tsval: 0x8e2b_6f6c,
-                    tsecr: 0
-                }),
+                timestamp: Some(Timestamp { tsval: 0x8e2b_6f6c, tsecr: 0 }),
             }
         );
         assert!(p.payload().is_empty());
@@ -729,14 +678,8 @@ mod tests {
             window: 502,
             ..TcpRepr::default()
         };
-        r.options.timestamp = Some(Timestamp {
-            tsval: 0x0102_0304,
-            tsecr: 0x0506_0708,
-        });
-        r.options.sack_blocks.push(SackBlock {
-            left: 0x11,
-            right: 0x22,
-        });
+        r.options.timestamp = Some(Timestamp { tsval: 0x0102_0304, tsecr: 0x0506_0708 });
+        r.options.sack_blocks.push(SackBlock { left: 0x11, right: 0x22 });
         let b = emit_to_vec(&r, b"hi");
         assert_eq!(
             &b[20..44],
@@ -747,10 +690,7 @@ mod tests {
         );
         assert_eq!(b[12], 11 << 4);
         assert_eq!(&b[44..], b"hi");
-        assert_eq!(
-            checksum::fold(checksum::pseudo_header(SRC, DST, 6, 46) + checksum::sum(&b)),
-            0xffff
-        );
+        assert_eq!(checksum::fold(checksum::pseudo_header(SRC, DST, 6, 46) + checksum::sum(&b)), 0xffff);
         let p = TcpPacket::new_checked(&b[..]).unwrap();
         assert_eq!(p.payload(), b"hi");
         assert_eq!(p.options().len(), 24);
@@ -764,29 +704,18 @@ mod tests {
         assert_eq!(parse_trusted(&b).unwrap().options.mss, Some(1460));
         // The pseudo-header counts: other addresses, other checksum.
         let p = TcpPacket::new_checked(&LINUX_SYN[..]).unwrap();
-        assert_eq!(
-            TcpRepr::parse(&p, DST, DST, ChecksumMode::Verify),
-            Err(WireError::BadChecksum)
-        );
+        assert_eq!(TcpRepr::parse(&p, DST, DST, ChecksumMode::Verify), Err(WireError::BadChecksum));
     }
 
     #[test]
     fn every_truncation_is_reported() {
         for len in 0..HEADER_LEN {
-            assert_eq!(
-                TcpPacket::new_checked(&LINUX_SYN[..len]).err(),
-                Some(WireError::Truncated),
-                "len {len}"
-            );
+            assert_eq!(TcpPacket::new_checked(&LINUX_SYN[..len]).err(), Some(WireError::Truncated), "len {len}");
             assert_eq!(parse_trusted(&LINUX_SYN[..len]), Err(WireError::Truncated));
         }
         // Past 20 bytes the data offset (40) points past the segment.
         for len in HEADER_LEN..LINUX_SYN.len() {
-            assert_eq!(
-                TcpPacket::new_checked(&LINUX_SYN[..len]).err(),
-                Some(WireError::Malformed),
-                "len {len}"
-            );
+            assert_eq!(TcpPacket::new_checked(&LINUX_SYN[..len]).err(), Some(WireError::Malformed), "len {len}");
             assert_eq!(parse_trusted(&LINUX_SYN[..len]), Err(WireError::Malformed));
         }
     }
@@ -796,11 +725,7 @@ mod tests {
         for offset in [0u8, 1, 4, 11, 15] {
             let mut b = LINUX_SYN;
             b[12] = offset << 4;
-            assert_eq!(
-                TcpPacket::new_checked(&b[..]).err(),
-                Some(WireError::Malformed),
-                "offset {offset}"
-            );
+            assert_eq!(TcpPacket::new_checked(&b[..]).err(), Some(WireError::Malformed), "offset {offset}");
             assert_eq!(parse_trusted(&b), Err(WireError::Malformed));
         }
     }
@@ -828,11 +753,7 @@ mod tests {
         for &bad in cases {
             let mut options = bad.to_vec();
             options.resize(options.len().div_ceil(4) * 4, 1); // pad with NOPs
-            assert_eq!(
-                TcpOptions::parse(&options),
-                Err(WireError::BadOption),
-                "{bad:?}"
-            );
+            assert_eq!(TcpOptions::parse(&options), Err(WireError::BadOption), "{bad:?}");
             let b = segment_with_options(&options);
             assert_eq!(parse(&b), Err(WireError::BadOption), "{bad:?}");
         }
@@ -851,13 +772,7 @@ mod tests {
         // Unknown kind 30 of length 4, MSS, EOL, then garbage that must be ignored.
         let options = [30, 4, 1, 2, 2, 4, 5, 180, 0, 9, 9, 9];
         let r = parse(&segment_with_options(&options)).unwrap();
-        assert_eq!(
-            r.options,
-            TcpOptions {
-                mss: Some(1460),
-                ..TcpOptions::default()
-            }
-        );
+        assert_eq!(r.options, TcpOptions { mss: Some(1460), ..TcpOptions::default() });
         // A later option of the same kind wins; four SACK blocks parse.
         let r = parse(&segment_with_options(&[3, 3, 2, 3, 3, 9, 1, 1])).unwrap();
         assert_eq!(r.options.window_scale, Some(9));
@@ -867,10 +782,7 @@ mod tests {
         }
         let r = parse(&segment_with_options(&options)).unwrap();
         assert_eq!(r.options.sack_blocks.len(), 4);
-        assert_eq!(
-            r.options.sack_blocks.as_slice()[3],
-            SackBlock { left: 6, right: 7 }
-        );
+        assert_eq!(r.options.sack_blocks.as_slice()[3], SackBlock { left: 6, right: 7 });
     }
 
     #[test]
@@ -886,23 +798,14 @@ mod tests {
     fn sack_blocks_are_cut_to_fit() {
         let mut r = TcpRepr::default();
         for i in 0..4 {
-            r.options.sack_blocks.push(SackBlock {
-                left: i * 10,
-                right: i * 10 + 5,
-            });
+            r.options.sack_blocks.push(SackBlock { left: i * 10, right: i * 10 + 5 });
         }
-        assert!(
-            !r.options.sack_blocks.push(SackBlock::default()),
-            "a fifth block does not fit"
-        );
+        assert!(!r.options.sack_blocks.push(SackBlock::default()), "a fifth block does not fit");
         assert_eq!(r.header_len(), 20 + 4 + 32);
         r.options.timestamp = Some(Timestamp { tsval: 1, tsecr: 2 });
         assert_eq!(r.header_len(), 20 + 12 + 4 + 24);
         let back = parse(&emit_to_vec(&r, &[])).unwrap();
-        assert_eq!(
-            back.options.sack_blocks.as_slice(),
-            &r.options.sack_blocks.as_slice()[..3]
-        );
+        assert_eq!(back.options.sack_blocks.as_slice(), &r.options.sack_blocks.as_slice()[..3]);
         r.options.mss = Some(1460);
         r.options.window_scale = Some(7);
         r.options.sack_permitted = true;
@@ -989,16 +892,7 @@ mod tests {
                     // Keep only the blocks that fit, so that the round trip is exact.
                     let fit = options.sack_blocks_fit(options.fixed_len());
                     options.sack_blocks.truncate(fit);
-                    TcpRepr {
-                        src_port,
-                        dst_port,
-                        seq,
-                        ack,
-                        flags: TcpFlags(flags),
-                        window,
-                        urgent,
-                        options,
-                    }
+                    TcpRepr { src_port, dst_port, seq, ack, flags: TcpFlags(flags), window, urgent, options }
                 },
             )
     }

@@ -42,10 +42,8 @@ pub fn ethernet(ethertype: u16, payload: &[u8]) -> Vec<u8> {
 
 /// The Internet checksum (RFC 1071) of `bytes`.
 pub fn checksum(bytes: &[u8]) -> u16 {
-    let mut sum: u32 = bytes
-        .chunks(2)
-        .map(|pair| u32::from(u16::from_be_bytes([pair[0], *pair.get(1).unwrap_or(&0)])))
-        .sum();
+    let mut sum: u32 =
+        bytes.chunks(2).map(|pair| u32::from(u16::from_be_bytes([pair[0], *pair.get(1).unwrap_or(&0)]))).sum();
     while sum > 0xffff {
         sum = (sum & 0xffff) + (sum >> 16);
     }
@@ -70,15 +68,7 @@ pub struct Ipv4 {
 
 impl Ipv4 {
     pub fn new(src: Ipv4Addr, dst: Ipv4Addr, protocol: u8) -> Ipv4 {
-        Ipv4 {
-            src,
-            dst,
-            protocol,
-            options: Vec::new(),
-            flags_fragment: 0x4000,
-            version: 4,
-            ihl: None,
-        }
+        Ipv4 { src, dst, protocol, options: Vec::new(), flags_fragment: 0x4000, version: 4, ihl: None }
     }
 
     /// The header followed by `payload`, with a correct header checksum.
@@ -151,10 +141,7 @@ pub fn icmp_frame(icmp_type: u8, dst: Ipv4Addr) -> Vec<u8> {
     icmp.extend_from_slice(b"ping");
     let sum = checksum(&icmp);
     icmp[2..4].copy_from_slice(&sum.to_be_bytes());
-    ethernet(
-        ETH_P_IP,
-        &Ipv4::new(peer_addr(), dst, IPPROTO_ICMP).packet(&icmp),
-    )
+    ethernet(ETH_P_IP, &Ipv4::new(peer_addr(), dst, IPPROTO_ICMP).packet(&icmp))
 }
 
 /// Addresses from 198.18.0.0/15, the range reserved for benchmarks.
