@@ -27,13 +27,7 @@ pub fn require_root(needs: &str) -> bool {
         return true;
     }
     let thread = std::thread::current();
-    let test = thread
-        .name()
-        .filter(|name| *name != "main")
-        .unwrap_or("test");
-    let _ = writeln!(
-        std::io::stderr().lock(),
-        "SKIP (needs root: {needs}): {test}"
-    );
+    let test = thread.name().filter(|name| *name != "main").unwrap_or("test");
+    let _ = writeln!(std::io::stderr().lock(), "SKIP (needs root: {needs}): {test}");
     false
 }

@@ -43,12 +43,10 @@ pub fn ip(args: &[&str]) -> io::Result<()> {
 }
 
 fn run(program: &str, args: &[&str]) -> io::Result<()> {
-    let output = Command::new(program).args(args).output().map_err(|e| {
-        io::Error::new(
-            e.kind(),
-            format!("cannot run {program} {}: {e}", args.join(" ")),
-        )
-    })?;
+    let output = Command::new(program)
+        .args(args)
+        .output()
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot run {program} {}: {e}", args.join(" "))))?;
     if output.status.success() {
         Ok(())
     } else {
@@ -90,9 +88,7 @@ impl Netns {
     /// Creates the namespace `name` (`ip netns add name`).
     pub fn create(name: &str) -> io::Result<Netns> {
         ip(&["netns", "add", name])?;
-        let netns = Netns {
-            name: name.to_owned(),
-        };
+        let netns = Netns { name: name.to_owned() };
         netns.ip(&["link", "set", "dev", "lo", "up"])?;
         Ok(netns)
     }
@@ -130,8 +126,7 @@ impl Netns {
     pub fn run<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
         std::thread::scope(|scope| {
             let handle = scope.spawn(|| {
-                self.enter_current_thread()
-                    .unwrap_or_else(|e| panic!("cannot enter netns {}: {e}", self.name));
+                self.enter_current_thread().unwrap_or_else(|e| panic!("cannot enter netns {}: {e}", self.name));
                 f()
             });
             match handle.join() {
@@ -184,10 +179,7 @@ pub struct TestNetConfig {
 
 impl Default for TestNetConfig {
     fn default() -> Self {
-        TestNetConfig {
-            queues: 1,
-            tx_checksum_offload: false,
-        }
+        TestNetConfig { queues: 1, tx_checksum_offload: false }
     }
 }
 
@@ -267,14 +259,8 @@ impl TestNet {
             "netns",
             &right_name,
         ])?;
-        let veth = VethGuard {
-            netns: left_name.clone(),
-            ifname: left_name.clone(),
-        };
-        for (netns, ifname, addr) in [
-            (&left_ns, &left_name, left_ip),
-            (&right_ns, &right_name, right_ip),
-        ] {
+        let veth = VethGuard { netns: left_name.clone(), ifname: left_name.clone() };
+        for (netns, ifname, addr) in [(&left_ns, &left_name, left_ip), (&right_ns, &right_name, right_ip)] {
             netns.ip(&["link", "set", "dev", ifname, "addrgenmode", "none"])?;
             netns.ip(&["addr", "add", &format!("{addr}/30"), "dev", ifname])?;
             netns.ip(&["link", "set", "dev", ifname, "up"])?;
@@ -284,30 +270,15 @@ impl TestNet {
         }
         Ok(TestNet {
             _veth: veth,
-            left: Host {
-                netns: left_ns,
-                ifname: left_name,
-                mac: left_mac,
-                ipv4: left_ip,
-                prefix_len: 30,
-            },
-            right: Host {
-                netns: right_ns,
-                ifname: right_name,
-                mac: right_mac,
-                ipv4: right_ip,
-                prefix_len: 30,
-            },
+            left: Host { netns: left_ns, ifname: left_name, mac: left_mac, ipv4: left_ip, prefix_len: 30 },
+            right: Host { netns: right_ns, ifname: right_name, mac: right_mac, ipv4: right_ip, prefix_len: 30 },
         })
     }
 }
 
 /// `aa:bb:cc:dd:ee:ff`.
 pub fn format_mac(mac: &[u8; 6]) -> String {
-    mac.iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
+    mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
 }
 
 #[cfg(test)]
@@ -338,9 +309,7 @@ mod tests {
         let net = TestNet::new(TestNetConfig::default()).unwrap();
         let left_ns = net.left.netns.name().to_owned();
         assert!(net.left.ipv4.octets()[0] == 198 && (net.left.ipv4.octets()[1] & 0xfe) == 18);
-        let info = net
-            .left
-            .run(|| netlink::interface_info(&net.left.ifname).unwrap());
+        let info = net.left.run(|| netlink::interface_info(&net.left.ifname).unwrap());
         assert_eq!(info.mac, Some(net.left.mac));
         assert_eq!(info.rx_queues, Some(1));
         // The interface is not visible from this (root) namespace.
@@ -357,10 +326,7 @@ mod tests {
         let mut names = None;
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             let net = TestNet::new(TestNetConfig::default()).unwrap();
-            names = Some((
-                net.left.netns.name().to_owned(),
-                net.right.netns.name().to_owned(),
-            ));
+            names = Some((net.left.netns.name().to_owned(), net.right.netns.name().to_owned()));
             net.left.run(|| panic!("deliberate"));
         }));
         assert!(result.is_err());

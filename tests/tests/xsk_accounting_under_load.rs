@@ -11,9 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use synack::xsk::{
-    BoundMode, Counters, FrameAccounting, RxFrame, RxVerdict, XdpStats, XskConfig, XskSocket,
-};
+use synack::xsk::{BoundMode, Counters, FrameAccounting, RxFrame, RxVerdict, XdpStats, XskConfig, XskSocket};
 use synack_tests::testnet::{TestNet, TestNetConfig};
 
 const FRAMES: u64 = 1_000_000;
@@ -171,18 +169,10 @@ fn blast(
     receiver_done: &AtomicBool,
 ) -> BlasterReport {
     let done = SetOnDrop(blaster_done);
-    ready
-        .recv_timeout(Duration::from_secs(30))
-        .expect("receiver did not bind");
+    ready.recv_timeout(Duration::from_secs(30)).expect("receiver did not bind");
     // The blaster's own default program brings the echoes to it.
     let mut socket = XskSocket::new(socket_config(&net.right.ifname)).expect("bind blaster");
-    let template = common::udp_frame(
-        net.left.mac,
-        net.right.mac,
-        net.right.ipv4,
-        net.left.ipv4,
-        0,
-    );
+    let template = common::udp_frame(net.left.mac, net.right.mac, net.right.ipv4, net.left.ipv4, 0);
 
     let (mut sent, mut echoes) = (0u64, 0u64);
     let start = Instant::now();
@@ -222,14 +212,7 @@ fn blast(
         socket.refill();
     }
     socket.refill();
-    BlasterReport {
-        sent,
-        echoes,
-        seconds,
-        counters: *socket.counters(),
-        accounting: socket.accounting(),
-        drained,
-    }
+    BlasterReport { sent, echoes, seconds, counters: *socket.counters(), accounting: socket.accounting(), drained }
 }
 
 /// An RX handler that counts test frames and releases everything.
@@ -244,16 +227,8 @@ fn count_echo(echoes: &mut u64) -> impl FnMut(&mut RxFrame<'_>) -> RxVerdict + '
 
 fn assert_all_home(who: &str, accounting: FrameAccounting) {
     accounting.check().unwrap_or_else(|e| panic!("{who}: {e}"));
-    assert_eq!(
-        accounting.in_use(),
-        0,
-        "{who}: frames still out after draining: {accounting}"
-    );
-    assert_eq!(
-        accounting.free + accounting.fill,
-        accounting.frame_count,
-        "{who}: {accounting}"
-    );
+    assert_eq!(accounting.in_use(), 0, "{who}: frames still out after draining: {accounting}");
+    assert_eq!(accounting.free + accounting.fill, accounting.frame_count, "{who}: {accounting}");
 }
 
 #[test]
@@ -316,11 +291,7 @@ fn frame_accounting_under_load() {
     println!("blaster frames: {}", blaster.accounting);
 
     // The hot loops of both sides allocated nothing.
-    assert_eq!(
-        ALLOCATIONS.load(Ordering::Relaxed),
-        0,
-        "allocations in the hot loops"
-    );
+    assert_eq!(ALLOCATIONS.load(Ordering::Relaxed), 0, "allocations in the hot loops");
 
     // Every frame is home, on both sides.
     assert!(receiver.drained, "receiver TX did not drain");
@@ -334,26 +305,16 @@ fn frame_accounting_under_load() {
     assert_eq!(blaster.sent, FRAMES);
     assert_eq!(blaster.counters.tx_frames, FRAMES);
     assert_eq!(blaster.counters.tx_completed, FRAMES);
-    assert_eq!(
-        receiver.counters.rx_frames,
-        receiver.matched + receiver.other
-    );
+    assert_eq!(receiver.counters.rx_frames, receiver.matched + receiver.other);
     assert!(receiver.matched <= FRAMES);
     // Drops the kernel counted for this socket are frames that were sent and not received.
     assert!(receiver.matched + explained <= FRAMES);
     // veth may drop under pressure: demand most, not all.
-    assert!(
-        receiver.matched >= FRAMES / 2,
-        "only {} of {FRAMES} frames arrived",
-        receiver.matched
-    );
+    assert!(receiver.matched >= FRAMES / 2, "only {} of {FRAMES} frames arrived", receiver.matched);
 
     // Echoes: every request was queued or counted as dropped, every queued one completed,
     // and they reached the blaster.
-    assert_eq!(
-        receiver.counters.tx_frames + receiver.counters.tx_dropped,
-        receiver.echo_requests
-    );
+    assert_eq!(receiver.counters.tx_frames + receiver.counters.tx_dropped, receiver.echo_requests);
     assert_eq!(receiver.counters.tx_completed, receiver.counters.tx_frames);
     assert!(blaster.echoes <= receiver.counters.tx_frames);
     assert!(

@@ -11,9 +11,7 @@ fn nonexistent_interface() {
     let net = TestNet::new(TestNetConfig::default()).expect("test network");
     // The right host's interface exists, but not in the left namespace.
     let missing = net.right.ifname.clone();
-    let error = net
-        .left
-        .run(|| XskSocket::new(XskConfig::new(missing.clone(), 0)).unwrap_err());
+    let error = net.left.run(|| XskSocket::new(XskConfig::new(missing.clone(), 0)).unwrap_err());
     println!("{error}");
     match &error {
         XskError::NoSuchInterface { ifname } => assert_eq!(ifname, &missing),
@@ -39,10 +37,7 @@ fn queue_out_of_range() {
             XskError::Bind {
                 ifname,
                 queue: 5,
-                reason:
-                    BindFailure::QueueOutOfRange {
-                        rx_queue_count: Some(1),
-                    },
+                reason: BindFailure::QueueOutOfRange { rx_queue_count: Some(1) },
                 ..
             } => assert_eq!(ifname, &net.left.ifname),
             other => panic!("expected Bind QueueOutOfRange, got {other:?}"),
@@ -64,16 +59,7 @@ fn busy_queue() {
         let first = XskSocket::new(XskConfig::new(net.left.ifname.clone(), 0)).expect("first");
         let error = XskSocket::new(XskConfig::new(net.left.ifname.clone(), 0)).unwrap_err();
         println!("{error}");
-        assert!(
-            matches!(
-                error,
-                XskError::Bind {
-                    reason: BindFailure::Busy,
-                    ..
-                }
-            ),
-            "expected Bind Busy, got {error:?}"
-        );
+        assert!(matches!(error, XskError::Bind { reason: BindFailure::Busy, .. }), "expected Bind Busy, got {error:?}");
         assert!(error.to_string().contains("busy"));
         drop(first);
         // Once the first socket is gone the queue is free again: the kernel releases it from
@@ -84,10 +70,9 @@ fn busy_queue() {
             attempts += 1;
             match XskSocket::new(XskConfig::new(net.left.ifname.clone(), 0)) {
                 Ok(_) => break,
-                Err(XskError::Bind {
-                    reason: BindFailure::Busy,
-                    ..
-                }) if start.elapsed() < std::time::Duration::from_secs(2) => {
+                Err(XskError::Bind { reason: BindFailure::Busy, .. })
+                    if start.elapsed() < std::time::Duration::from_secs(2) =>
+                {
                     std::thread::sleep(std::time::Duration::from_millis(1))
                 }
                 Err(e) => panic!("rebind: {e:?}"),
@@ -109,13 +94,7 @@ fn zero_copy_on_veth_and_auto_fallback() {
         let error = XskSocket::new(config.clone()).unwrap_err();
         println!("{error}");
         assert!(
-            matches!(
-                error,
-                XskError::Bind {
-                    reason: BindFailure::ZeroCopyUnsupported,
-                    ..
-                }
-            ),
+            matches!(error, XskError::Bind { reason: BindFailure::ZeroCopyUnsupported, .. }),
             "expected ZeroCopyUnsupported, got {error:?}"
         );
 
@@ -136,10 +115,7 @@ fn invalid_config_is_refused_before_the_kernel_sees_it() {
     let mut config = XskConfig::new("lo", 0);
     config.frame_size = 3000;
     match XskSocket::new(config).unwrap_err() {
-        XskError::InvalidConfig {
-            field: "frame_size",
-            ..
-        } => {}
+        XskError::InvalidConfig { field: "frame_size", .. } => {}
         other => panic!("expected InvalidConfig, got {other:?}"),
     }
 }

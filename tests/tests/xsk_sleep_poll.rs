@@ -31,9 +31,7 @@ fn idle_socket_sleeps_and_wakes_on_a_frame() {
             net.left.netns.enter_current_thread().expect("enter left");
             let mut config = XskConfig::new(net.left.ifname.clone(), 0);
             config.load_default_program = true;
-            config.poll_mode = PollMode::Sleep {
-                timeout: Duration::from_millis(100),
-            };
+            config.poll_mode = PollMode::Sleep { timeout: Duration::from_millis(100) };
             let mut socket = XskSocket::new(config).expect("bind");
 
             // One wait on an idle socket lasts its timeout.
@@ -58,10 +56,7 @@ fn idle_socket_sleeps_and_wakes_on_a_frame() {
             }
             let (cpu, wall) = (cpu_time() - cpu_start, wall_start.elapsed());
             let share = cpu.as_secs_f64() / wall.as_secs_f64();
-            println!(
-                "idle loop: {iterations} iterations, {cpu:?} CPU in {wall:?} = {:.3} %",
-                100.0 * share
-            );
+            println!("idle loop: {iterations} iterations, {cpu:?} CPU in {wall:?} = {:.3} %", 100.0 * share);
             assert!(share < 0.05, "idle loop used {:.1} % CPU", 100.0 * share);
             assert!(iterations <= 20, "{iterations} iterations: not sleeping");
 
@@ -87,15 +82,8 @@ fn idle_socket_sleeps_and_wakes_on_a_frame() {
         let sender = scope.spawn(move || {
             net.right.netns.enter_current_thread().expect("enter right");
             // TX only: no XDP program on this side (the production default).
-            let mut socket =
-                XskSocket::new(XskConfig::new(net.right.ifname.clone(), 0)).expect("bind sender");
-            let frame = common::udp_frame(
-                net.left.mac,
-                net.right.mac,
-                net.right.ipv4,
-                net.left.ipv4,
-                42,
-            );
+            let mut socket = XskSocket::new(XskConfig::new(net.right.ifname.clone(), 0)).expect("bind sender");
+            let frame = common::udp_frame(net.left.mac, net.right.mac, net.right.ipv4, net.left.ipv4, 42);
             ready_rx.recv().expect("receiver gone");
             go_tx.send(()).expect("receiver gone");
             // Let the receiver enter its wait first.

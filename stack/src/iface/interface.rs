@@ -12,13 +12,13 @@ use super::table::ConnTable;
 use super::time_wait_table::{Inserted, TimeWaitTable};
 use super::timer_queue::TimerQueue;
 use crate::tcp::{
-    reset_for_unmatched, CloseReason, Endpoint, Event, FourTuple, IsnGenerator, Outcome, RecvError, Segment,
-    SendError, State, TimeWaitAction,
+    reset_for_unmatched, CloseReason, Endpoint, Event, FourTuple, IsnGenerator, Outcome, RecvError, Segment, SendError,
+    State, TimeWaitAction,
 };
 use crate::time::Instant;
 use crate::wire::{
-    checksum, emit_header, ArpOperation, ArpPacket, ArpRepr, EtherType, EthernetAddress, EthernetFrame,
-    EthernetRepr, Icmpv4Packet, Icmpv4Repr, Ipv4Packet, Ipv4Repr, TcpFlags, TcpPacket, TcpRepr, WireError,
+    checksum, emit_header, ArpOperation, ArpPacket, ArpRepr, EtherType, EthernetAddress, EthernetFrame, EthernetRepr,
+    Icmpv4Packet, Icmpv4Repr, Ipv4Packet, Ipv4Repr, TcpFlags, TcpPacket, TcpRepr, WireError,
 };
 
 /// Ethernet header bytes.
@@ -458,9 +458,7 @@ impl Interface {
         let end = start + ip.payload_len;
         match ip.protocol {
             crate::wire::ip_protocol::TCP => self.on_tcp(now, buf, start, end, &ip, src_mac),
-            crate::wire::ip_protocol::ICMP if self.config.icmp_echo => {
-                self.on_icmp(buf, start, end, &ip, src_mac)
-            }
+            crate::wire::ip_protocol::ICMP if self.config.icmp_echo => self.on_icmp(buf, start, end, &ip, src_mac),
             _ => {
                 self.counters.drop_unsupported += 1;
                 RxAction::Release
@@ -476,8 +474,10 @@ impl Interface {
         ip: &Ipv4Repr,
         src_mac: EthernetAddress,
     ) -> RxAction {
-        let parsed = Icmpv4Packet::new_checked(&buf[start..end])
-            .and_then(|p| Icmpv4Repr::parse(&p, crate::wire::ChecksumMode::Verify).map(|r| matches!(r, Icmpv4Repr::EchoRequest { .. })));
+        let parsed = Icmpv4Packet::new_checked(&buf[start..end]).and_then(|p| {
+            Icmpv4Repr::parse(&p, crate::wire::ChecksumMode::Verify)
+                .map(|r| matches!(r, Icmpv4Repr::EchoRequest { .. }))
+        });
         match parsed {
             Ok(true) => {}
             Ok(false) => {
@@ -522,7 +522,8 @@ impl Interface {
                 Err(e) => return self.wire_drop(e),
             }
         };
-        let seg = Segment { src_addr: ip.src_addr, dst_addr: ip.dst_addr, repr, payload: &buf[start + header_len..end] };
+        let seg =
+            Segment { src_addr: ip.src_addr, dst_addr: ip.dst_addr, repr, payload: &buf[start + header_len..end] };
         let tuple = FourTuple {
             local: Endpoint::new(ip.dst_addr, repr.dst_port),
             remote: Endpoint::new(ip.src_addr, repr.src_port),
@@ -644,7 +645,13 @@ impl Interface {
 
     // ----- Replies written in place -----
 
-    fn reply_reset(&mut self, buf: &mut [u8], dst_mac: EthernetAddress, dst: Ipv4Addr, rst: Option<TcpRepr>) -> RxAction {
+    fn reply_reset(
+        &mut self,
+        buf: &mut [u8],
+        dst_mac: EthernetAddress,
+        dst: Ipv4Addr,
+        rst: Option<TcpRepr>,
+    ) -> RxAction {
         match rst {
             Some(rst) => {
                 self.counters.resets_sent += 1;
@@ -770,7 +777,9 @@ impl Interface {
         while i < self.arp_waiting.len() {
             let index = self.arp_waiting[i];
             let slot = self.table.slot_mut(index);
-            if slot.in_use && slot.remote_mac.is_none() && self.config.next_hop(slot.conn.tuple().remote.addr) == Some(hop)
+            if slot.in_use
+                && slot.remote_mac.is_none()
+                && self.config.next_hop(slot.conn.tuple().remote.addr) == Some(hop)
             {
                 slot.conn.abort();
                 self.counters.arp_failures += 1;

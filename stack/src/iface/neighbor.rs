@@ -115,7 +115,8 @@ impl NeighborCache {
         if self.pending.len() >= MAX_PENDING {
             return false;
         }
-        let entry = Entry { mac: None, expires: now, is_static: false, requests: 1, next_request: now + self.retry_interval };
+        let entry =
+            Entry { mac: None, expires: now, is_static: false, requests: 1, next_request: now + self.retry_interval };
         let room = self.entries.len() < MAX_NEIGHBORS;
         match self.entries.get_mut(&addr) {
             Some(e) if e.is_static => return false,

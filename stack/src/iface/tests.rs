@@ -25,7 +25,12 @@ fn config(mac: EthernetAddress, addr: Ipv4Addr) -> InterfaceConfig {
     let mut c = InterfaceConfig::new(mac, addr);
     c.address_mode = AddressMode::Dedicated;
     c.max_connections = 64;
-    c.tcp = TcpConfig { send_buffer_len: 16 * 1024, recv_buffer_len: 16 * 1024, time_wait: Duration::from_secs(2), ..TcpConfig::default() };
+    c.tcp = TcpConfig {
+        send_buffer_len: 16 * 1024,
+        recv_buffer_len: 16 * 1024,
+        time_wait: Duration::from_secs(2),
+        ..TcpConfig::default()
+    };
     c
 }
 
@@ -127,8 +132,14 @@ fn icmp_echo_requests_get_replies_in_place() {
     let mut frame = vec![0u8; 34 + icmp_len];
     EthernetRepr { src_addr: MAC_B, dst_addr: MAC_A, ethertype: EtherType::IPV4 }
         .emit(&mut EthernetFrame::new_unchecked(&mut frame[..14]));
-    Ipv4Repr { src_addr: ADDR_B, dst_addr: ADDR_A, protocol: crate::wire::ip_protocol::ICMP, payload_len: icmp_len, ttl: 9 }
-        .emit(&mut Ipv4Packet::new_unchecked(&mut frame[14..34]));
+    Ipv4Repr {
+        src_addr: ADDR_B,
+        dst_addr: ADDR_A,
+        protocol: crate::wire::ip_protocol::ICMP,
+        payload_len: icmp_len,
+        ttl: 9,
+    }
+    .emit(&mut Ipv4Packet::new_unchecked(&mut frame[14..34]));
     Icmpv4Repr::EchoRequest { ident: 7, seq_no: 3, data }.emit(&mut Icmpv4Packet::new_unchecked(&mut frame[34..]));
     let mut a = iface(MAC_A, ADDR_A);
     let reply = feed(&mut a, Instant::from_millis(1), &frame).expect("an echo reply");
@@ -309,7 +320,15 @@ struct Client {
 
 impl Client {
     fn new(count: usize, payload: Vec<u8>, half_close: bool) -> Client {
-        Client { count, payload, opened: false, got: HashMap::new(), sent: HashMap::new(), done: Vec::new(), half_close }
+        Client {
+            count,
+            payload,
+            opened: false,
+            got: HashMap::new(),
+            sent: HashMap::new(),
+            done: Vec::new(),
+            half_close,
+        }
     }
     fn push(&mut self, iface: &mut Interface, conn: ConnId) {
         let sent = self.sent.entry(conn).or_default();
@@ -363,7 +382,14 @@ impl App for Client {
 
 /// Runs two interfaces joined by a perfect wire until nothing moves, jumping time to the next
 /// deadline, for at most `limit` of virtual time. `tx_limit` caps frames per poll.
-fn run(a: &mut Interface, app_a: &mut dyn App, b: &mut Interface, app_b: &mut dyn App, limit: Duration, tx_limit: Option<usize>) -> Instant {
+fn run(
+    a: &mut Interface,
+    app_a: &mut dyn App,
+    b: &mut Interface,
+    app_b: &mut dyn App,
+    limit: Duration,
+    tx_limit: Option<usize>,
+) -> Instant {
     let mut now = Instant::from_millis(1_000);
     let end = now + limit;
     let mut to_a: Vec<Vec<u8>> = Vec::new();

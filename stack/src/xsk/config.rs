@@ -42,9 +42,7 @@ pub enum PollMode {
 
 impl Default for PollMode {
     fn default() -> Self {
-        PollMode::Sleep {
-            timeout: Duration::from_millis(1),
-        }
+        PollMode::Sleep { timeout: Duration::from_millis(1) }
     }
 }
 
@@ -122,30 +120,18 @@ impl XskConfig {
 
     /// Bytes of packet data one frame holds: `frame_size - XDP_PACKET_HEADROOM - frame_headroom`.
     pub fn frame_capacity(&self) -> u32 {
-        self.frame_size
-            .saturating_sub(XDP_PACKET_HEADROOM)
-            .saturating_sub(self.frame_headroom)
+        self.frame_size.saturating_sub(XDP_PACKET_HEADROOM).saturating_sub(self.frame_headroom)
     }
 
     /// Checks every field; the first problem found is returned as
     /// [`XskError::InvalidConfig`].
     pub fn validate(&self) -> Result<(), XskError> {
-        let invalid =
-            |field: &'static str, reason: String| Err(XskError::InvalidConfig { field, reason });
+        let invalid = |field: &'static str, reason: String| Err(XskError::InvalidConfig { field, reason });
         if self.ifname.is_empty() || self.ifname.len() > 15 || self.ifname.contains('\0') {
-            return invalid(
-                "ifname",
-                format!(
-                    "{:?} is not an interface name (1 to 15 bytes, no NUL)",
-                    self.ifname
-                ),
-            );
+            return invalid("ifname", format!("{:?} is not an interface name (1 to 15 bytes, no NUL)", self.ifname));
         }
         if self.frame_size != 2048 && self.frame_size != 4096 {
-            return invalid(
-                "frame_size",
-                format!("{} is not 2048 or 4096", self.frame_size),
-            );
+            return invalid("frame_size", format!("{} is not 2048 or 4096", self.frame_size));
         }
         if self.frame_count == 0 {
             return invalid("frame_count", "must be at least 1".into());
@@ -153,10 +139,7 @@ impl XskConfig {
         if u64::from(self.frame_count) * u64::from(self.frame_size) > 1 << 32 {
             return invalid(
                 "frame_count",
-                format!(
-                    "{} frames of {} bytes exceed 4 GiB",
-                    self.frame_count, self.frame_size
-                ),
+                format!("{} frames of {} bytes exceed 4 GiB", self.frame_count, self.frame_size),
             );
         }
         if self.frame_capacity() < MAX_ETHERNET_FRAME {
@@ -183,10 +166,7 @@ impl XskConfig {
         if self.batch_size == 0 || self.batch_size > self.rx_ring_size {
             return invalid(
                 "batch_size",
-                format!(
-                    "{} is not between 1 and rx_ring_size ({})",
-                    self.batch_size, self.rx_ring_size
-                ),
+                format!("{} is not between 1 and rx_ring_size ({})", self.batch_size, self.rx_ring_size),
             );
         }
         if self.frame_count <= self.rx_ring_size {

@@ -98,16 +98,12 @@ pub enum BindFailure {
 impl fmt::Display for BindFailure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            BindFailure::QueueOutOfRange {
-                rx_queue_count: Some(count),
-            } => write!(
+            BindFailure::QueueOutOfRange { rx_queue_count: Some(count) } => write!(
                 f,
                 "queue id out of range: the interface has {count} receive queue(s), \
                  numbered from 0 (see `ethtool -l`)"
             ),
-            BindFailure::QueueOutOfRange {
-                rx_queue_count: None,
-            } => write!(
+            BindFailure::QueueOutOfRange { rx_queue_count: None } => write!(
                 f,
                 "queue id out of range (EINVAL): it must be below the interface's number of \
                  receive queues (see `ethtool -l`)"

@@ -4,9 +4,7 @@
 use std::io;
 use std::time::Duration;
 
-use rustix::net::{
-    recv, send, socket_with, sockopt, AddressFamily, RecvFlags, SendFlags, SocketFlags, SocketType,
-};
+use rustix::net::{recv, send, socket_with, sockopt, AddressFamily, RecvFlags, SendFlags, SocketFlags, SocketType};
 
 /// What the kernel reports about one interface.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,23 +41,11 @@ const NLA_TYPE_MASK: u16 = 0x3fff;
 /// [`is_no_such_device`]).
 pub fn interface_info(ifname: &str) -> io::Result<InterfaceInfo> {
     if ifname.is_empty() || ifname.len() > 15 || ifname.contains('\0') {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("{ifname:?} is not an interface name"),
-        ));
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("{ifname:?} is not an interface name")));
     }
-    let socket = socket_with(
-        AddressFamily::NETLINK,
-        SocketType::RAW,
-        SocketFlags::CLOEXEC,
-        None,
-    )?;
+    let socket = socket_with(AddressFamily::NETLINK, SocketType::RAW, SocketFlags::CLOEXEC, None)?;
     // The kernel always answers a request, but a bound on the wait costs nothing.
-    sockopt::set_socket_timeout(
-        &socket,
-        sockopt::Timeout::Recv,
-        Some(Duration::from_secs(2)),
-    )?;
+    sockopt::set_socket_timeout(&socket, sockopt::Timeout::Recv, Some(Duration::from_secs(2)))?;
     let request = build_request(ifname);
     send(&socket, &request, SendFlags::empty())?;
     let mut buffer = vec![0u8; 32 * 1024];
@@ -88,11 +74,7 @@ fn build_request(ifname: &str) -> Vec<u8> {
     let mut name = ifname.as_bytes().to_vec();
     name.push(0);
     push_attr(&mut message, IFLA_IFNAME, &name);
-    push_attr(
-        &mut message,
-        IFLA_EXT_MASK,
-        &RTEXT_FILTER_SKIP_STATS.to_ne_bytes(),
-    );
+    push_attr(&mut message, IFLA_EXT_MASK, &RTEXT_FILTER_SKIP_STATS.to_ne_bytes());
     let len = message.len() as u32;
     message[0..4].copy_from_slice(&len.to_ne_bytes());
     message
@@ -136,13 +118,7 @@ fn parse_response(mut bytes: &[u8]) -> io::Result<InterfaceInfo> {
 
 fn parse_link(message: &[u8]) -> io::Result<InterfaceInfo> {
     let index = read_u32(message, NLMSG_HEADER_LEN + 4).ok_or_else(malformed)?;
-    let mut info = InterfaceInfo {
-        index,
-        mac: None,
-        mtu: None,
-        rx_queues: None,
-        tx_queues: None,
-    };
+    let mut info = InterfaceInfo { index, mac: None, mtu: None, rx_queues: None, tx_queues: None };
     let mut at = NLMSG_HEADER_LEN + IFINFOMSG_LEN;
     while at + 4 <= message.len() {
         let len = read_u16(message, at).ok_or_else(malformed)? as usize;

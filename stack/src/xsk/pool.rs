@@ -24,10 +24,7 @@ pub struct PoolOverflow {
 impl FramePool {
     /// An empty pool able to hold `capacity` frames.
     pub fn with_capacity(capacity: usize) -> Self {
-        FramePool {
-            addrs: vec![0; capacity].into_boxed_slice(),
-            len: 0,
-        }
+        FramePool { addrs: vec![0; capacity].into_boxed_slice(), len: 0 }
     }
 
     /// A full pool holding all `frame_count` frames of `frame_size` bytes, lowest address on
@@ -119,11 +116,7 @@ pub struct AccountingError {
 impl FrameAccounting {
     /// All frames free.
     pub fn all_free(frame_count: usize) -> Self {
-        FrameAccounting {
-            frame_count,
-            free: frame_count,
-            ..FrameAccounting::default()
-        }
+        FrameAccounting { frame_count, free: frame_count, ..FrameAccounting::default() }
     }
 
     /// Frames in all places together.

@@ -176,15 +176,9 @@ impl XskSocket {
         config.validate()?;
         let link = netlink::interface_info(&config.ifname).map_err(|source| {
             if netlink::is_no_such_device(&source) {
-                XskError::NoSuchInterface {
-                    ifname: config.ifname.clone(),
-                }
+                XskError::NoSuchInterface { ifname: config.ifname.clone() }
             } else {
-                XskError::Io {
-                    ifname: config.ifname.clone(),
-                    operation: "look the interface up (RTM_GETLINK)",
-                    source,
-                }
+                XskError::Io { ifname: config.ifname.clone(), operation: "look the interface up (RTM_GETLINK)", source }
             }
         })?;
         let umem = Umem::new(&config)?;
@@ -219,11 +213,8 @@ impl XskSocket {
             operation: "read the socket's XDP_OPTIONS",
             source: e.into(),
         })?;
-        let mode = if options.contains(XdpOptionsFlags::XDP_OPTIONS_ZEROCOPY) {
-            BoundMode::ZeroCopy
-        } else {
-            BoundMode::Copy
-        };
+        let mode =
+            if options.contains(XdpOptionsFlags::XDP_OPTIONS_ZEROCOPY) { BoundMode::ZeroCopy } else { BoundMode::Copy };
 
         let frame_count = config.frame_count as usize;
         let batch = config.batch_size as usize;
@@ -237,10 +228,8 @@ impl XskSocket {
             accounting: FrameAccounting::all_free(frame_count),
             counters: Counters::default(),
             rx_scratch: vec![FrameDesc::default(); batch].into_boxed_slice(),
-            comp_scratch: vec![FrameDesc::default(); config.comp_ring_size as usize]
-                .into_boxed_slice(),
-            fill_scratch: vec![FrameDesc::default(); config.fill_ring_size as usize]
-                .into_boxed_slice(),
+            comp_scratch: vec![FrameDesc::default(); config.comp_ring_size as usize].into_boxed_slice(),
+            fill_scratch: vec![FrameDesc::default(); config.fill_ring_size as usize].into_boxed_slice(),
             tx_pending: Vec::with_capacity(config.tx_ring_size as usize),
             tx_in_hand: None,
             kick_outstanding: false,
@@ -450,11 +439,7 @@ impl XskSocket {
                     break;
                 }
                 Err(Errno::INTR) => {}
-                Err(errno) => {
-                    return Err(KickError {
-                        errno: errno.raw_os_error(),
-                    })
-                }
+                Err(errno) => return Err(KickError { errno: errno.raw_os_error() }),
             }
         }
         Ok(published)
@@ -509,9 +494,7 @@ impl XskSocket {
         // The ring has one producer, us, and had room for `count`: `produced == count`. Should
         // it not be, the frames not produced go back.
         for desc in &self.fill_scratch[produced..count] {
-            let _ = self
-                .pool
-                .push(desc.addr() as u64 & !(u64::from(self.umem.frame_size()) - 1));
+            let _ = self.pool.push(desc.addr() as u64 & !(u64::from(self.umem.frame_size()) - 1));
         }
         self.accounting.free -= produced;
         self.accounting.fill += produced;
@@ -548,10 +531,8 @@ impl XskSocket {
     /// passes. Returns true when frames are ready. In copy mode the kernel also pushes out
     /// pending TX frames during the poll.
     pub fn wait_idle(&self, timeout: Duration) -> io::Result<bool> {
-        let timeout = rustix::time::Timespec::try_from(timeout).unwrap_or(rustix::time::Timespec {
-            tv_sec: i64::MAX,
-            tv_nsec: 0,
-        });
+        let timeout = rustix::time::Timespec::try_from(timeout)
+            .unwrap_or(rustix::time::Timespec { tv_sec: i64::MAX, tv_nsec: 0 });
         let fd = self.as_fd();
         let mut fds = [PollFd::new(&fd, PollFlags::IN)];
         match poll(&mut fds, Some(&timeout)) {
@@ -639,9 +620,8 @@ type Rings = (TxQueue, RxQueue, FillQueue, CompQueue);
 
 /// Creates the socket on `umem` and binds it with `bind_flags`.
 fn bind(config: &XskConfig, umem: &Umem, bind_flags: BindFlags) -> io::Result<Rings> {
-    let ring_size = |size: u32| {
-        QueueSize::new(size).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))
-    };
+    let ring_size =
+        |size: u32| QueueSize::new(size).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()));
     let libxdp_flags = if config.load_default_program {
         LibxdpFlags::empty()
     } else {
@@ -653,53 +633,35 @@ fn bind(config: &XskConfig, umem: &Umem, bind_flags: BindFlags) -> io::Result<Ri
         .libxdp_flags(libxdp_flags)
         .bind_flags(bind_flags)
         .build();
-    let ifname: Interface = config
-        .ifname
-        .parse()
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in interface name"))?;
+    let ifname: Interface =
+        config.ifname.parse().map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in interface name"))?;
     // Safety: xsk-rs asks that no other socket of this UMEM is bound to the same (interface,
     // queue): this UMEM is private to this socket. Another process's socket on the queue is the
     // kernel's to refuse (EBUSY).
     let (tx, rx, fill_and_comp) =
-        unsafe { Socket::new(socket_config, umem.inner(), &ifname, config.queue_id) }
-            .map_err(|e| io_source(&e))?;
-    let (fill, comp) = fill_and_comp.ok_or_else(|| {
-        io::Error::other("xsk-rs returned no fill and completion rings for a private UMEM")
-    })?;
+        unsafe { Socket::new(socket_config, umem.inner(), &ifname, config.queue_id) }.map_err(|e| io_source(&e))?;
+    let (fill, comp) = fill_and_comp
+        .ok_or_else(|| io::Error::other("xsk-rs returned no fill and completion rings for a private UMEM"))?;
     Ok((tx, rx, fill, comp))
 }
 
 fn bind_error(config: &XskConfig, rx_queues: Option<u32>, source: io::Error) -> XskError {
     if is_permission_error(&source) {
-        return XskError::PermissionDenied {
-            operation: "bind an AF_XDP socket",
-            source,
-        };
+        return XskError::PermissionDenied { operation: "bind an AF_XDP socket", source };
     }
     let errno = source.raw_os_error().map(Errno::from_raw_os_error);
     let reason = match errno {
         Some(Errno::INVAL) => match rx_queues {
-            Some(count) if config.queue_id >= count => BindFailure::QueueOutOfRange {
-                rx_queue_count: Some(count),
-            },
+            Some(count) if config.queue_id >= count => BindFailure::QueueOutOfRange { rx_queue_count: Some(count) },
             Some(_) => BindFailure::Other,
-            None => BindFailure::QueueOutOfRange {
-                rx_queue_count: None,
-            },
+            None => BindFailure::QueueOutOfRange { rx_queue_count: None },
         },
         Some(Errno::BUSY | Errno::EXIST) => BindFailure::Busy,
-        Some(Errno::OPNOTSUPP) if config.bind_mode == BindMode::ZeroCopy => {
-            BindFailure::ZeroCopyUnsupported
-        }
+        Some(Errno::OPNOTSUPP) if config.bind_mode == BindMode::ZeroCopy => BindFailure::ZeroCopyUnsupported,
         Some(Errno::NODEV | Errno::NXIO) => BindFailure::InterfaceGone,
         _ => BindFailure::Other,
     };
-    XskError::Bind {
-        ifname: config.ifname.clone(),
-        queue: config.queue_id,
-        reason,
-        source,
-    }
+    XskError::Bind { ifname: config.ifname.clone(), queue: config.queue_id, reason, source }
 }
 
 #[cfg(test)]

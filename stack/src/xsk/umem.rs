@@ -43,24 +43,16 @@ impl Umem {
         let invalid = |detail: String| umem_error(detail, io::ErrorKind::InvalidInput.into());
         let umem_config = UmemConfig::builder()
             .frame_size(FrameSize::new(config.frame_size).map_err(|e| invalid(e.to_string()))?)
-            .fill_queue_size(
-                QueueSize::new(config.fill_ring_size).map_err(|e| invalid(e.to_string()))?,
-            )
-            .comp_queue_size(
-                QueueSize::new(config.comp_ring_size).map_err(|e| invalid(e.to_string()))?,
-            )
+            .fill_queue_size(QueueSize::new(config.fill_ring_size).map_err(|e| invalid(e.to_string()))?)
+            .comp_queue_size(QueueSize::new(config.comp_ring_size).map_err(|e| invalid(e.to_string()))?)
             .frame_headroom(config.frame_headroom)
             .build()
             .map_err(|e| invalid(e.to_string()))?;
-        let frame_count = NonZeroU32::new(config.frame_count)
-            .ok_or_else(|| invalid("frame_count is 0".into()))?;
+        let frame_count = NonZeroU32::new(config.frame_count).ok_or_else(|| invalid("frame_count is 0".into()))?;
         let (inner, descs) = xsk_rs::Umem::new(umem_config, frame_count, false).map_err(|e| {
             let source = io_source(&e);
             if is_permission_error(&source) {
-                XskError::PermissionDenied {
-                    operation: "create an AF_XDP socket and register its UMEM",
-                    source,
-                }
+                XskError::PermissionDenied { operation: "create an AF_XDP socket and register its UMEM", source }
             } else {
                 umem_error(e.to_string(), source)
             }
@@ -126,10 +118,7 @@ impl Umem {
 
 /// The `io::Error` behind an xsk-rs error, or a generic one when it carries none.
 pub(crate) fn io_source(error: &(dyn std::error::Error + 'static)) -> io::Error {
-    match error
-        .source()
-        .and_then(|source| source.downcast_ref::<io::Error>())
-    {
+    match error.source().and_then(|source| source.downcast_ref::<io::Error>()) {
         Some(source) => match source.raw_os_error() {
             Some(errno) => io::Error::from_raw_os_error(errno),
             None => io::Error::new(source.kind(), source.to_string()),

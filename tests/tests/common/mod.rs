@@ -14,13 +14,7 @@ pub const PORT: u16 = 9;
 const PAYLOAD: usize = 42;
 
 /// An IPv4/UDP frame from `src` to `dst` carrying `seq`.
-pub fn udp_frame(
-    dst_mac: [u8; 6],
-    src_mac: [u8; 6],
-    src_ip: Ipv4Addr,
-    dst_ip: Ipv4Addr,
-    seq: u64,
-) -> [u8; FRAME_LEN] {
+pub fn udp_frame(dst_mac: [u8; 6], src_mac: [u8; 6], src_ip: Ipv4Addr, dst_ip: Ipv4Addr, seq: u64) -> [u8; FRAME_LEN] {
     let mut f = [0u8; FRAME_LEN];
     f[0..6].copy_from_slice(&dst_mac);
     f[6..12].copy_from_slice(&src_mac);
@@ -57,9 +51,7 @@ pub fn test_seq(frame: &[u8]) -> Option<u64> {
     {
         return None;
     }
-    Some(u64::from_be_bytes(
-        frame[PAYLOAD + 4..PAYLOAD + 12].try_into().ok()?,
-    ))
+    Some(u64::from_be_bytes(frame[PAYLOAD + 4..PAYLOAD + 12].try_into().ok()?))
 }
 
 /// Turns a test frame around in place: swaps MACs and IPv4 addresses (the IPv4 checksum
@@ -75,10 +67,7 @@ pub fn turn_around(frame: &mut [u8]) {
 
 /// The Internet checksum of an IPv4 header (0 when the header's own checksum is right).
 pub fn ipv4_checksum(header: &[u8]) -> u16 {
-    let mut sum: u32 = header
-        .chunks(2)
-        .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
-        .sum();
+    let mut sum: u32 = header.chunks(2).map(|w| u32::from(u16::from_be_bytes([w[0], w[1]]))).sum();
     while sum > 0xffff {
         sum = (sum & 0xffff) + (sum >> 16);
     }
