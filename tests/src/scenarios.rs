@@ -85,8 +85,12 @@ pub fn curl_connection_close(backend: &Backend, count: usize) {
         &[
             "-sS",
             "--no-keepalive",
+            // A broken server fails the run at its first failed fetch, not after 1,000 of them.
+            "--fail-early",
+            "--connect-timeout",
+            "3",
             "--max-time",
-            "10",
+            "5",
             "-H",
             "Connection: close",
             "-w",
@@ -386,7 +390,13 @@ pub fn client_exchange(
     };
     let elapsed = start.elapsed();
     let expected_sha = peer::pattern_sha256(bytes);
-    let server_out = server.wait_output(Duration::from_secs(15));
+    // After a failed client, the server has nothing more to wait for: do not wait long.
+    let server_wait = if out.success() {
+        Duration::from_secs(15)
+    } else {
+        Duration::from_secs(2)
+    };
+    let server_out = server.wait_output(server_wait);
     let r = Report::from_output(&server_out);
     let context = format!(
         "client: {}\nserver: {}",

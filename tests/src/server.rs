@@ -54,7 +54,12 @@ impl Backend {
     /// The synack binary; panics with how to build it if it is missing.
     #[track_caller]
     pub fn synack() -> Backend {
-        let path = synack_bin_path();
+        Self::synack_at(synack_bin_path())
+    }
+
+    /// The synack binary at `path`; panics with how to build it if it is missing.
+    #[track_caller]
+    pub fn synack_at(path: PathBuf) -> Backend {
         assert!(
             path.is_file(),
             "the synack binary is missing at {}: build it first with `{BUILD_COMMAND}` \
