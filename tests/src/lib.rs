@@ -1,11 +1,27 @@
 //! End-to-end test support for synack: network namespaces, veth pairs and Linux peers.
 //!
 //! The tests themselves live in `tests/tests/`. They need root; without it each prints a
-//! `SKIP (needs root: ...)` line and passes vacuously, so that `cargo test` works for everyone
-//! while CI, which runs as root, exercises them for real.
+//! `SKIP (needs root: ...)` line and returns, so that `cargo test` works for everyone while CI,
+//! which runs as root, exercises them for real.
 //!
-//! - [`testnet`]: throwaway network namespaces joined by veth pairs, deleted by guards.
-//! - [`is_root`], [`require_root`]: the privilege check every privileged test starts with.
+//! - [`testnet`]: throwaway namespaces joined by veth pairs for the AF_XDP socket tests.
+//! - `netns`: `TestNet`, the end-to-end tests' two namespaces and veth pair, deleted by a guard.
+//! - `process`: child processes with captured output, bounded waits, stop-on-drop guards.
+//! - `server`: the server under test (`synack serve` or a kernel stand-in) and its guard.
+//! - `peer`: the Linux peers of `py/peer.py` (kernel TCP clients and servers) and their reports.
+//! - `scenarios`: the end-to-end scenarios, each runnable against either backend.
+//! - [`is_root`], [`require_root`], [`skip_unless_root`]: the privilege checks.
+#![deny(unsafe_code)]
+
+pub mod netns;
+pub mod peer;
+pub mod process;
+pub mod scenarios;
+pub mod server;
+
+pub use netns::{Host, TestNet};
+pub use process::{Output, Proc};
+pub use server::{Addressing, App, Backend, ServeConfig, Server};
 
 use std::io::Write;
 
@@ -30,4 +46,9 @@ pub fn require_root(needs: &str) -> bool {
     let test = thread.name().filter(|name| *name != "main").unwrap_or("test");
     let _ = writeln!(std::io::stderr().lock(), "SKIP (needs root: {needs}): {test}");
     false
+}
+
+/// Prints `SKIP (needs root: <what>)` and returns true when not root: `if skip_unless_root(..) { return; }`.
+pub fn skip_unless_root(what: &str) -> bool {
+    !require_root(what)
 }
