@@ -71,11 +71,11 @@ pub enum RxAction {
 
 /// Where the interface writes frames to send: a TX ring, or a vector in tests.
 pub trait TxSink {
-    /// A buffer for one frame, or `None` when none is free. Until [`TxSink::commit`], calling
-    /// it again must return the same buffer (an unused buffer is simply kept for later).
-    fn alloc(&mut self) -> Option<&mut [u8]>;
-    /// Sends the first `len` bytes of the buffer from the last [`TxSink::alloc`].
-    fn commit(&mut self, len: usize);
+    /// Lends a free frame buffer to `fill`, which writes a frame into it and returns its
+    /// length, or `None` to send nothing (the buffer then stays free for the next call).
+    /// Returns `None` when no frame is free, `Some(true)` when a frame was queued for sending,
+    /// `Some(false)` when `fill` sent nothing.
+    fn send_with<F: FnOnce(&mut [u8]) -> Option<usize>>(&mut self, fill: F) -> Option<bool>;
 }
 
 /// A [`TxSink`] that collects frames in memory, with an optional limit on how many it takes.
@@ -101,16 +101,12 @@ impl VecSink {
 }
 
 impl TxSink for VecSink {
-    fn alloc(&mut self) -> Option<&mut [u8]> {
+    fn send_with<F: FnOnce(&mut [u8]) -> Option<usize>>(&mut self, fill: F) -> Option<bool> {
         if self.limit.is_some_and(|l| self.frames.len() >= l) {
             return None;
         }
-        if self.buf.len() < 2048 {
-            self.buf.resize(2048, 0);
-        }
-        Some(&mut self.buf)
-    }
-    fn commit(&mut self, len: usize) {
+        let Some(len) = fill(&mut self.buf) else { return Some(false) };
         self.frames.push(self.buf[..len].to_vec());
+        Some(true)
     }
 }

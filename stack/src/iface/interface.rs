@@ -678,16 +678,12 @@ impl Interface {
     /// Writes the Ethernet and a 20-byte IPv4 header for a packet from us to `dst`.
     #[inline]
     fn write_l2_l3(&self, buf: &mut [u8], dst_mac: EthernetAddress, dst: Ipv4Addr, protocol: u8, payload_len: usize) {
-        let eth = EthernetRepr { src_addr: self.config.mac, dst_addr: dst_mac, ethertype: EtherType::IPV4 };
-        eth.emit(&mut EthernetFrame::new_unchecked(&mut buf[..ETH_LEN]));
-        let ip = Ipv4Repr { src_addr: self.config.addr, dst_addr: dst, protocol, payload_len, ttl: self.config.ttl };
-        ip.emit(&mut Ipv4Packet::new_unchecked(&mut buf[ETH_LEN..L4_OFFSET]));
+        let l3 = L3 { src_mac: self.config.mac, dst_mac, src: self.config.addr, dst, ttl: self.config.ttl };
+        l3.write(buf, protocol, payload_len);
     }
 
     fn write_arp(&self, buf: &mut [u8], dst_mac: EthernetAddress, arp: &ArpRepr) {
-        let eth = EthernetRepr { src_addr: self.config.mac, dst_addr: dst_mac, ethertype: EtherType::ARP };
-        eth.emit(&mut EthernetFrame::new_unchecked(&mut buf[..ETH_LEN]));
-        arp.emit(&mut ArpPacket::new_unchecked(&mut buf[ETH_LEN..ARP_FRAME_LEN]));
+        write_arp(buf, self.config.mac, dst_mac, arp);
     }
 
     // ----- Progress -----
@@ -847,10 +843,6 @@ impl Interface {
 
     fn transmit<S: TxSink + ?Sized>(&mut self, now: Instant, tx: &mut S) {
         while let Some(&addr) = self.arp_out.last() {
-            let Some(buf) = tx.alloc() else { break };
-            if buf.len() < ARP_FRAME_LEN {
-                break;
-            }
             let request = ArpRepr {
                 operation: ArpOperation::Request,
                 source_hardware_addr: self.config.mac,
@@ -858,8 +850,17 @@ impl Interface {
                 target_hardware_addr: EthernetAddress([0; 6]),
                 target_protocol_addr: addr,
             };
-            self.write_arp(buf, EthernetAddress::BROADCAST, &request);
-            tx.commit(ARP_FRAME_LEN);
+            let our_mac = self.config.mac;
+            let sent = tx.send_with(|buf| {
+                if buf.len() < ARP_FRAME_LEN {
+                    return None;
+                }
+                write_arp(buf, our_mac, EthernetAddress::BROADCAST, &request);
+                Some(ARP_FRAME_LEN)
+            });
+            if sent != Some(true) {
+                break;
+            }
             self.arp_out.pop();
             self.counters.arp_requests += 1;
         }
@@ -923,27 +924,26 @@ impl Interface {
                 }
             }
         };
+        let (our_mac, ttl) = (self.config.mac, self.config.ttl);
         loop {
-            let Some(buf) = tx.alloc() else {
-                self.counters.tx_no_frame += 1;
-                return true;
-            };
-            if buf.len() <= L4_OFFSET {
-                return true;
+            let conn = &mut slot.conn;
+            let sent = tx.send_with(|buf| {
+                if buf.len() <= L4_OFFSET {
+                    return None;
+                }
+                let n = conn.poll_transmit(now, &mut buf[L4_OFFSET..])?;
+                let l3 = L3 { src_mac: our_mac, dst_mac: mac, src: tuple.local.addr, dst: tuple.remote.addr, ttl };
+                l3.write(buf, crate::wire::ip_protocol::TCP, n);
+                Some(L4_OFFSET + n)
+            });
+            match sent {
+                None => {
+                    self.counters.tx_no_frame += 1;
+                    return true;
+                }
+                Some(true) => self.counters.tx_frames += 1,
+                Some(false) => return false,
             }
-            let Some(n) = slot.conn.poll_transmit(now, &mut buf[L4_OFFSET..]) else { return false };
-            let eth = EthernetRepr { src_addr: self.config.mac, dst_addr: mac, ethertype: EtherType::IPV4 };
-            eth.emit(&mut EthernetFrame::new_unchecked(&mut buf[..ETH_LEN]));
-            let ip = Ipv4Repr {
-                src_addr: tuple.local.addr,
-                dst_addr: tuple.remote.addr,
-                protocol: crate::wire::ip_protocol::TCP,
-                payload_len: n,
-                ttl: self.config.ttl,
-            };
-            ip.emit(&mut Ipv4Packet::new_unchecked(&mut buf[ETH_LEN..L4_OFFSET]));
-            tx.commit(L4_OFFSET + n);
-            self.counters.tx_frames += 1;
         }
     }
 
@@ -989,4 +989,31 @@ impl Interface {
     pub fn close_reason(&self, id: ConnId) -> Option<CloseReason> {
         self.table.get(id).and_then(|s| s.conn.close_reason())
     }
+}
+
+/// The link and network headers of a packet we send.
+struct L3 {
+    src_mac: EthernetAddress,
+    dst_mac: EthernetAddress,
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    ttl: u8,
+}
+
+impl L3 {
+    /// Writes the Ethernet header and a 20-byte IPv4 header before `payload_len` bytes.
+    #[inline]
+    fn write(&self, buf: &mut [u8], protocol: u8, payload_len: usize) {
+        let eth = EthernetRepr { src_addr: self.src_mac, dst_addr: self.dst_mac, ethertype: EtherType::IPV4 };
+        eth.emit(&mut EthernetFrame::new_unchecked(&mut buf[..ETH_LEN]));
+        let ip = Ipv4Repr { src_addr: self.src, dst_addr: self.dst, protocol, payload_len, ttl: self.ttl };
+        ip.emit(&mut Ipv4Packet::new_unchecked(&mut buf[ETH_LEN..L4_OFFSET]));
+    }
+}
+
+/// Writes an ARP packet with its Ethernet header.
+fn write_arp(buf: &mut [u8], src_mac: EthernetAddress, dst_mac: EthernetAddress, arp: &ArpRepr) {
+    let eth = EthernetRepr { src_addr: src_mac, dst_addr: dst_mac, ethertype: EtherType::ARP };
+    eth.emit(&mut EthernetFrame::new_unchecked(&mut buf[..ETH_LEN]));
+    arp.emit(&mut ArpPacket::new_unchecked(&mut buf[ETH_LEN..ARP_FRAME_LEN]));
 }
