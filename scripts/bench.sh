@@ -16,8 +16,12 @@ echo
 echo "== System benchmark: synack vs the Linux kernel over veth, and the AF_XDP packet ceiling"
 cargo build --release -q -p synack-bench --bin synack-sysbench
 # synack's own binary, when the workspace has one (the synack rows are n/a otherwise).
-if [ -z "${SYNACK_BIN:-}" ] && cargo metadata --format-version 1 --no-deps 2>/dev/null \
-    | grep -q '"kind":\["bin"\],"crate_types":\["bin"\],"name":"synack"'; then
+has_synack_bin() {
+  cargo metadata --no-deps --format-version 1 | python3 -c 'import json, sys
+pkgs = json.load(sys.stdin)["packages"]
+sys.exit(0 if any(t["name"] == "synack" and "bin" in t["kind"] for p in pkgs for t in p["targets"]) else 1)'
+}
+if [ -z "${SYNACK_BIN:-}" ] && has_synack_bin; then
   cargo build --release -q --bin synack
 fi
 exec ./target/release/synack-sysbench "$@"
