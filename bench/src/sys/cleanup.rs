@@ -39,7 +39,9 @@ fn interrupted_flag() -> &'static Arc<AtomicBool> {
 
 fn registry() -> MutexGuard<'static, Vec<(u64, Resource)>> {
     // A panic while the lock was held must not stop the cleanup.
-    REGISTRY.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    REGISTRY
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// True once SIGINT, SIGTERM or SIGHUP arrived: stop what you are doing and return.
@@ -89,19 +91,23 @@ pub fn install() -> io::Result<()> {
         signal_hook::consts::SIGHUP,
     ])?;
     let flag = Arc::clone(interrupted_flag());
-    std::thread::Builder::new().name("signals".into()).spawn(move || {
-        // The first signal asks the run to unwind; the second one forces the cleanup.
-        for (n, signal) in signals.forever().take(2).enumerate() {
-            if n == 0 {
-                eprintln!("\nsysbench: signal {signal}: stopping and cleaning up (again to force)");
-                flag.store(true, Ordering::Relaxed);
-            } else {
-                eprintln!("sysbench: second signal: cleaning up now");
-                cleanup_all();
-                std::process::exit(130);
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            // The first signal asks the run to unwind; the second one forces the cleanup.
+            for (n, signal) in signals.forever().take(2).enumerate() {
+                if n == 0 {
+                    eprintln!(
+                        "\nsysbench: signal {signal}: stopping and cleaning up (again to force)"
+                    );
+                    flag.store(true, Ordering::Relaxed);
+                } else {
+                    eprintln!("sysbench: second signal: cleaning up now");
+                    cleanup_all();
+                    std::process::exit(130);
+                }
             }
-        }
-    })?;
+        })?;
     let previous = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
         previous(info);
@@ -121,7 +127,10 @@ pub fn cleanup_all() {
             signal_group(*pgid, Signal::TERM);
         }
     }
-    if resources.iter().any(|r| matches!(r, Resource::ProcessGroup(_))) {
+    if resources
+        .iter()
+        .any(|r| matches!(r, Resource::ProcessGroup(_)))
+    {
         std::thread::sleep(Duration::from_millis(300));
     }
     for resource in &resources {
@@ -303,7 +312,10 @@ mod tests {
         assert!(guard.try_wait().unwrap().is_none());
         drop(guard);
         // The child was reaped, so its pid no longer names a process of ours.
-        assert!(!std::path::Path::new(&format!("/proc/{pid}/stat")).exists()
-            || std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |s| !s.contains("(sleep)")));
+        assert!(
+            !std::path::Path::new(&format!("/proc/{pid}/stat")).exists()
+                || std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                    .map_or(true, |s| !s.contains("(sleep)"))
+        );
     }
 }

@@ -98,7 +98,15 @@ impl Netns {
     /// pid is the program's).
     pub fn command_on_cpu(&self, cpu: usize, program: &str) -> Command {
         let mut command = Command::new("ip");
-        command.args(["netns", "exec", &self.name, "taskset", "-c", &cpu.to_string(), program]);
+        command.args([
+            "netns",
+            "exec",
+            &self.name,
+            "taskset",
+            "-c",
+            &cpu.to_string(),
+            program,
+        ]);
         command
     }
 
@@ -173,7 +181,10 @@ pub struct TestLink {
 
 /// `aa:bb:cc:dd:ee:ff`.
 pub fn format_mac(mac: &[u8; 6]) -> String {
-    mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
+    mac.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
 }
 
 /// The /24 this run uses, 198.18.`subnet`.0/24: inside 198.18.0.0/15 by construction.
@@ -197,9 +208,23 @@ impl TestLink {
         run_command(
             "ip",
             &[
-                "link", "add", "name", &server_name, "address", &format_mac(&server_mac),
-                "netns", &server_name, "type", "veth", "peer", "name", &client_name,
-                "address", &format_mac(&client_mac), "netns", &client_name,
+                "link",
+                "add",
+                "name",
+                &server_name,
+                "address",
+                &format_mac(&server_mac),
+                "netns",
+                &server_name,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                &client_name,
+                "address",
+                &format_mac(&client_mac),
+                "netns",
+                &client_name,
             ],
         )?;
         let server = Host {
@@ -216,16 +241,32 @@ impl TestLink {
         };
         for host in [&server, &client] {
             // No IPv6 link-local address: the link carries only what the benchmark sends.
-            host.netns.ip(&["link", "set", "dev", &host.ifname, "addrgenmode", "none"])?;
-            host.netns.ip(&["addr", "add", &format!("{}/24", host.ip), "dev", &host.ifname])?;
+            host.netns
+                .ip(&["link", "set", "dev", &host.ifname, "addrgenmode", "none"])?;
+            host.netns.ip(&[
+                "addr",
+                "add",
+                &format!("{}/24", host.ip),
+                "dev",
+                &host.ifname,
+            ])?;
             host.netns.ip(&["link", "set", "dev", &host.ifname, "up"])?;
         }
-        client.netns.exec("ethtool", &["-K", &client.ifname, "tx", "off"])?;
+        client
+            .netns
+            .exec("ethtool", &["-K", &client.ifname, "tx", "off"])?;
         // Both ends know each other from the start: no ARP exchange inside a measurement.
         for (host, peer) in [(&server, &client), (&client, &server)] {
             host.netns.ip(&[
-                "neigh", "replace", &peer.ip.to_string(), "lladdr", &format_mac(&peer.mac),
-                "dev", &host.ifname, "nud", "permanent",
+                "neigh",
+                "replace",
+                &peer.ip.to_string(),
+                "lladdr",
+                &format_mac(&peer.mac),
+                "dev",
+                &host.ifname,
+                "nud",
+                "permanent",
             ])?;
         }
         Ok(TestLink { server, client })
@@ -233,7 +274,10 @@ impl TestLink {
 
     /// Whether an XDP program is attached to the server's interface (`ip link` says `xdp`).
     pub fn server_has_xdp(&self) -> Result<bool> {
-        let text = self.server.netns.ip(&["link", "show", "dev", &self.server.ifname])?;
+        let text = self
+            .server
+            .netns
+            .ip(&["link", "show", "dev", &self.server.ifname])?;
         Ok(text.contains(" xdp") || text.contains("prog/xdp"))
     }
 }
@@ -242,7 +286,10 @@ impl Drop for TestLink {
     fn drop(&mut self) {
         // Deleting the namespaces takes the pair with them; deleting it first keeps the
         // teardown order obvious, and works even if a namespace delete fails.
-        let _ = self.server.netns.ip(&["link", "del", "dev", &self.server.ifname]);
+        let _ = self
+            .server
+            .netns
+            .ip(&["link", "del", "dev", &self.server.ifname]);
     }
 }
 

@@ -24,11 +24,17 @@ impl fmt::Display for ParseError {
 impl std::error::Error for ParseError {}
 
 fn wrk_error(what: impl Into<String>) -> ParseError {
-    ParseError { tool: "wrk", what: what.into() }
+    ParseError {
+        tool: "wrk",
+        what: what.into(),
+    }
 }
 
 fn sockperf_error(what: impl Into<String>) -> ParseError {
-    ParseError { tool: "sockperf", what: what.into() }
+    ParseError {
+        tool: "sockperf",
+        what: what.into(),
+    }
 }
 
 /// wrk's `Socket errors:` line; all zero when wrk printed none.
@@ -141,7 +147,9 @@ pub fn parse_wrk(output: &str) -> Result<WrkReport, ParseError> {
             in_distribution = true;
         } else if let Some(rest) = trimmed.strip_prefix("Requests/sec:") {
             requests_per_s = Some(
-                rest.trim().parse::<f64>().map_err(|_| wrk_error(format!("{trimmed:?}")))?,
+                rest.trim()
+                    .parse::<f64>()
+                    .map_err(|_| wrk_error(format!("{trimmed:?}")))?,
             );
         } else if words.first() == Some(&"Latency") && words.len() >= 2 && latency_mean_us.is_none()
         {
@@ -166,7 +174,9 @@ pub fn parse_wrk(output: &str) -> Result<WrkReport, ParseError> {
                 let (Some(kind), Some(count)) = (it.next(), it.next()) else {
                     return Err(wrk_error(format!("{trimmed:?}")));
                 };
-                let count: u64 = count.parse().map_err(|_| wrk_error(format!("{trimmed:?}")))?;
+                let count: u64 = count
+                    .parse()
+                    .map_err(|_| wrk_error(format!("{trimmed:?}")))?;
                 match kind {
                     "connect" => socket_errors.connect = count,
                     "read" => socket_errors.read = count,
@@ -176,7 +186,10 @@ pub fn parse_wrk(output: &str) -> Result<WrkReport, ParseError> {
                 }
             }
         } else if let Some(rest) = trimmed.strip_prefix("Non-2xx or 3xx responses:") {
-            non_2xx_3xx = rest.trim().parse().map_err(|_| wrk_error(format!("{trimmed:?}")))?;
+            non_2xx_3xx = rest
+                .trim()
+                .parse()
+                .map_err(|_| wrk_error(format!("{trimmed:?}")))?;
         }
     }
     Ok(WrkReport {
@@ -255,7 +268,9 @@ pub fn strip_ansi(text: &str) -> String {
 fn value_after<'a>(text: &'a str, key: &str) -> Option<&'a str> {
     let start = text.find(key)? + key.len();
     let rest = &text[start..];
-    let end = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
+    let end = rest
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(rest.len());
     Some(&rest[..end])
 }
 
@@ -270,7 +285,9 @@ pub fn parse_sockperf(output: &str, full_rtt: bool) -> Result<SockperfReport, Pa
     let (mut sent, mut received) = (None, None);
     let mut losses = None;
     let number = |text: &str, what: &str| -> Result<f64, ParseError> {
-        text.trim().parse::<f64>().map_err(|_| sockperf_error(format!("{what}: {text:?}")))
+        text.trim()
+            .parse::<f64>()
+            .map_err(|_| sockperf_error(format!("{what}: {text:?}")))
     };
 
     for line in output.lines() {
@@ -280,7 +297,9 @@ pub fn parse_sockperf(output: &str, full_rtt: bool) -> Result<SockperfReport, Pa
         };
         let body = body.trim();
         if let Some(rest) = body.strip_prefix("[Valid Duration]") {
-            sent = value_after(rest, "SentMessages=").map(|v| number(v, "SentMessages")).transpose()?;
+            sent = value_after(rest, "SentMessages=")
+                .map(|v| number(v, "SentMessages"))
+                .transpose()?;
             received = value_after(rest, "ReceivedMessages=")
                 .map(|v| number(v, "ReceivedMessages"))
                 .transpose()?;
@@ -307,7 +326,8 @@ pub fn parse_sockperf(output: &str, full_rtt: bool) -> Result<SockperfReport, Pa
         } else if body.starts_with("# dropped messages") {
             // `# dropped messages = 0; # duplicated messages = 0; # out-of-order messages = 0`
             let mut counts = body.split(';').map(|part| {
-                part.split_once('=').map(|(_, v)| v.trim().parse::<u64>().unwrap_or(u64::MAX))
+                part.split_once('=')
+                    .map(|(_, v)| v.trim().parse::<u64>().unwrap_or(u64::MAX))
             });
             let (Some(Some(d)), Some(Some(u)), Some(Some(o))) =
                 (counts.next(), counts.next(), counts.next())
@@ -403,7 +423,12 @@ mod tests {
         let report = parse_wrk(WRK_ERRORS).unwrap();
         assert_eq!(
             report.socket_errors,
-            WrkSocketErrors { connect: 0, read: 1245, write: 0, timeout: 7 }
+            WrkSocketErrors {
+                connect: 0,
+                read: 1245,
+                write: 0,
+                timeout: 7
+            }
         );
         assert_eq!(report.non_2xx_3xx, 13069);
         assert!((report.latency_percentile_us(50.0).unwrap() - 5870.0).abs() < 1e-6);
@@ -411,7 +436,8 @@ mod tests {
 
     #[test]
     fn wrk_garbage_is_an_error() {
-        let error = parse_wrk("unable to connect to 198.18.7.1:8080 Connection refused\n").unwrap_err();
+        let error =
+            parse_wrk("unable to connect to 198.18.7.1:8080 Connection refused\n").unwrap_err();
         assert!(error.to_string().contains("wrk"), "{error}");
     }
 
@@ -428,7 +454,10 @@ mod tests {
         assert!((report.percentile_us(99.9).unwrap() - 2120.177).abs() < 1e-9);
         assert!((report.min_us - 16.189).abs() < 1e-9);
         assert!((report.max_us - 2928.054).abs() < 1e-9);
-        assert_eq!((report.dropped, report.duplicated, report.out_of_order), (0, 0, 0));
+        assert_eq!(
+            (report.dropped, report.duplicated, report.out_of_order),
+            (0, 0, 0)
+        );
     }
 
     #[test]
@@ -446,7 +475,10 @@ mod tests {
     fn http_body_lengths() {
         let nginx = b"HTTP/1.1 200 OK\r\nServer: nginx/1.22.1\r\nContent-Length: 15\r\n\r\nhello, synack!\n";
         assert_eq!(http_body_len(nginx), Some(15));
-        assert_eq!(http_body_len(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nok"), Some(2));
+        assert_eq!(
+            http_body_len(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nok"),
+            Some(2)
+        );
         assert_eq!(http_body_len(b"SSH-2.0-OpenSSH\r\n"), None);
     }
 }

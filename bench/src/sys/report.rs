@@ -11,7 +11,11 @@ pub fn median(values: &[f64]) -> Option<f64> {
     }
     sorted.sort_by(f64::total_cmp);
     let mid = sorted.len() / 2;
-    Some(if sorted.len() % 2 == 1 { sorted[mid] } else { (sorted[mid - 1] + sorted[mid]) / 2.0 })
+    Some(if sorted.len() % 2 == 1 {
+        sorted[mid]
+    } else {
+        (sorted[mid - 1] + sorted[mid]) / 2.0
+    })
 }
 
 /// A figure for the table: thousands separated, decimals only for small values
@@ -20,7 +24,7 @@ pub fn format_figure(value: f64) -> String {
     if !value.is_finite() {
         return value.to_string();
     }
-    if value.abs() >= 1000.0 {
+    if value.abs().round() >= 1000.0 {
         let rounded = value.round() as i64;
         let digits = rounded.unsigned_abs().to_string();
         let mut out = String::new();
@@ -110,7 +114,9 @@ pub fn utc_stamps(unix_seconds: u64) -> (String, String) {
 
 /// Seconds since the Unix epoch, now.
 pub fn unix_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 #[cfg(test)]
@@ -149,7 +155,10 @@ mod tests {
     fn tables_align() {
         let table = render_table(
             &["case", "synack"],
-            &[vec!["connection rate".into(), "n/a".into()], vec!["x".into(), "1".into()]],
+            &[
+                vec!["connection rate".into(), "n/a".into()],
+                vec!["x".into(), "1".into()],
+            ],
         );
         let lines: Vec<&str> = table.lines().collect();
         assert_eq!(lines[0], "case             synack");

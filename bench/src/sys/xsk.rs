@@ -97,7 +97,14 @@ pub fn measure_ceiling(
         let rx = scope.spawn(move || {
             let _done = SetOnDrop(receiver_done);
             link.server.netns.run(Some(server_cpu), || {
-                receive(&link.server.ifname, ready_tx, blaster_done, warmup, window, limit)
+                receive(
+                    &link.server.ifname,
+                    ready_tx,
+                    blaster_done,
+                    warmup,
+                    window,
+                    limit,
+                )
             })
         });
         let tx = scope.spawn(move || {
@@ -106,11 +113,16 @@ pub fn measure_ceiling(
             ready_rx
                 .recv_timeout(Duration::from_secs(20))
                 .map_err(|_| anyhow!("the AF_XDP receiver did not start"))?;
-            link.client.netns.run(Some(client_cpu), || blast(link, receiver_done, limit))
+            link.client
+                .netns
+                .run(Some(client_cpu), || blast(link, receiver_done, limit))
         });
         (join(rx.join()), join(tx.join()))
     });
-    let (rx, tx) = (rx.context("AF_XDP receiver")?, tx.context("AF_XDP blaster")?);
+    let (rx, tx) = (
+        rx.context("AF_XDP receiver")?,
+        tx.context("AF_XDP blaster")?,
+    );
     Ok(CeilingRun {
         rx_pps: rx.frames as f64 / rx.window_s.max(1e-9),
         rx_frames_window: rx.frames,
