@@ -160,6 +160,11 @@ fn receive(
     // is served on the link while the ceiling is measured.
     config.load_default_program = true;
     config.poll_mode = PollMode::Busy;
+    // Deep rings: the receiver shares its CPU with whatever else runs there, and while it is
+    // off the CPU the sending core keeps filling the RX ring (and empties the fill ring).
+    config.rx_ring_size = 4096;
+    config.fill_ring_size = 4096;
+    config.frame_count = 8192;
     let mut socket = XskSocket::new(config).context("cannot bind the AF_XDP receiver")?;
     socket.refill();
     let _ = ready.send(());
