@@ -1,2 +1,6 @@
-//! synack's benchmarks: `benches/core.rs` measures the sans-IO TCP core with criterion; the
-//! system benchmark over veth arrives with the AF_XDP data path.
+//! synack's benchmarks: `benches/core.rs` measures the sans-IO TCP core with criterion;
+//! [`sys`] is the veth system benchmark behind the `synack-sysbench` binary, which compares
+//! synack with the Linux kernel stack over a veth pair and measures the AF_XDP packet ceiling.
+#![deny(unsafe_code)]
+
+pub mod sys;

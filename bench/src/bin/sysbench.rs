@@ -1,0 +1,113 @@
+//! `synack-sysbench`: the veth system benchmark. Run as root; see `scripts/bench.sh`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use synack_bench::sys::{cleanup, run};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+const CASES: &str = "connection_rate,keepalive,ping_pong,ceiling";
+
+/// synack against the Linux kernel stack over veth, and the AF_XDP packet ceiling.
+#[derive(Debug, Parser)]
+#[command(name = "synack-sysbench", version)]
+struct Args {
+    /// One run per case and shorter durations (about 1 minute without synack).
+    #[arg(long)]
+    quick: bool,
+    /// Runs per case and target (medians are reported); default 3, or 1 with --quick.
+    #[arg(long)]
+    runs: Option<usize>,
+    /// Seconds per wrk and sockperf run; default 8, or 3 with --quick.
+    #[arg(long)]
+    seconds: Option<u64>,
+    /// Cases to run, comma-separated.
+    #[arg(long, default_value = CASES, value_delimiter = ',')]
+    cases: Vec<String>,
+    /// CPU of the servers.
+    #[arg(long, default_value_t = 1)]
+    server_cpu: usize,
+    /// CPU of the load generators.
+    #[arg(long, default_value_t = 0)]
+    client_cpu: usize,
+    /// synack's binary (default: $SYNACK_BIN, else `synack` next to this binary, else
+    /// <workspace>/target/release/synack).
+    #[arg(long)]
+    synack_bin: Option<PathBuf>,
+    /// Directory of the JSON results.
+    #[arg(long)]
+    results_dir: Option<PathBuf>,
+}
+
+fn workspace_dir() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    dir.canonicalize().unwrap_or(dir)
+}
+
+/// Where synack's binary should be, and whether it is there.
+fn locate_synack(explicit: Option<PathBuf>) -> (PathBuf, bool) {
+    if let Some(path) = explicit.or_else(|| std::env::var_os("SYNACK_BIN").map(PathBuf::from)) {
+        let exists = path.is_file();
+        return (path, exists);
+    }
+    if let Some(next_to_us) = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(|d| d.join("synack")))
+    {
+        if next_to_us.is_file() {
+            return (next_to_us, true);
+        }
+    }
+    let path = workspace_dir().join("target/release/synack");
+    let exists = path.is_file();
+    (path, exists)
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    for case in &args.cases {
+        if !CASES.split(',').any(|c| c == case) {
+            eprintln!("synack-sysbench: unknown case {case:?} (cases: {CASES})");
+            return ExitCode::from(2);
+        }
+    }
+    if let Err(e) = cleanup::install() {
+        eprintln!("synack-sysbench: cannot install signal handling: {e}");
+        return ExitCode::FAILURE;
+    }
+    let seconds = args.seconds.unwrap_or(if args.quick { 3 } else { 8 });
+    let (synack_path, synack_exists) = locate_synack(args.synack_bin);
+    let config = run::Config {
+        runs: args.runs.unwrap_or(if args.quick { 1 } else { 3 }).max(1),
+        wrk_duration: Duration::from_secs(seconds),
+        sockperf_duration: Duration::from_secs(seconds),
+        ceiling_warmup: Duration::from_millis(500),
+        ceiling_window: Duration::from_secs(if args.quick { 2 } else { 4 }),
+        server_cpu: args.server_cpu,
+        client_cpu: args.client_cpu,
+        // A /24 of 198.18.0.0/15 that differs between concurrent runs.
+        subnet: (std::process::id() % 250) as u8 + 1,
+        synack_bin: synack_exists.then(|| synack_path.clone()),
+        synack_bin_looked_for: synack_path,
+        results_dir: args
+            .results_dir
+            .unwrap_or_else(|| workspace_dir().join("bench/results")),
+        quick: args.quick,
+        cases: args.cases,
+    };
+    match run::run(&config) {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) if e.is::<cleanup::Interrupted>() => {
+            eprintln!("synack-sysbench: interrupted; namespaces and processes removed");
+            ExitCode::from(130)
+        }
+        Err(e) => {
+            eprintln!("synack-sysbench: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

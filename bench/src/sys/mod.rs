@@ -1,0 +1,20 @@
+//! The veth system benchmark (`synack-sysbench`): synack against the Linux kernel stack over
+//! a veth pair between two namespaces, same load generators, same pinned cores, plus the
+//! AF_XDP packet ceiling measured in the same run.
+//!
+//! - [`run`]: the orchestration, the table and the JSON.
+//! - [`net`]: namespaces and the veth pair (198.18.N.0/24).
+//! - [`procs`]: servers and load generators, pinned with `taskset`.
+//! - [`cleanup`]: guards, the panic hook and the signal thread that remove everything.
+//! - [`parse`]: wrk and sockperf output.
+//! - [`xsk`]: the AF_XDP packet ceiling (the only user of the AF_XDP layer), with [`frame`].
+//! - [`report`]: medians, table rendering, time stamps.
+
+pub mod cleanup;
+pub mod frame;
+pub mod net;
+pub mod parse;
+pub mod procs;
+pub mod report;
+pub mod run;
+pub mod xsk;

@@ -1,0 +1,731 @@
+//! One run of the system benchmark: set up the link, run every case against synack and the
+//! kernel (interleaved, run by run, so that both see the same machine), measure the packet
+//! ceiling, print the table and write the JSON.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use serde_json::{json, Value};
+
+use super::cleanup::{self, Interrupted};
+use super::net::{self, TestLink};
+use super::parse;
+use super::procs::{self, RunDir, Running};
+use super::report::{self, format_figure, format_ratio, median};
+use super::xsk;
+
+/// Packets of one short HTTP connection (SYN, SYN-ACK, ACK+request, response, FIN, FIN, ACK,
+/// give or take what gets merged): for the share of the ceiling a connection rate uses.
+pub const PACKETS_PER_CONNECTION: f64 = 7.0;
+
+/// Body length served when synack is not there to ask (its http app's `ok`).
+pub const DEFAULT_HTTP_BODY_LEN: usize = 2;
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Runs per case and target; medians are reported.
+    pub runs: usize,
+    /// Length of each wrk run.
+    pub wrk_duration: Duration,
+    /// Length of each sockperf run.
+    pub sockperf_duration: Duration,
+    /// Ceiling: time after the first frame before counting starts.
+    pub ceiling_warmup: Duration,
+    /// Ceiling: counting window.
+    pub ceiling_window: Duration,
+    /// CPU of the servers (and the AF_XDP receiver).
+    pub server_cpu: usize,
+    /// CPU of the load generators (and the AF_XDP blaster).
+    pub client_cpu: usize,
+    /// The run uses 198.18.`subnet`.0/24.
+    pub subnet: u8,
+    /// synack's binary, when it exists.
+    pub synack_bin: Option<PathBuf>,
+    /// Where synack was looked for (for the message when it is missing).
+    pub synack_bin_looked_for: PathBuf,
+    /// Directory of the JSON results.
+    pub results_dir: PathBuf,
+    /// Whether `--quick` was given (recorded in the JSON).
+    pub quick: bool,
+    /// Cases to run (`connection_rate`, `keepalive`, `ping_pong`, `ceiling`).
+    pub cases: Vec<String>,
+}
+
+/// The two stacks compared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// synack serving from the AF_XDP socket.
+    Synack,
+    /// The Linux kernel's TCP stack (nginx, `sockperf server`).
+    Kernel,
+}
+
+impl Target {
+    fn key(self) -> &'static str {
+        match self {
+            Target::Synack => "synack",
+            Target::Kernel => "kernel",
+        }
+    }
+}
+
+/// One row of the table.
+struct MetricSpec {
+    key: &'static str,
+    label: &'static str,
+}
+
+struct CaseSpec {
+    key: &'static str,
+    title: &'static str,
+    metrics: &'static [MetricSpec],
+}
+
+const CASES: &[CaseSpec] = &[
+    CaseSpec {
+        key: "connection_rate",
+        title: "connection rate (Connection: close)",
+        metrics: &[MetricSpec {
+            key: "connections_per_s",
+            label: "connections/s",
+        }],
+    },
+    CaseSpec {
+        key: "keepalive",
+        title: "keep-alive requests (32 conns)",
+        metrics: &[
+            MetricSpec {
+                key: "requests_per_s",
+                label: "requests/s",
+            },
+            MetricSpec {
+                key: "latency_p50_us",
+                label: "latency p50 (us)",
+            },
+            MetricSpec {
+                key: "latency_p99_us",
+                label: "latency p99 (us)",
+            },
+        ],
+    },
+    CaseSpec {
+        key: "ping_pong",
+        title: "sockperf ping-pong 64 B",
+        metrics: &[
+            MetricSpec {
+                key: "half_rtt_p50_us",
+                label: "half RTT p50 (us)",
+            },
+            MetricSpec {
+                key: "half_rtt_p99_us",
+                label: "half RTT p99 (us)",
+            },
+            MetricSpec {
+                key: "half_rtt_p999_us",
+                label: "half RTT p99.9 (us)",
+            },
+        ],
+    },
+];
+
+/// What one target gave in one case.
+#[derive(Debug, Default)]
+struct TargetResults {
+    /// Not run at all, and why.
+    unavailable: Option<String>,
+    /// Each run: its metrics (or its error) and its raw record.
+    runs: Vec<Value>,
+    /// Metric values of the successful runs, by metric key.
+    values: Vec<(String, f64)>,
+}
+
+impl TargetResults {
+    fn median_of(&self, key: &str) -> Option<f64> {
+        let values: Vec<f64> = self
+            .values
+            .iter()
+            .filter(|(k, _)| k == key)
+            .map(|&(_, v)| v)
+            .collect();
+        median(&values)
+    }
+
+    fn failed_runs(&self) -> usize {
+        self.runs
+            .iter()
+            .filter(|r| r.get("error").is_some())
+            .count()
+    }
+}
+
+struct Ports {
+    kernel_http: u16,
+    synack_http: u16,
+    kernel_echo: u16,
+    synack_echo: u16,
+}
+
+const PORTS: Ports = Ports {
+    kernel_http: 8080,
+    synack_http: 8081,
+    kernel_echo: 11111,
+    synack_echo: 11112,
+};
+
+fn secs(d: Duration) -> String {
+    format!("{}s", d.as_secs().max(1))
+}
+
+/// Checks that the benchmark can run: root, the tools, the CPUs.
+pub fn preflight(config: &Config) -> Result<()> {
+    if !rustix::process::geteuid().is_root() {
+        bail!(
+            "synack-sysbench must run as root: it creates network namespaces and veth pairs, \
+             and binds AF_XDP sockets (try: sudo bash scripts/bench.sh)"
+        );
+    }
+    let missing: Vec<&str> = ["ip", "ethtool", "taskset", "wrk", "sockperf", "nginx"]
+        .into_iter()
+        .filter(|tool| !program_exists(tool))
+        .collect();
+    if !missing.is_empty() {
+        bail!(
+            "missing tools: {} (install them with: bash scripts/deps.sh bench)",
+            missing.join(", ")
+        );
+    }
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    for cpu in [config.server_cpu, config.client_cpu] {
+        if cpu >= cpus {
+            bail!("CPU {cpu} does not exist here ({cpus} CPUs)");
+        }
+    }
+    if config.server_cpu == config.client_cpu {
+        bail!("the server and the client must run on different CPUs");
+    }
+    Ok(())
+}
+
+fn program_exists(name: &str) -> bool {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/sbin"].map(PathBuf::from))
+        .any(|dir| dir.join(name).is_file())
+}
+
+fn tool_version(program: &str, args: &[&str]) -> String {
+    std::process::Command::new(program)
+        .args(args)
+        .output()
+        .map(|o| {
+            let text = format!(
+                "{}{}",
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            );
+            parse::strip_ansi(text.lines().next().unwrap_or("").trim())
+        })
+        .unwrap_or_else(|e| format!("unknown ({e})"))
+}
+
+/// Runs the benchmark, prints the table and writes the JSON; returns the JSON's path.
+pub fn run(config: &Config) -> Result<PathBuf> {
+    preflight(config)?;
+    let started = Instant::now();
+    let (started_at, stamp) = report::utc_stamps(report::unix_now());
+    net::remove_stale_namespaces();
+    let link = TestLink::create(config.subnet).context("cannot create the test network")?;
+    let dir = RunDir::create()?;
+    println!(
+        "test network: {} {} ({}) <-veth-> {} {} ({}); server on CPU {}, client on CPU {}",
+        link.server.netns.name(),
+        link.server.ifname,
+        link.server.ip,
+        link.client.netns.name(),
+        link.client.ifname,
+        link.client.ip,
+        config.server_cpu,
+        config.client_cpu
+    );
+
+    let synack_missing = match &config.synack_bin {
+        Some(_) => None,
+        None => {
+            println!(
+                "synack binary not found ({}; set SYNACK_BIN): synack rows are n/a",
+                config.synack_bin_looked_for.display()
+            );
+            Some("synack binary missing".to_owned())
+        }
+    };
+    let wants = |case: &str| config.cases.iter().any(|c| c == case);
+
+    // nginx serves a body as long as synack's: ask synack when it is there.
+    let mut body_note = format!("default ({DEFAULT_HTTP_BODY_LEN} bytes, synack's `ok`)");
+    let mut body_len = DEFAULT_HTTP_BODY_LEN;
+    if let (Some(bin), true) = (
+        &config.synack_bin,
+        wants("connection_rate") || wants("keepalive"),
+    ) {
+        match probe_synack_body(config, &link, bin) {
+            Ok(len) => {
+                body_len = len;
+                body_note = format!("{len} bytes, as synack's http app serves");
+            }
+            Err(e) if e.is::<Interrupted>() => return Err(e),
+            Err(e) => println!(
+                "cannot ask synack's http app for its body length ({e:#}); using {body_len} bytes"
+            ),
+        }
+    }
+
+    let mut case_json = Vec::new();
+    let mut table_rows = Vec::new();
+    let mut kernel_conn_rate = None;
+    let mut synack_conn_rate = None;
+    for spec in CASES.iter().filter(|c| wants(c.key)) {
+        println!("== {}", spec.title);
+        let mut results = [TargetResults::default(), TargetResults::default()];
+        results[0].unavailable = synack_missing.clone();
+        for run_index in 0..config.runs {
+            for (slot, target) in [(0, Target::Synack), (1, Target::Kernel)] {
+                if results[slot].unavailable.is_some() {
+                    continue;
+                }
+                cleanup::check_interrupted()?;
+                let outcome = run_case_once(config, &link, &dir, spec.key, target, body_len);
+                let record = match outcome {
+                    Ok((values, raw)) => {
+                        let summary: Vec<String> = values
+                            .iter()
+                            .map(|(k, v)| format!("{k} {}", format_figure(*v)))
+                            .collect();
+                        println!(
+                            "  {:<6} run {}/{}: {}",
+                            target.key(),
+                            run_index + 1,
+                            config.runs,
+                            summary.join(", ")
+                        );
+                        results[slot]
+                            .values
+                            .extend(values.iter().map(|(k, v)| (k.to_string(), *v)));
+                        raw
+                    }
+                    Err(e) if e.is::<Interrupted>() => return Err(e),
+                    Err(e) => {
+                        println!(
+                            "  {:<6} run {}/{}: FAILED: {e:#}",
+                            target.key(),
+                            run_index + 1,
+                            config.runs
+                        );
+                        json!({ "error": format!("{e:#}") })
+                    }
+                };
+                results[slot].runs.push(record);
+            }
+        }
+        let mut targets_json = serde_json::Map::new();
+        for (slot, target) in [(0, Target::Synack), (1, Target::Kernel)] {
+            let r = &results[slot];
+            let medians: serde_json::Map<String, Value> = spec
+                .metrics
+                .iter()
+                .map(|m| (m.key.to_owned(), json!(r.median_of(m.key))))
+                .collect();
+            targets_json.insert(
+                target.key().into(),
+                json!({
+                    "unavailable": r.unavailable,
+                    "server": server_description(target, spec.key),
+                    "runs": r.runs,
+                    "failed_runs": r.failed_runs(),
+                    "median": medians,
+                }),
+            );
+        }
+        for metric in spec.metrics {
+            let cell = |r: &TargetResults| -> (String, Option<f64>) {
+                if let Some(why) = &r.unavailable {
+                    return (format!("n/a ({why})"), None);
+                }
+                match r.median_of(metric.key) {
+                    Some(v) => (format_figure(v), Some(v)),
+                    None => ("failed (see JSON)".into(), None),
+                }
+            };
+            let (synack_text, synack_value) = cell(&results[0]);
+            let (kernel_text, kernel_value) = cell(&results[1]);
+            let ratio = match (synack_value, kernel_value) {
+                (Some(s), Some(k)) if k != 0.0 => Some(s / k),
+                _ => None,
+            };
+            if metric.key == "connections_per_s" {
+                synack_conn_rate = synack_value;
+                kernel_conn_rate = kernel_value;
+            }
+            table_rows.push((
+                (spec.key, spec.title),
+                metric.label,
+                metric.key,
+                synack_text,
+                kernel_text,
+                synack_value,
+                kernel_value,
+                ratio,
+            ));
+        }
+        case_json.push(json!({
+            "case": spec.key,
+            "title": spec.title,
+            "load": load_description(config, spec.key),
+            "targets": targets_json,
+        }));
+    }
+
+    let mut ceiling_json = Value::Null;
+    let mut ceiling_pps = None;
+    if wants("ceiling") {
+        println!("== AF_XDP packet ceiling (64-byte frames, one sending core)");
+        let mut runs = Vec::new();
+        let mut rates = Vec::new();
+        for run_index in 0..config.runs {
+            cleanup::check_interrupted()?;
+            match xsk::measure_ceiling(
+                &link,
+                config.ceiling_warmup,
+                config.ceiling_window,
+                config.server_cpu,
+                config.client_cpu,
+            ) {
+                Ok(m) => {
+                    println!(
+                        "  run {}/{}: received {} pps (sent {} pps; XDP rx_dropped {}, rx_ring_full {})",
+                        run_index + 1, config.runs, format_figure(m.rx_pps), format_figure(m.tx_pps),
+                        m.rx_dropped, m.rx_ring_full
+                    );
+                    rates.push(m.rx_pps);
+                    runs.push(serde_json::to_value(&m)?);
+                }
+                Err(e) if e.is::<Interrupted>() => return Err(e),
+                Err(e) => {
+                    println!("  run {}/{}: FAILED: {e:#}", run_index + 1, config.runs);
+                    runs.push(json!({ "error": format!("{e:#}") }));
+                }
+            }
+            // Let libxdp take its program off the interface before the next bind.
+            cleanup::sleep(Duration::from_millis(200))?;
+        }
+        ceiling_pps = median(&rates);
+        let xdp_left = link.server_has_xdp().unwrap_or(false);
+        if xdp_left {
+            println!(
+                "  note: an XDP program is still attached to {} after the ceiling runs",
+                link.server.ifname
+            );
+        }
+        ceiling_json = json!({
+            "frame_bytes": super::frame::FRAME_LEN,
+            "what": "AF_XDP (copy mode) receive rate of ceiling frames at the server's veth end, blasted by an AF_XDP transmit loop in the client namespace; on veth the receive work runs on the sending CPU",
+            "median_rx_pps": ceiling_pps,
+            "runs": runs,
+            "xdp_program_left_attached": xdp_left,
+        });
+    }
+
+    // The table.
+    let header = ["case", "metric", "synack", "kernel", "synack/kernel"];
+    let rows: Vec<Vec<String>> = table_rows
+        .iter()
+        .map(|(case, label, _, s, k, _, _, ratio)| {
+            vec![
+                case.1.to_string(),
+                label.to_string(),
+                s.clone(),
+                k.clone(),
+                format_ratio(*ratio),
+            ]
+        })
+        .collect();
+    println!();
+    println!(
+        "== System benchmark over veth: medians of {} run{} (server CPU {}, client CPU {}); kernel = nginx 1 worker / sockperf server; sockperf figures are half round trips",
+        config.runs, if config.runs == 1 { "" } else { "s" }, config.server_cpu, config.client_cpu
+    );
+    print!("{}", report::render_table(&header, &rows));
+    let share = |rate: Option<f64>| match (rate, ceiling_pps) {
+        (Some(r), Some(c)) if c > 0.0 => Some(r * PACKETS_PER_CONNECTION / c),
+        _ => None,
+    };
+    match ceiling_pps {
+        Some(c) => {
+            println!(
+                "packet ceiling: {} pps AF_XDP receive, 64-byte frames, one sending core",
+                format_figure(c)
+            );
+            let describe = |who: &str, rate: Option<f64>| {
+                match (rate, share(rate)) {
+                (Some(r), Some(s)) => println!(
+                    "  {who} connection rate x {PACKETS_PER_CONNECTION} packets = {} pps = {:.0} % of the ceiling",
+                    format_figure(r * PACKETS_PER_CONNECTION), s * 100.0
+                ),
+                _ => println!("  {who} connection rate: n/a"),
+            }
+            };
+            describe("synack", synack_conn_rate);
+            describe("kernel", kernel_conn_rate);
+        }
+        None if wants("ceiling") => println!("packet ceiling: failed (see JSON)"),
+        None => {}
+    }
+
+    let rows_json: Vec<Value> = table_rows
+        .iter()
+        .map(|(case, label, key, _, _, s, k, ratio)| {
+            json!({ "case": case.0, "title": case.1, "metric": key, "label": label, "synack": s, "kernel": k, "ratio_synack_to_kernel": ratio })
+        })
+        .collect();
+    let uname = rustix::system::uname();
+    let document = json!({
+        "schema": "synack-sysbench/1",
+        "started_at": started_at,
+        "duration_s": started.elapsed().as_secs_f64(),
+        "machine": {
+            "kernel": uname.release().to_string_lossy(),
+            "cpus": std::thread::available_parallelism().map_or(1, |n| n.get()),
+        },
+        "config": {
+            "quick": config.quick,
+            "runs": config.runs,
+            "wrk_duration_s": config.wrk_duration.as_secs_f64(),
+            "sockperf_duration_s": config.sockperf_duration.as_secs_f64(),
+            "ceiling_warmup_s": config.ceiling_warmup.as_secs_f64(),
+            "ceiling_window_s": config.ceiling_window.as_secs_f64(),
+            "server_cpu": config.server_cpu,
+            "client_cpu": config.client_cpu,
+            "server_ip": link.server.ip.to_string(),
+            "client_ip": link.client.ip.to_string(),
+            "client_tx_checksum_offload": "off",
+            "synack_bin": config.synack_bin.as_ref().map(|p| p.display().to_string()),
+            "http_body_bytes": body_len,
+            "http_body_source": body_note,
+            "tools": {
+                "wrk": tool_version("wrk", &["--version"]),
+                "sockperf": tool_version("sockperf", &["--version"]),
+                "nginx": tool_version("nginx", &["-v"]),
+            },
+        },
+        "rows": rows_json,
+        "cases": case_json,
+        "ceiling": ceiling_json,
+        "connection_rate_share_of_ceiling": {
+            "packets_per_connection": PACKETS_PER_CONNECTION,
+            "synack": share(synack_conn_rate),
+            "kernel": share(kernel_conn_rate),
+        },
+    });
+    std::fs::create_dir_all(&config.results_dir)
+        .with_context(|| format!("cannot create {}", config.results_dir.display()))?;
+    let path = config.results_dir.join(format!("{stamp}.json"));
+    std::fs::write(&path, serde_json::to_string_pretty(&document)? + "\n")
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    println!(
+        "results: {} ({:.0} s)",
+        path.display(),
+        started.elapsed().as_secs_f64()
+    );
+    drop(dir);
+    drop(link);
+    Ok(path)
+}
+
+fn server_description(target: Target, case: &str) -> &'static str {
+    match (target, case) {
+        (Target::Synack, "ping_pong") => "synack serve --app echo --cores 1 --poll busy",
+        (Target::Synack, _) => "synack serve --app http --cores 1 --poll busy",
+        (Target::Kernel, "ping_pong") => "sockperf server --tcp",
+        (Target::Kernel, _) => "nginx, 1 worker, return 200 from memory, access_log off",
+    }
+}
+
+fn load_description(config: &Config, case: &str) -> String {
+    match case {
+        "connection_rate" => format!(
+            "wrk -t1 -c64 -d{} -H 'Connection: close'",
+            secs(config.wrk_duration)
+        ),
+        "keepalive" => format!("wrk -t1 -c32 -d{} --latency", secs(config.wrk_duration)),
+        "ping_pong" => format!(
+            "sockperf ping-pong --tcp -m 64 -t {}",
+            config.sockperf_duration.as_secs().max(1)
+        ),
+        _ => String::new(),
+    }
+}
+
+fn server_addr(link: &TestLink, port: u16) -> SocketAddr {
+    SocketAddr::from((link.server.ip, port))
+}
+
+/// Starts synack's http app once and reads the body length of its answer.
+fn probe_synack_body(config: &Config, link: &TestLink, bin: &Path) -> Result<usize> {
+    let addr = server_addr(link, PORTS.synack_http);
+    let server = procs::start_synack(
+        &link.server.netns,
+        config.server_cpu,
+        bin,
+        &link.server.ifname,
+        addr,
+        "http",
+    )?;
+    let response = procs::http_get(&link.client.netns, addr);
+    server.stop();
+    parse::http_body_len(&response?).context("synack's answer is not an HTTP response")
+}
+
+/// Starts the server of `case` for `target`.
+fn start_server(
+    config: &Config,
+    link: &TestLink,
+    dir: &RunDir,
+    case: &str,
+    target: Target,
+    body_len: usize,
+) -> Result<(Running, SocketAddr)> {
+    let netns = &link.server.netns;
+    let cpu = config.server_cpu;
+    let http = case != "ping_pong";
+    let (port, app) = match (target, http) {
+        (Target::Synack, true) => (PORTS.synack_http, "http"),
+        (Target::Synack, false) => (PORTS.synack_echo, "echo"),
+        (Target::Kernel, true) => (PORTS.kernel_http, "http"),
+        (Target::Kernel, false) => (PORTS.kernel_echo, "echo"),
+    };
+    let addr = server_addr(link, port);
+    let server = match target {
+        Target::Synack => {
+            let bin = config.synack_bin.as_deref().context("no synack binary")?;
+            procs::start_synack(netns, cpu, bin, &link.server.ifname, addr, app)?
+        }
+        Target::Kernel if http => procs::start_nginx(netns, cpu, dir.path(), addr, body_len)?,
+        Target::Kernel => procs::start_sockperf_server(netns, cpu, addr)?,
+    };
+    Ok((server, addr))
+}
+
+type Metrics = Vec<(&'static str, f64)>;
+
+/// One run of one case against one target: start the server, run the load, stop the server.
+fn run_case_once(
+    config: &Config,
+    link: &TestLink,
+    dir: &RunDir,
+    case: &str,
+    target: Target,
+    body_len: usize,
+) -> Result<(Metrics, Value)> {
+    let (mut server, addr) = start_server(config, link, dir, case, target, body_len)?;
+    let result = run_load(config, link, case, addr);
+    let alive = server.ensure_running();
+    let server_output = server.stop();
+    let (metrics, mut raw) = result?;
+    alive?;
+    if target == Target::Synack {
+        // Its final counters, printed on SIGTERM.
+        raw["server_output"] = json!(server_output);
+    }
+    Ok((metrics, raw))
+}
+
+fn run_load(
+    config: &Config,
+    link: &TestLink,
+    case: &str,
+    addr: SocketAddr,
+) -> Result<(Metrics, Value)> {
+    let client = &link.client.netns;
+    let cpu = config.client_cpu;
+    let url = format!("http://{addr}/");
+    match case {
+        "connection_rate" | "keepalive" => {
+            let duration = secs(config.wrk_duration);
+            let mut command = client.command_on_cpu(cpu, "wrk");
+            command.args(["-t1", "-d", &duration]);
+            if case == "connection_rate" {
+                command.args(["-c64", "-H", "Connection: close"]);
+            } else {
+                command.args(["-c32", "--latency"]);
+            }
+            command.arg(&url);
+            let output = Running::spawn("wrk", &mut command)?
+                .wait(config.wrk_duration + Duration::from_secs(30))?;
+            let report = parse::parse_wrk(&output)?;
+            let mut warnings = Vec::new();
+            if report.non_2xx_3xx > 0 {
+                warnings.push(format!("{} responses were not 2xx/3xx", report.non_2xx_3xx));
+            }
+            if report.socket_errors.total() * 100 > report.requests.max(1) {
+                warnings.push(format!("socket errors: {:?}", report.socket_errors));
+            }
+            for w in &warnings {
+                println!("    warning: {w}");
+            }
+            let mut metrics: Metrics = Vec::new();
+            if case == "connection_rate" {
+                metrics.push(("connections_per_s", report.requests_per_s));
+            } else {
+                metrics.push(("requests_per_s", report.requests_per_s));
+                let p50 = report
+                    .latency_percentile_us(50.0)
+                    .context("wrk printed no p50")?;
+                let p99 = report
+                    .latency_percentile_us(99.0)
+                    .context("wrk printed no p99")?;
+                metrics.push(("latency_p50_us", p50));
+                metrics.push(("latency_p99_us", p99));
+            }
+            Ok((
+                metrics,
+                json!({ "wrk": report, "warnings": warnings, "output": output }),
+            ))
+        }
+        "ping_pong" => {
+            let duration = config.sockperf_duration.as_secs().max(1).to_string();
+            let mut command = client.command_on_cpu(cpu, "sockperf");
+            command.args([
+                "ping-pong",
+                "--tcp",
+                "-i",
+                &addr.ip().to_string(),
+                "-p",
+                &addr.port().to_string(),
+                "-m",
+                "64",
+                "-t",
+                &duration,
+            ]);
+            let output = Running::spawn("sockperf ping-pong", &mut command)?
+                .wait(config.sockperf_duration + Duration::from_secs(30))?;
+            let report = parse::parse_sockperf(&output, false)?;
+            let p = |q: f64| {
+                report
+                    .percentile_us(q)
+                    .with_context(|| format!("sockperf printed no p{q}"))
+            };
+            let metrics = vec![
+                ("half_rtt_p50_us", p(50.0)?),
+                ("half_rtt_p99_us", p(99.0)?),
+                ("half_rtt_p999_us", p(99.9)?),
+            ];
+            Ok((
+                metrics,
+                json!({ "sockperf": report, "output": parse::strip_ansi(&output) }),
+            ))
+        }
+        other => bail!("unknown case {other}"),
+    }
+}
