@@ -32,10 +32,10 @@
  * Every path through the program increments exactly one counter, so the
  * counters explain every frame and the tests can read the decision from them.
  *
- * The Rust loader uses `struct steer_config`, `enum steer_counter` and
- * `enum owned_mode` through
- * the types libbpf-cargo generates from this object's BTF (src/counters.rs and
- * src/program.rs check them at compile time).
+ * The Rust loader uses `struct steer_config`, `struct neighbor`,
+ * `enum steer_counter` and `enum owned_mode` through the types libbpf-cargo
+ * generates from this object's BTF (src/counters.rs and src/program.rs check
+ * them at compile time).
  */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
