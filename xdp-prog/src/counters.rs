@@ -53,11 +53,12 @@ macro_rules! counters {
 }
 
 counters! {
-    /// TCP frames redirected to an AF_XDP socket.
+    /// TCP frames redirected to an AF_XDP socket (to synack's ports, or to
+    /// any port of a dedicated address).
     Redirected, redirected = CTR_REDIRECTED;
-    /// ARP frames for an owned address redirected (`steer_arp` on).
+    /// ARP frames whose target is a dedicated address, redirected.
     ArpRedirected, arp_redirected = CTR_ARP_REDIRECTED;
-    /// ICMP echo requests to an owned address redirected (`steer_icmp` on).
+    /// ICMP echo requests to a dedicated address, redirected.
     IcmpRedirected, icmp_redirected = CTR_ICMP_REDIRECTED;
     /// Frames for synack that found no socket registered for their queue and
     /// went to the kernel instead: a configuration problem when it grows.
@@ -66,7 +67,7 @@ counters! {
     DroppedTestKnob, dropped_test_knob = CTR_DROPPED_TEST_KNOB;
     /// Passed: neither IPv4 nor ARP (IPv6, VLAN-tagged, ...).
     PassedNotIpv4, passed_not_ipv4 = CTR_PASSED_NOT_IPV4;
-    /// Passed: ARP not steered (`steer_arp` off, or not Ethernet/IPv4 ARP).
+    /// Passed: ARP that is not Ethernet/IPv4.
     PassedArp, passed_arp = CTR_PASSED_ARP;
     /// Passed: IPv4 header with a version other than 4 or an IHL below 5.
     PassedMalformed, passed_malformed = CTR_PASSED_MALFORMED;
@@ -76,11 +77,15 @@ counters! {
     PassedNotOwned, passed_not_owned = CTR_PASSED_NOT_OWNED;
     /// Passed: IPv4 fragment (synack does not reassemble).
     PassedFragment, passed_fragment = CTR_PASSED_FRAGMENT;
-    /// Passed: owned address, but not TCP (nor a steered ICMP echo request).
+    /// Passed: owned address, but not TCP (nor an ICMP echo request to a
+    /// dedicated address).
     PassedNotTcp, passed_not_tcp = CTR_PASSED_NOT_TCP;
     /// Passed: owned address and TCP, but neither a listening port nor in
     /// the local port range.
     PassedPortNotOurs, passed_port_not_ours = CTR_PASSED_PORT_NOT_OURS;
+    /// Passed: Ethernet/IPv4 ARP whose target is a shared address: the
+    /// kernel answers it (its sender is still recorded as a neighbour).
+    PassedArpShared, passed_arp_shared = CTR_PASSED_ARP_SHARED;
 }
 
 // The list above must cover the C enum exactly; its entries are tied to the C
@@ -163,6 +168,6 @@ mod tests {
         assert_eq!(delta.nonzero().collect::<Vec<_>>(), vec![(Counter::Redirected, 2), (Counter::PassedNotOwned, 1)]);
         let line = delta.to_string();
         assert!(line.starts_with("redirected=2 arp_redirected=0"), "{line}");
-        assert!(line.ends_with("passed_port_not_ours=0"), "{line}");
+        assert!(line.ends_with("passed_port_not_ours=0 passed_arp_shared=0"), "{line}");
     }
 }

@@ -10,7 +10,7 @@ use libbpf_rs::{ErrorKind, Link, MapCore, MapFlags, MapMut, Program, ProgramInpu
 
 use crate::counters::{Counter, Counters};
 use crate::error::{AttachError, LoadError, MapError, TestRunError};
-use crate::skel::types::steer_config;
+use crate::skel::types::{owned_mode, steer_config};
 use crate::skel::{SteerSkel, SteerSkelBuilder};
 use crate::sys;
 
@@ -21,11 +21,19 @@ pub const MAX_QUEUES: u32 = 64;
 /// Owned IPv4 addresses the program can hold.
 pub const MAX_OWNED_ADDRS: u32 = 256;
 
+/// Neighbours (IPv4 address to MAC) the program remembers; past this many the
+/// least recently used are forgotten.
+pub const MAX_NEIGHBORS: u32 = 4096;
+
 /// Bits per word of the `listen_ports` bitmap.
 const PORT_WORD_BITS: u16 = u64::BITS as u16;
 
 /// Size of `struct steer_config` as the program reads it.
-const CONFIG_LEN: usize = 8;
+const CONFIG_LEN: usize = 6;
+
+/// Size of `struct neighbor`, the value of the `neighbors` map: a MAC address
+/// padded to 8 bytes.
+const NEIGHBOR_LEN: usize = 8;
 
 // `config_bytes` lays the fields out by hand; this holds it to the C layout
 // that the skeleton's BTF-generated type reproduces.
@@ -34,8 +42,7 @@ const _: () = {
     assert!(offset_of!(steer_config, local_port_lo) == 0);
     assert!(offset_of!(steer_config, local_port_hi) == 2);
     assert!(offset_of!(steer_config, drop_permille) == 4);
-    assert!(offset_of!(steer_config, steer_arp) == 6);
-    assert!(offset_of!(steer_config, steer_icmp) == 7);
+    assert!(size_of::<crate::skel::types::neighbor>() == NEIGHBOR_LEN);
 };
 
 /// The bytes of `config`, laid out as the C struct (native byte order).
@@ -44,10 +51,53 @@ fn config_bytes(config: &steer_config) -> [u8; CONFIG_LEN] {
     bytes[0..2].copy_from_slice(&config.local_port_lo.to_ne_bytes());
     bytes[2..4].copy_from_slice(&config.local_port_hi.to_ne_bytes());
     bytes[4..6].copy_from_slice(&config.drop_permille.to_ne_bytes());
-    bytes[6] = config.steer_arp;
-    bytes[7] = config.steer_icmp;
     bytes
 }
+
+/// How synack owns an IPv4 address: what the program steers to it.
+///
+/// In both modes synack gets IPv4/TCP (not fragmented) to its listening ports
+/// and to its local port range, and the program records in its neighbour map
+/// the sender of every ARP request or reply that targets the address
+/// ([`SteerObject::neighbor`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AddressMode {
+    /// The kernel has the address too (it is assigned to the interface).
+    /// synack gets only TCP to its own ports; ARP, ICMP, TCP to other ports
+    /// and everything else go to the kernel, which answers them. synack's
+    /// local port range must then stay out of the kernel's
+    /// (`net.ipv4.ip_local_port_range`), see
+    /// [`SteerObject::set_local_port_range`].
+    Shared,
+    /// The address is synack's alone (not assigned to the kernel, so nobody
+    /// else answers for it). synack also gets ARP whose target is the
+    /// address, ICMP echo requests to it, and TCP to it whatever the port,
+    /// so that it answers closed ports with a RST.
+    Dedicated,
+}
+
+impl AddressMode {
+    /// The value of the `owned_addrs` entry (C `enum owned_mode`).
+    fn map_value(self) -> u8 {
+        let value = match self {
+            AddressMode::Shared => owned_mode::OWNED_SHARED.0,
+            AddressMode::Dedicated => owned_mode::OWNED_DEDICATED.0,
+        };
+        // Both fit the map's one-byte value (checked below at compile time).
+        value as u8
+    }
+
+    fn from_map_value(value: u8) -> Option<AddressMode> {
+        [AddressMode::Shared, AddressMode::Dedicated].into_iter().find(|mode| mode.map_value() == value)
+    }
+}
+
+// The C enum's values are what the map stores: they must fit its u8 value.
+const _: () = {
+    assert!(owned_mode::OWNED_SHARED.0 == 0);
+    assert!(owned_mode::OWNED_DEDICATED.0 <= u8::MAX as _);
+    assert!(owned_mode::OWNED_DEDICATED.0 != owned_mode::OWNED_SHARED.0);
+};
 
 /// What an XDP program told the kernel to do with a frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -146,6 +196,7 @@ impl SteerObject {
         // The constants document the C sizes; keep them honest.
         debug_assert_eq!(skel.maps.xsks.max_entries(), MAX_QUEUES);
         debug_assert_eq!(skel.maps.owned_addrs.max_entries(), MAX_OWNED_ADDRS);
+        debug_assert_eq!(skel.maps.neighbors.max_entries(), MAX_NEIGHBORS);
         Ok(SteerObject { skel, config: steer_config::default(), prog_id })
     }
 
@@ -185,12 +236,25 @@ impl SteerObject {
         self.prog_id
     }
 
-    /// Steers traffic to `addr` (TCP to synack's ports, and ARP or ICMP echo
-    /// when enabled). Fails with E2BIG past [`MAX_OWNED_ADDRS`] addresses.
-    pub fn add_owned_addr(&mut self, addr: Ipv4Addr) -> Result<(), MapError> {
+    /// Steers traffic to `addr` as `mode` says (see [`AddressMode`]). Adding
+    /// an owned address again changes its mode. Fails with E2BIG past
+    /// [`MAX_OWNED_ADDRS`] addresses.
+    pub fn add_owned_addr(&mut self, addr: Ipv4Addr, mode: AddressMode) -> Result<(), MapError> {
         // The key is the address as it sits in the IPv4 header (__be32).
         let map = &self.skel.maps.owned_addrs;
-        map.update(&addr.octets(), &[1], MapFlags::ANY).map_err(map_error("owned_addrs", "update"))
+        map.update(&addr.octets(), &[mode.map_value()], MapFlags::ANY).map_err(map_error("owned_addrs", "update"))
+    }
+
+    /// The mode of `addr`, or `None` when synack does not own it.
+    pub fn owned_addr_mode(&self, addr: Ipv4Addr) -> Result<Option<AddressMode>, MapError> {
+        let value = self
+            .skel
+            .maps
+            .owned_addrs
+            .lookup(&addr.octets(), MapFlags::ANY)
+            .map_err(map_error("owned_addrs", "lookup"))?;
+        // Only this loader writes the map, and only values of AddressMode.
+        Ok(value.and_then(|bytes| bytes.first().copied()).and_then(AddressMode::from_map_value))
     }
 
     /// Stops steering traffic to `addr`. Removing an address that is not
@@ -244,18 +308,6 @@ impl SteerObject {
             config.local_port_lo = 0;
             config.local_port_hi = 0;
         })
-    }
-
-    /// Steers ARP frames whose target protocol address is owned (off at
-    /// first). Turn it on when synack's address is not assigned to the
-    /// kernel's interface: nobody else would answer ARP for it then.
-    pub fn set_steer_arp(&mut self, on: bool) -> Result<(), MapError> {
-        self.update_config(|config| config.steer_arp = u8::from(on))
-    }
-
-    /// Steers ICMP echo requests to owned addresses (off at first).
-    pub fn set_steer_icmp(&mut self, on: bool) -> Result<(), MapError> {
-        self.update_config(|config| config.steer_icmp = u8::from(on))
     }
 
     /// For loss tests only: drops `permille` of every thousand frames the
@@ -313,6 +365,26 @@ impl SteerObject {
             return Err(MapError::QueueOutOfRange { queue, max });
         }
         Ok(map)
+    }
+
+    /// The MAC address of the neighbour `addr`, as the program last saw it in
+    /// an ARP request or reply (sender `addr`) whose target address synack
+    /// owns, in either mode; `None` if it has seen none (or forgot it: the
+    /// map keeps the [`MAX_NEIGHBORS`] most recently used). For a shared
+    /// address the kernel receives those replies, so this is how synack
+    /// learns the answers to the ARP requests it sends itself.
+    ///
+    /// The entry is what the wire said, unauthenticated, like any ARP cache.
+    pub fn neighbor(&self, addr: Ipv4Addr) -> Result<Option<[u8; 6]>, MapError> {
+        let value =
+            self.skel.maps.neighbors.lookup(&addr.octets(), MapFlags::ANY).map_err(map_error("neighbors", "lookup"))?;
+        Ok(value.and_then(|bytes| bytes.get(..6).and_then(|mac| <[u8; 6]>::try_from(mac).ok())))
+    }
+
+    /// Forgets the neighbour `addr` (e.g. when synack finds its MAC stale).
+    /// Forgetting an unknown neighbour is not an error.
+    pub fn forget_neighbor(&mut self, addr: Ipv4Addr) -> Result<(), MapError> {
+        delete_if_present(&self.skel.maps.neighbors, &addr.octets()).map_err(map_error("neighbors", "delete"))
     }
 
     /// The program's counters, summed over CPUs.
@@ -433,18 +505,20 @@ mod tests {
 
     #[test]
     fn config_bytes_follow_the_c_layout() {
-        let config = steer_config {
-            local_port_lo: 0x0102,
-            local_port_hi: 0x0304,
-            drop_permille: 0x0506,
-            steer_arp: 7,
-            steer_icmp: 8,
-        };
+        let config = steer_config { local_port_lo: 0x0102, local_port_hi: 0x0304, drop_permille: 0x0506 };
         let bytes = config_bytes(&config);
         assert_eq!(u16::from_ne_bytes([bytes[0], bytes[1]]), 0x0102);
         assert_eq!(u16::from_ne_bytes([bytes[2], bytes[3]]), 0x0304);
         assert_eq!(u16::from_ne_bytes([bytes[4], bytes[5]]), 0x0506);
-        assert_eq!(&bytes[6..], &[7, 8]);
+    }
+
+    #[test]
+    fn address_modes_round_trip_through_the_map_value() {
+        for mode in [AddressMode::Shared, AddressMode::Dedicated] {
+            assert_eq!(AddressMode::from_map_value(mode.map_value()), Some(mode));
+        }
+        assert_eq!(AddressMode::Dedicated.map_value(), 0b111);
+        assert_eq!(AddressMode::from_map_value(0b001), None);
     }
 
     #[test]

@@ -1,20 +1,28 @@
 //! Attaching the program to a real veth interface through a BPF link.
 //!
-//! Each test makes its own veth pair: `sxt<pid><tag>b` stays in this network
-//! namespace and gets the program; its peer `sxt<pid><tag>a` lives in a fresh
-//! namespace `sxt<pid><tag>` with an address from 198.18.0.0/15, so that
-//! traffic can be sent through the program without touching the host's
-//! addresses or routes. A guard deletes both even when the test panics.
+//! Each test makes its own veth pair between two fresh network namespaces,
+//! `sxt<pid><tag>n` (near: the end `sxt<pid><tag>b`, where the program goes,
+//! playing synack's host) and `sxt<pid><tag>f` (far: the end `sxt<pid><tag>a`,
+//! the peer). Nothing is created in the namespace the tests run in. The
+//! addresses come from a /29 of 198.18.0.0/15 chosen from the process id and
+//! the test's slot, so that runs side by side use different subnets. A guard
+//! deletes both namespaces (and with them the pair) even when the test panics.
+//!
+//! The program resolves and attaches to an interface in the calling thread's
+//! namespace, so attaching happens on a thread that joined the near namespace
+//! (`in_netns`); the link, the maps and the counters work from anywhere.
 
 mod common;
 
+use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::net::Ipv4Addr;
+use std::os::fd::AsRawFd;
 use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use synack_xdp::{AttachError, SteerProgram};
+use synack_xdp::{AddressMode, AttachError, SteerProgram};
 
 macro_rules! require_root {
     () => {
@@ -31,80 +39,154 @@ fn ip(args: &[&str]) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
-/// A veth pair and a namespace for its far end; deleted on drop.
+/// Moves the calling thread into the network namespace `netns` (made by
+/// `ip netns add`, which bind-mounts it under /run/netns).
+fn enter_netns(netns: &str) {
+    let path = format!("/run/netns/{netns}");
+    let file = File::open(&path).unwrap_or_else(|error| panic!("opening {path}: {error}"));
+    // Safety: setns only reads the fd, which `file` keeps open during the
+    // call; CLONE_NEWNET changes this thread's network namespace alone.
+    #[allow(unsafe_code)]
+    let result = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+    assert_eq!(result, 0, "setns {path}: {}", std::io::Error::last_os_error());
+}
+
+/// Runs `body` on a thread of its own inside the namespace `netns`, so that
+/// the test's thread stays where it was.
+fn in_netns<T: Send>(netns: &str, body: impl FnOnce() -> T + Send) -> T {
+    thread::scope(|scope| {
+        let thread = scope.spawn(|| {
+            enter_netns(netns);
+            body()
+        });
+        thread.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    })
+}
+
+/// Waits up to `limit` for `done`, polling every millisecond.
+fn wait_for(limit: Duration, mut done: impl FnMut() -> bool) -> Option<Duration> {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if done() {
+            return Some(start.elapsed());
+        }
+        thread::sleep(Duration::from_millis(1));
+    }
+    None
+}
+
+/// Parses `aa:bb:cc:dd:ee:ff`.
+fn parse_mac(text: &str) -> [u8; 6] {
+    let bytes: Vec<u8> = text.split(':').map(|byte| u8::from_str_radix(byte, 16).unwrap()).collect();
+    bytes.try_into().unwrap_or_else(|_| panic!("not a MAC address: {text}"))
+}
+
+/// A veth pair between two namespaces made for the test; deleted on drop.
 struct VethPair {
-    /// The end in this namespace, where the program goes.
+    /// The near end, where the program goes, in `near_netns`.
     near: String,
-    /// The end in `netns`, with `peer_addr`.
+    near_netns: String,
+    /// The far end, with `peer_addr`, in `far_netns`.
     far: String,
-    netns: String,
-    /// The far end's address, and one on its subnet for synack.
+    far_netns: String,
+    /// The far end's address; two more on its /29 for synack.
     peer_addr: Ipv4Addr,
-    synack_addr: Ipv4Addr,
+    shared_addr: Ipv4Addr,
+    dedicated_addr: Ipv4Addr,
 }
 
 impl VethPair {
-    /// `tag` tells apart the pairs of tests that run at the same time.
-    fn new(tag: u8) -> VethPair {
-        let base = format!("sxt{}{}", std::process::id(), tag as char);
-        // Each tag gets its own /24 in 198.18.0.0/15.
-        let subnet = Ipv4Addr::new(198, 18, tag, 0).octets();
+    /// `tag` names the pair apart from the pairs of tests that run at the
+    /// same time; `slot` (0 or 1) picks its subnet apart from theirs.
+    fn new(tag: u8, slot: u32) -> VethPair {
+        assert!(slot < 2);
+        let pid = std::process::id();
+        let base = format!("sxt{pid}{}", tag as char);
+        // 198.18.0.0/15 holds 4096 /29s: two per process, 2048 processes
+        // apart. Both ends live in the test's own namespaces anyway, so even
+        // a clash would stay inside them.
+        let index = (pid % 2048) * 2 + slot;
+        let subnet = u32::from(Ipv4Addr::new(198, 18, 0, 0)) + index * 8;
         let pair = VethPair {
             near: format!("{base}b"),
+            near_netns: format!("{base}n"),
             far: format!("{base}a"),
-            netns: base,
-            peer_addr: Ipv4Addr::new(subnet[0], subnet[1], subnet[2], 1),
-            synack_addr: Ipv4Addr::new(subnet[0], subnet[1], subnet[2], 2),
+            far_netns: format!("{base}f"),
+            peer_addr: Ipv4Addr::from(subnet + 1),
+            shared_addr: Ipv4Addr::from(subnet + 2),
+            dedicated_addr: Ipv4Addr::from(subnet + 3),
         };
         // The guard exists before anything is created, so a failure halfway
         // still cleans up what was made.
-        ip(&["netns", "add", &pair.netns]);
-        ip(&["link", "add", "name", &pair.near, "type", "veth", "peer", "name", &pair.far]);
-        ip(&["link", "set", "dev", &pair.far, "netns", &pair.netns]);
-        ip(&["link", "set", "dev", &pair.near, "up"]);
-        let peer_cidr = format!("{}/24", pair.peer_addr);
-        ip(&["-n", &pair.netns, "addr", "add", &peer_cidr, "dev", &pair.far]);
-        ip(&["-n", &pair.netns, "link", "set", "dev", &pair.far, "up"]);
+        ip(&["netns", "add", &pair.near_netns]);
+        ip(&["netns", "add", &pair.far_netns]);
+        // Created inside the near namespace, the far end moved at once: no
+        // interface ever appears in the tests' own namespace.
+        ip(&[
+            "-n",
+            &pair.near_netns,
+            "link",
+            "add",
+            "name",
+            &pair.near,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &pair.far,
+            "netns",
+            &pair.far_netns,
+        ]);
+        ip(&["-n", &pair.near_netns, "link", "set", "dev", &pair.near, "up"]);
+        let peer_cidr = format!("{}/29", pair.peer_addr);
+        ip(&["-n", &pair.far_netns, "addr", "add", &peer_cidr, "dev", &pair.far]);
+        ip(&["-n", &pair.far_netns, "link", "set", "dev", &pair.far, "up"]);
         pair
     }
 
     /// `ip -d link show` of the near end.
     fn show_near(&self) -> String {
-        ip(&["-d", "link", "show", "dev", &self.near])
+        ip(&["-n", &self.near_netns, "-d", "link", "show", "dev", &self.near])
     }
 
     /// The near end's interface index, as `ip` prints it.
     fn near_ifindex(&self) -> u32 {
-        let show = ip(&["-o", "link", "show", "dev", &self.near]);
+        let show = ip(&["-n", &self.near_netns, "-o", "link", "show", "dev", &self.near]);
         show.split(':').next().unwrap().trim().parse().unwrap()
     }
 
-    fn near_mac(&self) -> String {
-        let show = ip(&["-o", "link", "show", "dev", &self.near]);
+    /// The MAC address of `dev` in `netns`.
+    fn mac(netns: &str, dev: &str) -> String {
+        let show = ip(&["-n", netns, "-o", "link", "show", "dev", dev]);
         let mut words = show.split_whitespace();
         words.find(|&word| word == "link/ether").unwrap();
         words.next().unwrap().to_owned()
     }
 
-    /// Waits up to `limit` for `done`, polling every millisecond.
-    fn wait_for(limit: Duration, mut done: impl FnMut() -> bool) -> Option<Duration> {
-        let start = Instant::now();
-        while start.elapsed() < limit {
-            if done() {
-                return Some(start.elapsed());
-            }
-            thread::sleep(Duration::from_millis(1));
-        }
-        None
+    /// Attaches the program to the near end, from inside its namespace.
+    fn attach(&self) -> Result<SteerProgram, AttachError> {
+        in_netns(&self.near_netns, || SteerProgram::attach(&self.near))
+    }
+
+    /// Starts a TCP connection from the far namespace to `addr:port` (bash's
+    /// /dev/tcp); the caller kills it.
+    fn connect_from_far(&self, addr: Ipv4Addr, port: u16) -> std::process::Child {
+        let connect = format!("exec 3<>/dev/tcp/{addr}/{port}");
+        Command::new("ip")
+            .args(["netns", "exec", &self.far_netns, "bash", "-c", &connect])
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("bash in the far namespace")
     }
 }
 
 impl Drop for VethPair {
     fn drop(&mut self) {
-        // Deleting one end deletes the pair; the namespace goes last. Errors
-        // are for things that were never created.
-        let _ = Command::new("ip").args(["link", "del", "dev", &self.near]).stderr(Stdio::null()).status();
-        let _ = Command::new("ip").args(["netns", "del", &self.netns]).stderr(Stdio::null()).status();
+        // Deleting a namespace deletes the veth end in it, and so the pair.
+        // Errors are for things that were never created.
+        for netns in [&self.near_netns, &self.far_netns] {
+            let _ = Command::new("ip").args(["netns", "del", netns]).stderr(Stdio::null()).status();
+        }
     }
 }
 
@@ -115,8 +197,8 @@ fn xdp_prog_shown(show: &str, prog_id: u32) -> bool {
 #[test]
 fn attach_steers_live_traffic_and_detaches_on_drop() {
     require_root!();
-    let veth = VethPair::new(b'd');
-    let mut program = SteerProgram::attach(&veth.near).expect("attach");
+    let veth = VethPair::new(b'd', 0);
+    let mut program = veth.attach().expect("attach");
     let prog_id = program.prog_id();
     assert_eq!(program.ifindex(), veth.near_ifindex());
     assert_eq!(program.ifname(), veth.near);
@@ -124,7 +206,7 @@ fn attach_steers_live_traffic_and_detaches_on_drop() {
     assert!(xdp_prog_shown(&show, prog_id), "{show}");
 
     // One link per interface: a second program is refused, naming the first.
-    match SteerProgram::attach(&veth.near) {
+    match veth.attach() {
         Err(AttachError::Busy { ifname, prog_id: other }) => {
             assert_eq!(ifname, veth.near);
             assert_eq!(other, prog_id);
@@ -135,38 +217,52 @@ fn attach_steers_live_traffic_and_detaches_on_drop() {
     let busy = AttachError::Busy { ifname: veth.near.clone(), prog_id };
     assert!(busy.to_string().contains("busy: another XDP program"), "{busy}");
 
-    // A SYN from the far namespace to synack's address and port passes
-    // through the attached program. No AF_XDP socket is registered, so the
-    // program counts redirect_failed and lets the kernel have the frame (the
-    // kernel, which does not own the address, drops it).
-    program.add_owned_addr(veth.synack_addr).unwrap();
+    // A shared address, which the near kernel has too: the kernel answers
+    // the far end's ARP request (the program records the far end's MAC on
+    // the way), then the SYN to synack's port goes through the program. No
+    // AF_XDP socket is registered, so the program counts redirect_failed and
+    // lets the kernel have the SYN (it answers with a RST: nothing listens).
+    let far_mac = parse_mac(&VethPair::mac(&veth.far_netns, &veth.far));
+    let shared_cidr = format!("{}/29", veth.shared_addr);
+    ip(&["-n", &veth.near_netns, "addr", "add", &shared_cidr, "dev", &veth.near]);
+    program.add_owned_addr(veth.shared_addr, AddressMode::Shared).unwrap();
     program.add_listen_port(80).unwrap();
-    let mac = veth.near_mac();
-    let synack_addr = veth.synack_addr.to_string();
-    ip(&["-n", &veth.netns, "neigh", "add", &synack_addr, "lladdr", &mac, "dev", &veth.far]);
-    let connect = format!("exec 3<>/dev/tcp/{synack_addr}/80");
-    let mut client = Command::new("ip")
-        .args(["netns", "exec", &veth.netns, "bash", "-c", &connect])
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("bash in the far namespace");
-    let seen = VethPair::wait_for(Duration::from_secs(3), || program.counters().unwrap().redirect_failed >= 1);
+    let mut client = veth.connect_from_far(veth.shared_addr, 80);
+    let seen = wait_for(Duration::from_secs(3), || program.counters().unwrap().redirect_failed >= 1);
     let _ = client.kill();
     let _ = client.wait();
     let counters = program.counters().unwrap();
     assert!(seen.is_some(), "no SYN seen by the program: {counters}");
+    assert!(counters.passed_arp_shared >= 1, "the ARP request went elsewhere: {counters}");
     assert_eq!(counters.steered(), 0, "{counters}");
+    assert_eq!(program.neighbor(veth.peer_addr).unwrap(), Some(far_mac));
+
+    // A dedicated address, which the kernel does not have: the far end's ARP
+    // request for it is synack's (redirect_failed again, with no socket), and
+    // its sender is recorded. Nobody answers, so no SYN follows.
+    program.forget_neighbor(veth.peer_addr).unwrap();
+    program.add_owned_addr(veth.dedicated_addr, AddressMode::Dedicated).unwrap();
+    let before = program.counters().unwrap();
+    let mut client = veth.connect_from_far(veth.dedicated_addr, 22);
+    let learnt = wait_for(Duration::from_secs(3), || program.neighbor(veth.peer_addr).unwrap().is_some());
+    let _ = client.kill();
+    let _ = client.wait();
+    let counted = program.counters().unwrap().since(&before);
+    assert!(learnt.is_some(), "no ARP request seen by the program: {counted}");
+    assert_eq!(program.neighbor(veth.peer_addr).unwrap(), Some(far_mac));
+    assert!(counted.redirect_failed >= 1, "{counted}");
+    assert_eq!(counted.passed_arp_shared, 0, "{counted}");
 
     drop(program);
     let show = veth.show_near();
     assert!(!show.contains("prog/xdp"), "still attached after drop: {show}");
     // And unloaded: no fd keeps the program alive (the kernel frees it after
     // an RCU grace period).
-    let unloaded = VethPair::wait_for(Duration::from_secs(2), || libbpf_rs::Program::fd_from_id(prog_id).is_err());
+    let unloaded = wait_for(Duration::from_secs(2), || libbpf_rs::Program::fd_from_id(prog_id).is_err());
     assert!(unloaded.is_some(), "program {prog_id} still loaded after drop");
 
     // The interface is free again; detach() is the explicit spelling.
-    let program = SteerProgram::attach(&veth.near).expect("attach after detach");
+    let program = veth.attach().expect("attach after detach");
     assert!(xdp_prog_shown(&veth.show_near(), program.prog_id()));
     program.detach();
     assert!(!veth.show_near().contains("prog/xdp"));
@@ -187,18 +283,20 @@ fn attach_to_missing_interface_names_it() {
     assert!(matches!(SteerProgram::attach("a-name-longer-than-ifnamsiz"), Err(AttachError::NoSuchInterface { .. })));
 }
 
-/// The environment variable that turns `helper_attach_and_wait` on.
+/// The environment variables that turn `helper_attach_and_wait` on: the
+/// interface, and the namespace it is in.
 const HELPER_IFNAME: &str = "SYNACK_XDP_TEST_ATTACH_IFNAME";
+const HELPER_NETNS: &str = "SYNACK_XDP_TEST_ATTACH_NETNS";
 
 /// Not a test on its own: `link_dies_with_the_process` runs this test binary
-/// again with only this test and `HELPER_IFNAME` set, to have a process to
-/// kill. Without the variable it does nothing.
+/// again with only this test and `HELPER_IFNAME` and `HELPER_NETNS` set, to
+/// have a process to kill. Without them it does nothing.
 #[test]
 fn helper_attach_and_wait() {
-    let Ok(ifname) = std::env::var(HELPER_IFNAME) else {
+    let (Ok(ifname), Ok(netns)) = (std::env::var(HELPER_IFNAME), std::env::var(HELPER_NETNS)) else {
         return;
     };
-    let program = SteerProgram::attach(&ifname).expect("attach in the helper");
+    let program = in_netns(&netns, || SteerProgram::attach(&ifname)).expect("attach in the helper");
     println!("attached prog_id={}", program.prog_id());
     thread::sleep(Duration::from_secs(30));
     panic!("the helper was not killed");
@@ -207,10 +305,11 @@ fn helper_attach_and_wait() {
 #[test]
 fn link_dies_with_the_process() {
     require_root!();
-    let veth = VethPair::new(b'k');
+    let veth = VethPair::new(b'k', 1);
     let mut helper = Command::new(std::env::current_exe().unwrap())
         .args(["--exact", "helper_attach_and_wait", "--nocapture", "--test-threads=1"])
         .env(HELPER_IFNAME, &veth.near)
+        .env(HELPER_NETNS, &veth.near_netns)
         .stdout(Stdio::piped())
         .spawn()
         .expect("running the helper");
@@ -228,7 +327,7 @@ fn link_dies_with_the_process() {
 
     helper.kill().unwrap(); // SIGKILL: no destructor runs
     helper.wait().unwrap();
-    let gone = VethPair::wait_for(Duration::from_secs(2), || !veth.show_near().contains("prog/xdp"));
+    let gone = wait_for(Duration::from_secs(2), || !veth.show_near().contains("prog/xdp"));
     assert!(gone.is_some(), "still attached 2 s after kill -9: {}", veth.show_near());
     println!("detached {:?} after kill -9", gone.unwrap());
 }

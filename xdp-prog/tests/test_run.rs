@@ -9,13 +9,15 @@
 //! why. The program counts exactly one counter per frame; `TestRun::reason`
 //! returns it, and is `None` if that rule breaks. This is the production code
 //! path: the program has no test mode.
+//!
+//! The neighbour map is observed directly, with `SteerObject::neighbor`.
 
 mod common;
 
 use std::net::Ipv4Addr;
 
 use common::*;
-use synack_xdp::{Counter, MapError, SteerObject, TestRunError, XdpAction, MAX_OWNED_ADDRS};
+use synack_xdp::{AddressMode, Counter, MapError, SteerObject, TestRunError, XdpAction, MAX_OWNED_ADDRS};
 
 macro_rules! require_root {
     () => {
@@ -27,10 +29,12 @@ macro_rules! require_root {
 
 const LISTEN_PORT: u16 = 80;
 
-/// A loaded program owning `owned_addr()` and listening on port 80.
+/// A loaded program owning `owned_addr()` (shared with the kernel) and
+/// `dedicated_addr()`, listening on port 80.
 fn program() -> SteerObject {
     let mut program = SteerObject::load().expect("loading the program (verifier)");
-    program.add_owned_addr(owned_addr()).unwrap();
+    program.add_owned_addr(owned_addr(), AddressMode::Shared).unwrap();
+    program.add_owned_addr(dedicated_addr(), AddressMode::Dedicated).unwrap();
     program.add_listen_port(LISTEN_PORT).unwrap();
     program
 }
@@ -95,9 +99,12 @@ fn other_address_is_passed() {
 fn addresses_can_be_added_and_removed() {
     require_root!();
     let mut program = program();
-    program.add_owned_addr(other_addr()).unwrap();
+    assert_eq!(program.owned_addr_mode(other_addr()).unwrap(), None);
+    program.add_owned_addr(other_addr(), AddressMode::Shared).unwrap();
+    assert_eq!(program.owned_addr_mode(other_addr()).unwrap(), Some(AddressMode::Shared));
     assert_steered(&program, &tcp_frame(other_addr(), LISTEN_PORT));
     program.remove_owned_addr(other_addr()).unwrap();
+    assert_eq!(program.owned_addr_mode(other_addr()).unwrap(), None);
     assert_passed(&program, &tcp_frame(other_addr(), LISTEN_PORT), Counter::PassedNotOwned);
     // Removing again is not an error, and the first address stays owned.
     program.remove_owned_addr(other_addr()).unwrap();
@@ -153,41 +160,169 @@ fn local_port_range_is_steered() {
 }
 
 #[test]
-fn arp_is_passed_by_default_and_steered_when_enabled_for_owned_targets() {
+fn dedicated_address_takes_tcp_to_every_port() {
+    require_root!();
+    let program = program();
+    // Closed ports too (synack answers them with a RST), port 0 included.
+    for port in [LISTEN_PORT, LISTEN_PORT + 1, 22, 443, 61000, 65535, 0] {
+        assert_steered(&program, &tcp_frame(dedicated_addr(), port));
+    }
+    // The same ports on the shared address stay the kernel's.
+    for port in [LISTEN_PORT + 1, 22, 443, 61000, 65535, 0] {
+        assert_passed(&program, &tcp_frame(owned_addr(), port), Counter::PassedPortNotOurs);
+    }
+    // Still no fragments, no other protocols, and no truncated TCP header.
+    let mut ip = Ipv4::new(peer_addr(), dedicated_addr(), IPPROTO_TCP);
+    ip.flags_fragment = 0x2000;
+    assert_passed(&program, &tcp_frame_with(&ip, 22), Counter::PassedFragment);
+    let udp = ethernet(ETH_P_IP, &Ipv4::new(peer_addr(), dedicated_addr(), IPPROTO_UDP).packet(&[0; 8]));
+    assert_passed(&program, &udp, Counter::PassedNotTcp);
+    let frame = tcp_frame(dedicated_addr(), 22);
+    assert_passed(&program, &frame[..frame.len() - 1], Counter::PassedTruncated);
+}
+
+#[test]
+fn address_mode_can_be_changed() {
     require_root!();
     let mut program = program();
-    let request = arp_frame(1, peer_addr(), owned_addr());
-    let reply = arp_frame(2, peer_addr(), owned_addr());
-    let for_other = arp_frame(1, peer_addr(), other_addr());
-    assert_passed(&program, &request, Counter::PassedArp);
-    assert_passed(&program, &reply, Counter::PassedArp);
+    assert_eq!(program.owned_addr_mode(owned_addr()).unwrap(), Some(AddressMode::Shared));
+    assert_eq!(program.owned_addr_mode(dedicated_addr()).unwrap(), Some(AddressMode::Dedicated));
+    program.add_owned_addr(owned_addr(), AddressMode::Dedicated).unwrap();
+    assert_eq!(program.owned_addr_mode(owned_addr()).unwrap(), Some(AddressMode::Dedicated));
+    assert_steered(&program, &tcp_frame(owned_addr(), 22));
+    assert_steered(&program, &arp_frame(ARP_REQUEST, peer_addr(), owned_addr()));
+    program.add_owned_addr(owned_addr(), AddressMode::Shared).unwrap();
+    assert_passed(&program, &tcp_frame(owned_addr(), 22), Counter::PassedPortNotOurs);
+    assert_passed(&program, &arp_frame(ARP_REQUEST, peer_addr(), owned_addr()), Counter::PassedArpShared);
+}
 
-    program.set_steer_arp(true).unwrap();
+#[test]
+fn arp_for_a_dedicated_address_is_steered() {
+    require_root!();
+    let program = program();
+    let request = arp_frame(ARP_REQUEST, peer_addr(), dedicated_addr());
     assert_steered(&program, &request);
-    assert_steered(&program, &reply);
-    assert_passed(&program, &for_other, Counter::PassedNotOwned);
+    assert_steered(&program, &arp_frame(ARP_REPLY, peer_addr(), dedicated_addr()));
     // Truncated ARP, and ARP that is not Ethernet/IPv4, go to the kernel.
     assert_passed(&program, &request[..request.len() - 1], Counter::PassedTruncated);
     let mut not_ethernet = request.clone();
     not_ethernet[14..16].copy_from_slice(&6u16.to_be_bytes()); // IEEE 802
     assert_passed(&program, &not_ethernet, Counter::PassedArp);
-
-    program.set_steer_arp(false).unwrap();
-    assert_passed(&program, &request, Counter::PassedArp);
 }
 
 #[test]
-fn icmp_echo_is_steered_only_when_enabled() {
+fn arp_for_a_shared_or_foreign_address_is_passed() {
+    require_root!();
+    let program = program();
+    assert_passed(&program, &arp_frame(ARP_REQUEST, peer_addr(), owned_addr()), Counter::PassedArpShared);
+    assert_passed(&program, &arp_frame(ARP_REPLY, peer_addr(), owned_addr()), Counter::PassedArpShared);
+    assert_passed(&program, &arp_frame(ARP_REQUEST, peer_addr(), other_addr()), Counter::PassedNotOwned);
+    // The target decides, not the sender: ARP from synack's own addresses to
+    // someone else is not synack's (the kernel drops what is not for it).
+    assert_passed(&program, &arp_frame(ARP_REQUEST, dedicated_addr(), other_addr()), Counter::PassedNotOwned);
+}
+
+#[test]
+fn icmp_echo_is_steered_for_dedicated_addresses_only() {
+    require_root!();
+    let program = program();
+    assert_steered(&program, &icmp_frame(8, dedicated_addr()));
+    // Echo replies and other ICMP are not synack's, even when dedicated.
+    assert_passed(&program, &icmp_frame(0, dedicated_addr()), Counter::PassedNotTcp);
+    // The kernel answers pings to the address it shares.
+    assert_passed(&program, &icmp_frame(8, owned_addr()), Counter::PassedNotTcp);
+    assert_passed(&program, &icmp_frame(8, other_addr()), Counter::PassedNotOwned);
+    // An ICMP header cut short.
+    let frame = icmp_frame(8, dedicated_addr());
+    assert_passed(&program, &frame[..14 + 20 + 7], Counter::PassedTruncated);
+}
+
+const MAC_OTHER: [u8; 6] = [0x02, 0, 0, 0, 0, 0x09];
+
+#[test]
+fn arp_to_an_owned_address_records_the_sender() {
+    require_root!();
+    let program = program();
+    let peer = peer_addr();
+    assert_eq!(program.neighbor(peer).unwrap(), None);
+    // A reply to the shared address: passed to the kernel, and recorded.
+    assert_passed(&program, &arp_frame(ARP_REPLY, peer, owned_addr()), Counter::PassedArpShared);
+    assert_eq!(program.neighbor(peer).unwrap(), Some(MAC_PEER));
+
+    // A request to the dedicated address records its sender too.
+    let second = Ipv4Addr::new(198, 18, 0, 9);
+    assert_steered(&program, &arp_frame_from(ARP_REQUEST, MAC_OTHER, second, dedicated_addr()));
+    assert_eq!(program.neighbor(second).unwrap(), Some(MAC_OTHER));
+    assert_eq!(program.neighbor(peer).unwrap(), Some(MAC_PEER), "the first entry stays");
+
+    // A new MAC for a known address replaces the old one.
+    assert_passed(&program, &arp_frame_from(ARP_REQUEST, MAC_OTHER, peer, owned_addr()), Counter::PassedArpShared);
+    assert_eq!(program.neighbor(peer).unwrap(), Some(MAC_OTHER));
+}
+
+#[test]
+fn neighbors_can_be_forgotten() {
     require_root!();
     let mut program = program();
-    let echo_request = icmp_frame(8, owned_addr());
-    assert_passed(&program, &echo_request, Counter::PassedNotTcp);
-    program.set_steer_icmp(true).unwrap();
-    assert_steered(&program, &echo_request);
-    assert_passed(&program, &icmp_frame(0, owned_addr()), Counter::PassedNotTcp);
-    assert_passed(&program, &icmp_frame(8, other_addr()), Counter::PassedNotOwned);
-    program.set_steer_icmp(false).unwrap();
-    assert_passed(&program, &echo_request, Counter::PassedNotTcp);
+    program.test_run(&arp_frame(ARP_REPLY, peer_addr(), owned_addr())).unwrap();
+    assert_eq!(program.neighbor(peer_addr()).unwrap(), Some(MAC_PEER));
+    program.forget_neighbor(peer_addr()).unwrap();
+    assert_eq!(program.neighbor(peer_addr()).unwrap(), None);
+    // Forgetting an unknown neighbour is not an error.
+    program.forget_neighbor(peer_addr()).unwrap();
+}
+
+#[test]
+fn arp_for_a_foreign_target_records_nothing() {
+    require_root!();
+    let program = program();
+    for op in [ARP_REQUEST, ARP_REPLY] {
+        assert_passed(&program, &arp_frame(op, peer_addr(), other_addr()), Counter::PassedNotOwned);
+    }
+    assert_eq!(program.neighbor(peer_addr()).unwrap(), None);
+}
+
+#[test]
+fn malformed_or_odd_arp_records_nothing() {
+    require_root!();
+    let program = program();
+    let peer = peer_addr();
+    let reply = arp_frame(ARP_REPLY, peer, owned_addr());
+    assert_eq!(reply.len(), 14 + 28);
+
+    // Cut at every length from an empty ARP body to one byte short.
+    for len in 14..reply.len() {
+        assert_passed(&program, &reply[..len], Counter::PassedTruncated);
+    }
+    // Not Ethernet/IPv4: wrong hardware type, protocol, or address lengths.
+    for (offset, bytes) in [(14, &[0, 6][..]), (16, &[0x86, 0xdd][..]), (18, &[8][..]), (19, &[16][..])] {
+        let mut frame = reply.clone();
+        frame[offset..offset + bytes.len()].copy_from_slice(bytes);
+        assert_passed(&program, &frame, Counter::PassedArp);
+    }
+    // Well-formed, owned target, but nothing to learn: an operation other
+    // than request or reply (RARP 3, InARP 8), an RFC 5227 probe (sender
+    // 0.0.0.0), a sender that claims the target address itself, and a group
+    // sender MAC. Each is still passed as ARP for a shared address.
+    let odd = [
+        arp_frame(3, peer, owned_addr()),
+        arp_frame(8, peer, owned_addr()),
+        arp_frame(ARP_REQUEST, Ipv4Addr::UNSPECIFIED, owned_addr()),
+        arp_frame(ARP_REQUEST, owned_addr(), owned_addr()),
+        arp_frame_from(ARP_REPLY, [0xff; 6], peer, owned_addr()),
+        arp_frame_from(ARP_REPLY, [0x01, 0, 0x5e, 0, 0, 1], peer, owned_addr()),
+    ];
+    for frame in &odd {
+        assert_passed(&program, frame, Counter::PassedArpShared);
+    }
+    for addr in [peer, Ipv4Addr::UNSPECIFIED, owned_addr()] {
+        assert_eq!(program.neighbor(addr).unwrap(), None, "{addr}");
+    }
+    // Trailing bytes after the ARP body (Ethernet padding to 60) are fine.
+    let mut padded = reply.clone();
+    padded.resize(60, 0);
+    assert_passed(&program, &padded, Counter::PassedArpShared);
+    assert_eq!(program.neighbor(peer).unwrap(), Some(MAC_PEER));
 }
 
 #[test]
@@ -319,19 +454,20 @@ fn counters_add_up_to_the_frames_seen() {
         tcp_frame(owned_addr(), LISTEN_PORT),
         tcp_frame(owned_addr(), LISTEN_PORT),
         tcp_frame(other_addr(), LISTEN_PORT),
-        arp_frame(1, peer_addr(), owned_addr()),
+        arp_frame(ARP_REQUEST, peer_addr(), owned_addr()),
+        tcp_frame(dedicated_addr(), 22),
     ];
     for frame in &frames {
         program.test_run(frame).unwrap();
     }
     let counters = program.counters().unwrap();
     assert_eq!(counters.total(), frames.len() as u64);
-    assert_eq!(counters.redirect_failed, 2);
+    assert_eq!(counters.redirect_failed, 3);
     assert_eq!(counters.passed_not_owned, 1);
-    assert_eq!(counters.passed_arp, 1);
+    assert_eq!(counters.passed_arp_shared, 1);
     assert_eq!(counters.steered(), 0);
     let line = counters.to_string();
-    assert!(line.contains("redirect_failed=2"), "{line}");
+    assert!(line.contains("redirect_failed=3"), "{line}");
 }
 
 #[test]
@@ -358,10 +494,10 @@ fn owned_addresses_are_bounded() {
     let mut program = SteerObject::load().unwrap();
     for i in 0..MAX_OWNED_ADDRS {
         let addr = Ipv4Addr::from(u32::from(Ipv4Addr::new(198, 18, 0, 0)) + i);
-        program.add_owned_addr(addr).unwrap();
+        program.add_owned_addr(addr, AddressMode::Shared).unwrap();
     }
     // Re-adding an owned address is an update, not a new entry.
-    program.add_owned_addr(Ipv4Addr::new(198, 18, 0, 0)).unwrap();
-    let error = program.add_owned_addr(Ipv4Addr::new(198, 19, 255, 255)).unwrap_err();
+    program.add_owned_addr(Ipv4Addr::new(198, 18, 0, 0), AddressMode::Dedicated).unwrap();
+    let error = program.add_owned_addr(Ipv4Addr::new(198, 19, 255, 255), AddressMode::Shared).unwrap_err();
     assert!(matches!(error, MapError::Map { map: "owned_addrs", .. }), "{error:?}");
 }

@@ -4,15 +4,27 @@
  *
  * For every frame received on the interface it decides whether the frame
  * belongs to synack (then it is redirected into the AF_XDP socket registered
- * for the receive queue it arrived on) or to the kernel (XDP_PASS). A frame
- * is synack's when it is
- *   - IPv4/TCP, not a fragment, to an address in `owned_addrs`, with a
- *     destination port that is a listening port (`listen_ports`) or lies in
- *     the local port range synack opens connections from (`steer_config`);
- *   - ARP whose target protocol address is owned, when steer_arp is set
- *     (synack's address is not assigned to the kernel, so nobody else would
- *     answer or receive ARP for it);
- *   - an ICMP echo request to an owned address, when steer_icmp is set.
+ * for the receive queue it arrived on) or to the kernel (XDP_PASS).
+ *
+ * synack owns IPv4 addresses (`owned_addrs`) in one of two modes, stored as
+ * the map's value (`enum owned_mode`, bit flags):
+ *   - SHARED with the kernel, which has the address too. synack gets only
+ *     IPv4/TCP, not a fragment, whose destination port is a listening port
+ *     (`listen_ports`) or lies in the local port range synack opens
+ *     connections from (`steer_config`). ARP, ICMP and every other port pass
+ *     to the kernel, which answers them.
+ *   - DEDICATED to synack: the kernel does not have the address, so nobody
+ *     else would answer for it. synack gets ARP whose target protocol address
+ *     is this one, ICMP echo requests to it, and all unfragmented TCP to it
+ *     whatever the port, so that it can answer closed ports with a RST.
+ *
+ * Neighbours: every Ethernet/IPv4 ARP request or reply whose target protocol
+ * address is owned (in either mode) records its sender's IPv4 address and
+ * MAC in the LRU map `neighbors` before the frame is passed or redirected.
+ * For a shared address the kernel keeps receiving those ARP replies, yet
+ * synack, which sends its own ARP requests from the same address for the
+ * connections it opens, learns the peer's MAC from this map.
+ *
  * Everything else, including anything this parser does not understand,
  * passes to the kernel untouched: the program must never break the host's
  * own traffic (SSH, ARP for kernel addresses, IPv6, ...).
@@ -20,9 +32,10 @@
  * Every path through the program increments exactly one counter, so the
  * counters explain every frame and the tests can read the decision from them.
  *
- * The Rust loader uses `struct steer_config` and `enum steer_counter` through
- * the types libbpf-cargo generates from this object's BTF (src/counters.rs and
- * src/program.rs check them at compile time).
+ * The Rust loader uses `struct steer_config`, `struct neighbor`,
+ * `enum steer_counter` and `enum owned_mode` through the types libbpf-cargo
+ * generates from this object's BTF (src/counters.rs and src/program.rs check
+ * them at compile time).
  */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
@@ -36,6 +49,8 @@
 #define MAX_QUEUES 64
 /* Owned IPv4 addresses the map can hold. */
 #define MAX_OWNED_ADDRS 256
+/* Neighbours (IPv4 -> MAC) remembered; the least recently used go first. */
+#define MAX_NEIGHBORS 4096
 /* Listening ports as a bitmap: 65536 bits in 1024 words of 64 bits. */
 #define PORT_WORDS (65536 / 64)
 
@@ -49,6 +64,8 @@
  * definitions needed are here.
  */
 #define ARPHRD_ETHER 1
+#define ARPOP_REQUEST 1
+#define ARPOP_REPLY 2
 
 /* ICMP echo request (RFC 792). */
 #define ICMP_ECHO 8
@@ -70,27 +87,44 @@ struct steer_config {
 	__u16 local_port_hi;
 	/* Test-only: drop this many per thousand of steered frames (0 = off). */
 	__u16 drop_permille;
-	/* 1: steer ARP whose target address is owned. */
-	__u8 steer_arp;
-	/* 1: steer ICMP echo requests to owned addresses. */
-	__u8 steer_icmp;
+};
+
+/*
+ * The value of an `owned_addrs` entry: what synack takes for that address
+ * besides TCP to its own ports (which it takes in every mode). The loader
+ * writes only OWNED_SHARED or OWNED_DEDICATED; the program tests the bits.
+ */
+enum owned_mode {
+	OWNED_STEER_ARP = 1 << 0,	/* ARP whose target is the address */
+	OWNED_STEER_ICMP_ECHO = 1 << 1,	/* ICMP echo requests to it */
+	OWNED_STEER_ALL_TCP = 1 << 2,	/* TCP to it, whatever the port */
+	OWNED_SHARED = 0,
+	OWNED_DEDICATED = OWNED_STEER_ARP | OWNED_STEER_ICMP_ECHO |
+			  OWNED_STEER_ALL_TCP,
+};
+
+/* The value of a `neighbors` entry: a MAC address, padded to 8 bytes. */
+struct neighbor {
+	__u8 mac[ETH_ALEN];
+	__u8 pad[2];
 };
 
 /* Indexes into the per-CPU `counters` map. Append only; mirrored in Rust. */
 enum steer_counter {
 	CTR_REDIRECTED = 0,	/* TCP frame redirected to the socket */
-	CTR_ARP_REDIRECTED,	/* ARP frame redirected (steer_arp) */
-	CTR_ICMP_REDIRECTED,	/* ICMP echo request redirected (steer_icmp) */
+	CTR_ARP_REDIRECTED,	/* ARP for a dedicated address redirected */
+	CTR_ICMP_REDIRECTED,	/* ICMP echo to a dedicated address redirected */
 	CTR_REDIRECT_FAILED,	/* ours, but no socket on this queue: passed */
 	CTR_DROPPED_TEST_KNOB,	/* ours, dropped by drop_permille */
 	CTR_PASSED_NOT_IPV4,	/* neither IPv4 nor ARP (IPv6, VLAN, ...) */
-	CTR_PASSED_ARP,		/* ARP not steered */
+	CTR_PASSED_ARP,		/* ARP that is not Ethernet/IPv4 */
 	CTR_PASSED_MALFORMED,	/* IPv4 with version != 4 or IHL < 5 */
 	CTR_PASSED_TRUNCATED,	/* frame shorter than the headers it announces */
 	CTR_PASSED_NOT_OWNED,	/* destination address not owned */
 	CTR_PASSED_FRAGMENT,	/* IPv4 fragment (synack does not reassemble) */
 	CTR_PASSED_NOT_TCP,	/* owned address, other protocol */
 	CTR_PASSED_PORT_NOT_OURS, /* owned address, TCP, port not synack's */
+	CTR_PASSED_ARP_SHARED,	/* ARP for a shared address: the kernel's */
 	CTR_MAX,
 };
 
@@ -100,6 +134,8 @@ enum steer_counter {
  * the loader checks its counter list against at compile time.
  */
 const volatile enum steer_counter steer_counter_max = CTR_MAX;
+/* The same for `enum owned_mode`. */
+const volatile enum owned_mode owned_mode_dedicated = OWNED_DEDICATED;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_XSKMAP);
@@ -112,8 +148,20 @@ struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, MAX_OWNED_ADDRS);
 	__type(key, __be32);
-	__type(value, __u8);
+	__type(value, __u8); /* enum owned_mode */
 } owned_addrs SEC(".maps");
+
+/*
+ * Filled by the program from ARP for owned addresses, read by synack. An LRU
+ * map, so that ARP from many hosts (or a flood of forged senders) evicts old
+ * entries instead of failing to insert new ones.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, MAX_NEIGHBORS);
+	__type(key, __be32);
+	__type(value, struct neighbor);
+} neighbors SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -165,9 +213,12 @@ static __always_inline int pass(enum steer_counter counter)
 	return XDP_PASS;
 }
 
-static __always_inline int is_owned(__be32 addr)
+/* The mode of `addr` (enum owned_mode), or -1 when synack does not own it. */
+static __always_inline int owned_mode(__be32 addr)
 {
-	return bpf_map_lookup_elem(&owned_addrs, &addr) != NULL;
+	__u8 *mode = bpf_map_lookup_elem(&owned_addrs, &addr);
+
+	return mode ? *mode : -1;
 }
 
 /*
@@ -202,22 +253,65 @@ static __always_inline int is_listening(__u16 port)
 	return bits && ((*bits >> (port % 64)) & 1);
 }
 
+/* clang has no memcmp for the BPF target; six bytes are compared by hand. */
+static __always_inline int same_mac(const __u8 *a, const __u8 *b)
+{
+	int same = 1;
+
+#pragma unroll
+	for (int i = 0; i < ETH_ALEN; i++)
+		same &= a[i] == b[i];
+	return same;
+}
+
+/*
+ * Records the sender of `arp` (Ethernet/IPv4, target owned) as a neighbour.
+ * Only requests and replies: other operations (RARP, InARP) do not announce
+ * the sender's own binding. Skipped: an unspecified sender address (an RFC
+ * 5227 probe, which has none yet), a sender that claims the target address
+ * itself (gratuitous ARP or a conflict: our own address is no neighbour), and
+ * a group (multicast or broadcast) sender MAC, which no host may have.
+ */
+static __always_inline void learn_neighbor(const struct arp_eth_ipv4 *arp)
+{
+	struct neighbor neighbor = {};
+	struct neighbor *known;
+	__be32 sender = arp->spa;
+
+	if (arp->op != bpf_htons(ARPOP_REQUEST) &&
+	    arp->op != bpf_htons(ARPOP_REPLY))
+		return;
+	if (sender == 0 || sender == arp->tpa || (arp->sha[0] & 1))
+		return;
+	__builtin_memcpy(neighbor.mac, arp->sha, ETH_ALEN);
+	/* Unchanged entries are not rewritten: ARP floods cost lookups only. */
+	known = bpf_map_lookup_elem(&neighbors, &sender);
+	if (known && same_mac(known->mac, neighbor.mac))
+		return;
+	/* Failure (no memory) leaves synack to resolve the peer again. */
+	bpf_map_update_elem(&neighbors, &sender, &neighbor, BPF_ANY);
+}
+
 static __always_inline int handle_arp(struct xdp_md *ctx,
 				      const struct steer_config *cfg,
 				      void *l3, void *data_end)
 {
 	struct arp_eth_ipv4 *arp = l3;
+	int mode;
 
-	if (!cfg->steer_arp)
-		return pass(CTR_PASSED_ARP);
 	if ((void *)(arp + 1) > data_end)
 		return pass(CTR_PASSED_TRUNCATED);
 	if (arp->hrd != bpf_htons(ARPHRD_ETHER) ||
 	    arp->pro != bpf_htons(ETH_P_IP) || arp->hln != ETH_ALEN ||
 	    arp->pln != 4)
 		return pass(CTR_PASSED_ARP);
-	if (!is_owned(arp->tpa))
+	mode = owned_mode(arp->tpa);
+	if (mode < 0)
 		return pass(CTR_PASSED_NOT_OWNED);
+	/* In both modes, and before the frame leaves for the kernel or synack. */
+	learn_neighbor(arp);
+	if (!(mode & OWNED_STEER_ARP))
+		return pass(CTR_PASSED_ARP_SHARED);
 	return steer(ctx, cfg, CTR_ARP_REDIRECTED);
 }
 
@@ -234,6 +328,7 @@ int xdp_steer(struct xdp_md *ctx)
 	__u32 key = 0;
 	__u32 ip_len;
 	__u16 port;
+	int mode;
 
 	cfg = bpf_map_lookup_elem(&steer_config, &key);
 	if (!cfg)
@@ -258,13 +353,14 @@ int xdp_steer(struct xdp_md *ctx)
 	if ((void *)ip + ip_len > data_end)
 		return pass(CTR_PASSED_TRUNCATED);
 
-	if (!is_owned(ip->daddr))
+	mode = owned_mode(ip->daddr);
+	if (mode < 0)
 		return pass(CTR_PASSED_NOT_OWNED);
 	/* More-fragments set or a non-zero offset: synack does not reassemble. */
 	if (ip->frag_off & bpf_htons(IP_MF | IP_OFFSET))
 		return pass(CTR_PASSED_FRAGMENT);
 
-	if (ip->protocol == IPPROTO_ICMP && cfg->steer_icmp) {
+	if (ip->protocol == IPPROTO_ICMP && (mode & OWNED_STEER_ICMP_ECHO)) {
 		icmp = (void *)ip + ip_len;
 		if ((void *)(icmp + 1) > data_end)
 			return pass(CTR_PASSED_TRUNCATED);
@@ -279,6 +375,9 @@ int xdp_steer(struct xdp_md *ctx)
 	if ((void *)(tcp + 1) > data_end)
 		return pass(CTR_PASSED_TRUNCATED);
 
+	/* A dedicated address: synack answers every port, closed ones by RST. */
+	if (mode & OWNED_STEER_ALL_TCP)
+		return steer(ctx, cfg, CTR_REDIRECTED);
 	port = bpf_ntohs(tcp->dest);
 	if (cfg->local_port_hi != 0 && port >= cfg->local_port_lo &&
 	    port <= cfg->local_port_hi)

@@ -120,15 +120,24 @@ pub fn tcp_frame_with(ip: &Ipv4, dst_port: u16) -> Vec<u8> {
     ethernet(ETH_P_IP, &ip.packet(&tcp_syn(40000, dst_port)))
 }
 
-/// An ARP (RFC 826) Ethernet/IPv4 frame: `op` 1 = request, 2 = reply.
+pub const ARP_REQUEST: u16 = 1;
+pub const ARP_REPLY: u16 = 2;
+
+/// An ARP (RFC 826) Ethernet/IPv4 frame from `MAC_PEER`: `op` 1 = request,
+/// 2 = reply.
 pub fn arp_frame(op: u16, sender: Ipv4Addr, target: Ipv4Addr) -> Vec<u8> {
+    arp_frame_from(op, MAC_PEER, sender, target)
+}
+
+/// An ARP frame whose sender hardware address is `sender_mac`.
+pub fn arp_frame_from(op: u16, sender_mac: [u8; 6], sender: Ipv4Addr, target: Ipv4Addr) -> Vec<u8> {
     let mut arp = Vec::with_capacity(28);
     arp.extend_from_slice(&1u16.to_be_bytes()); // hardware: Ethernet
     arp.extend_from_slice(&ETH_P_IP.to_be_bytes()); // protocol: IPv4
     arp.push(6);
     arp.push(4);
     arp.extend_from_slice(&op.to_be_bytes());
-    arp.extend_from_slice(&MAC_PEER);
+    arp.extend_from_slice(&sender_mac);
     arp.extend_from_slice(&sender.octets());
     arp.extend_from_slice(&[0; 6]);
     arp.extend_from_slice(&target.octets());
@@ -147,6 +156,11 @@ pub fn icmp_frame(icmp_type: u8, dst: Ipv4Addr) -> Vec<u8> {
 /// Addresses from 198.18.0.0/15, the range reserved for benchmarks.
 pub fn owned_addr() -> Ipv4Addr {
     Ipv4Addr::new(198, 18, 0, 2)
+}
+
+/// Owned in dedicated mode by the tests that need one.
+pub fn dedicated_addr() -> Ipv4Addr {
+    Ipv4Addr::new(198, 18, 0, 4)
 }
 
 pub fn other_addr() -> Ipv4Addr {
