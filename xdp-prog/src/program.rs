@@ -381,6 +381,13 @@ impl SteerObject {
         Ok(value.and_then(|bytes| bytes.get(..6).and_then(|mac| <[u8; 6]>::try_from(mac).ok())))
     }
 
+    /// A handle on the neighbour map that a worker thread can own: it reads what
+    /// [`neighbor`](Self::neighbor) reads, without borrowing the program.
+    pub fn neighbor_reader(&self) -> Result<NeighborReader, MapError> {
+        let handle = libbpf_rs::MapHandle::try_from(&self.skel.maps.neighbors).map_err(map_error("neighbors", "dup"))?;
+        Ok(NeighborReader { handle })
+    }
+
     /// Forgets the neighbour `addr` (e.g. when synack finds its MAC stale).
     /// Forgetting an unknown neighbour is not an error.
     pub fn forget_neighbor(&mut self, addr: Ipv4Addr) -> Result<(), MapError> {
@@ -432,6 +439,20 @@ fn delete_if_present(map: &MapMut<'_>, key: &[u8]) -> Result<(), libbpf_rs::Erro
     match map.delete(key) {
         Err(error) if error.kind() == ErrorKind::NotFound => Ok(()),
         other => other,
+    }
+}
+
+/// An owned handle on the program's neighbour map (see [`SteerObject::neighbor_reader`]).
+#[derive(Debug)]
+pub struct NeighborReader {
+    handle: libbpf_rs::MapHandle,
+}
+
+impl NeighborReader {
+    /// The MAC the program last saw `addr` announce in an ARP packet to an owned address.
+    pub fn lookup(&self, addr: Ipv4Addr) -> Option<[u8; 6]> {
+        let value = self.handle.lookup(&addr.octets(), MapFlags::ANY).ok()??;
+        value.get(..6).and_then(|mac| <[u8; 6]>::try_from(mac).ok())
     }
 }
 

@@ -157,6 +157,18 @@ impl Interface {
         }
     }
 
+    /// The next hops whose resolution waits for an answer (copied out, at most 16).
+    pub fn pending_resolutions(&self) -> impl Iterator<Item = Ipv4Addr> {
+        let mut pending = [Ipv4Addr::UNSPECIFIED; 16];
+        let n = self.neighbors.pending(&mut pending);
+        pending.into_iter().take(n)
+    }
+
+    /// Whether any neighbour resolution waits for an answer.
+    pub fn has_pending_resolutions(&self) -> bool {
+        self.neighbors.next_deadline().is_some()
+    }
+
     /// Whether a neighbour resolution is waiting for an answer.
     pub fn is_resolving(&self, addr: Ipv4Addr) -> bool {
         self.neighbors.is_pending(addr)

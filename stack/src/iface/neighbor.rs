@@ -131,6 +131,13 @@ impl NeighborCache {
         true
     }
 
+    /// Copies the addresses being resolved into `out`; returns how many.
+    pub(crate) fn pending(&self, out: &mut [Ipv4Addr]) -> usize {
+        let n = self.pending.len().min(out.len());
+        out[..n].copy_from_slice(&self.pending[..n]);
+        n
+    }
+
     /// Whether a resolution of `addr` is under way.
     pub fn is_pending(&self, addr: Ipv4Addr) -> bool {
         self.pending.contains(&addr)

@@ -178,10 +178,10 @@ impl Runtime {
     /// starts one worker per queue, each with the application `make_app(queue)` returns.
     /// Whether the address is shared with the kernel is read from the interface: an address
     /// the kernel has is shared. On error nothing is left attached.
-    pub fn start<A, F>(config: RuntimeConfig, make_app: F) -> Result<Runtime, RuntimeError>
+    pub fn start<A, F>(config: RuntimeConfig, mut make_app: F) -> Result<Runtime, RuntimeError>
     where
         A: App + Send + 'static,
-        F: Fn(u32) -> A,
+        F: FnMut(u32) -> A,
     {
         if config.addr.is_unspecified() || config.addr.is_broadcast() || config.addr.is_multicast() {
             return Err(RuntimeError::Config(format!("{} is not a usable unicast address", config.addr)));
@@ -223,9 +223,11 @@ impl Runtime {
         }
 
         let mut steer = synack_xdp::SteerProgram::attach(&config.ifname)?;
-        steer.add_owned_addr(config.addr)?;
-        steer.set_steer_arp(address_mode == AddressMode::Dedicated)?;
-        steer.set_steer_icmp(address_mode == AddressMode::Dedicated && config.icmp_echo)?;
+        let owned_mode = match address_mode {
+            AddressMode::Shared => synack_xdp::AddressMode::Shared,
+            AddressMode::Dedicated => synack_xdp::AddressMode::Dedicated,
+        };
+        steer.add_owned_addr(config.addr, owned_mode)?;
         for &port in &config.listen_ports {
             steer.add_listen_port(port)?;
         }

@@ -1,0 +1,265 @@
+//! The applications `synack serve` runs: echo, http and discard. Per-connection state lives
+//! in arrays indexed by the connection's slab index, sized at start-up: nothing allocates
+//! while serving.
+
+use std::io::Write as _;
+
+use synack::iface::{App, ConnId, Interface};
+use synack::tcp::CloseReason;
+
+/// Echoes every byte back; closes after the peer's FIN once everything is echoed.
+pub struct Echo {
+    peer_closed: Vec<bool>,
+}
+
+impl Echo {
+    pub fn new(max_connections: usize) -> Echo {
+        Echo { peer_closed: vec![false; max_connections] }
+    }
+
+    fn pump(&mut self, iface: &mut Interface, conn: ConnId) {
+        let _ = iface.splice(conn, conn, usize::MAX);
+        if self.peer_closed[conn.index() as usize] && iface.recv_queue_len(conn) == 0 {
+            iface.close(conn);
+        }
+    }
+}
+
+impl App for Echo {
+    fn on_accept(&mut self, _: &mut Interface, conn: ConnId) {
+        self.peer_closed[conn.index() as usize] = false;
+    }
+    fn on_readable(&mut self, iface: &mut Interface, conn: ConnId) {
+        self.pump(iface, conn);
+    }
+    fn on_writable(&mut self, iface: &mut Interface, conn: ConnId) {
+        self.pump(iface, conn);
+    }
+    fn on_peer_closed(&mut self, iface: &mut Interface, conn: ConnId) {
+        self.peer_closed[conn.index() as usize] = true;
+        self.pump(iface, conn);
+    }
+}
+
+/// Reads and drops everything; closes after the peer's FIN.
+pub struct Discard;
+
+impl App for Discard {
+    fn on_readable(&mut self, iface: &mut Interface, conn: ConnId) {
+        let (a, b) = iface.recv_slices(conn);
+        let n = a.len() + b.len();
+        iface.recv_consume(conn, n);
+    }
+    fn on_peer_closed(&mut self, iface: &mut Interface, conn: ConnId) {
+        self.on_readable(iface, conn);
+        iface.close(conn);
+    }
+}
+
+/// Longest request head accepted.
+const REQUEST_MAX: usize = 2048;
+/// Body bytes: byte i of a body is `i % 251`; the array holds 64 KiB from any phase.
+const BODY_CHUNK: usize = 64 * 1024;
+static BODY: [u8; BODY_CHUNK + 251] = {
+    let mut body = [0u8; BODY_CHUNK + 251];
+    let mut i = 0;
+    while i < body.len() {
+        body[i] = (i % 251) as u8;
+        i += 1;
+    }
+    body
+};
+/// The body of any path that is not `/N`.
+const DEFAULT_BODY: u64 = 2;
+
+#[derive(Clone, Copy, Default)]
+struct HttpConn {
+    /// Bytes of a request head buffered so far.
+    head_len: usize,
+    /// Body bytes still to send, and sent so far.
+    body_left: u64,
+    body_sent: u64,
+    /// Close once the response is out (`Connection: close`, HTTP/1.0, or an error).
+    close_after: bool,
+    peer_closed: bool,
+}
+
+/// HTTP/1.1: `GET /N` answers 200 with N body bytes, any other path a 2-byte body.
+/// Keep-alive is honoured; after a response to `Connection: close` the server closes first.
+pub struct Http {
+    conns: Vec<HttpConn>,
+    heads: Vec<u8>,
+}
+
+impl Http {
+    pub fn new(max_connections: usize) -> Http {
+        Http { conns: vec![HttpConn::default(); max_connections], heads: vec![0; max_connections * REQUEST_MAX] }
+    }
+
+    /// Reads requests and answers them, one at a time (a pipelined request waits in the
+    /// receive buffer until the response before it is queued).
+    fn serve(&mut self, iface: &mut Interface, conn: ConnId) {
+        let index = conn.index() as usize;
+        loop {
+            if !self.send_body(iface, conn) {
+                return; // the send buffer is full: on_writable resumes
+            }
+            let state = &mut self.conns[index];
+            if state.close_after {
+                iface.close(conn);
+                return;
+            }
+            let head = &mut self.heads[index * REQUEST_MAX..(index + 1) * REQUEST_MAX];
+            // Take only as far as the end of one head, so that a pipelined request stays queued.
+            let end = {
+                let (a, b) = iface.recv_slices(conn);
+                let start = state.head_len;
+                let take_a = a.len().min(REQUEST_MAX - start);
+                head[start..start + take_a].copy_from_slice(&a[..take_a]);
+                let take_b = b.len().min(REQUEST_MAX - start - take_a);
+                head[start + take_a..start + take_a + take_b].copy_from_slice(&b[..take_b]);
+                let total = start + take_a + take_b;
+                match find_head_end(&head[..total]) {
+                    Some(end) => {
+                        iface.recv_consume(conn, end - start);
+                        Some(end)
+                    }
+                    None => {
+                        iface.recv_consume(conn, total - start);
+                        state.head_len = total;
+                        if total == REQUEST_MAX { None } else { Some(usize::MAX) }
+                    }
+                }
+            };
+            let end = match end {
+                Some(usize::MAX) => {
+                    // No complete head yet.
+                    if state.peer_closed {
+                        iface.close(conn);
+                    }
+                    return;
+                }
+                Some(end) => end,
+                None => {
+                    state.close_after = true;
+                    state.head_len = 0;
+                    let _ = iface.send(conn, b"HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+                    continue;
+                }
+            };
+            let request = parse_head(&head[..end]);
+            state.head_len = 0;
+            state.close_after = request.close;
+            state.body_left = request.body_len;
+            state.body_sent = 0;
+            let mut header = [0u8; 160];
+            let mut cursor = &mut header[..];
+            let _ = write!(
+                cursor,
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: {}\r\n\r\n",
+                request.body_len,
+                if request.close { "close" } else { "keep-alive" }
+            );
+            let len = 160 - cursor.len();
+            if iface.send_capacity(conn) < len {
+                // A response head is never split: the buffer is far larger, so this is a
+                // client pipelining faster than it reads.
+                state.close_after = true;
+                continue;
+            }
+            let _ = iface.send(conn, &header[..len]);
+        }
+    }
+
+    /// Queues as much of the current body as fits; true when it is all queued.
+    fn send_body(&mut self, iface: &mut Interface, conn: ConnId) -> bool {
+        let state = &mut self.conns[conn.index() as usize];
+        while state.body_left > 0 {
+            let phase = (state.body_sent % 251) as usize;
+            let want = state.body_left.min(BODY_CHUNK as u64) as usize;
+            match iface.send(conn, &BODY[phase..phase + want]) {
+                Ok(n) if n > 0 => {
+                    state.body_left -= n as u64;
+                    state.body_sent += n as u64;
+                }
+                _ => return false,
+            }
+        }
+        true
+    }
+}
+
+struct Request {
+    body_len: u64,
+    close: bool,
+}
+
+fn find_head_end(bytes: &[u8]) -> Option<usize> {
+    bytes.windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 4)
+}
+
+fn parse_head(head: &[u8]) -> Request {
+    let mut lines = head.split(|&b| b == b'\n').map(|l| l.strip_suffix(b"\r").unwrap_or(l));
+    let request_line = lines.next().unwrap_or_default();
+    let mut parts = request_line.split(|&b| b == b' ');
+    let _method = parts.next();
+    let path = parts.next().unwrap_or_default();
+    let version = parts.next().unwrap_or_default();
+    let body_len = path
+        .strip_prefix(b"/")
+        .filter(|digits| !digits.is_empty() && digits.len() <= 12 && digits.iter().all(u8::is_ascii_digit))
+        .and_then(|digits| std::str::from_utf8(digits).ok()?.parse().ok())
+        .unwrap_or(DEFAULT_BODY);
+    let mut close = version != b"HTTP/1.1";
+    for line in lines {
+        let Some(colon) = line.iter().position(|&b| b == b':') else { continue };
+        if line[..colon].eq_ignore_ascii_case(b"connection") {
+            let value = line[colon + 1..].trim_ascii();
+            if value.eq_ignore_ascii_case(b"close") {
+                close = true;
+            } else if value.eq_ignore_ascii_case(b"keep-alive") {
+                close = false;
+            }
+        }
+    }
+    Request { body_len, close }
+}
+
+impl App for Http {
+    fn on_accept(&mut self, _: &mut Interface, conn: ConnId) {
+        self.conns[conn.index() as usize] = HttpConn::default();
+    }
+    fn on_readable(&mut self, iface: &mut Interface, conn: ConnId) {
+        self.serve(iface, conn);
+    }
+    fn on_writable(&mut self, iface: &mut Interface, conn: ConnId) {
+        self.serve(iface, conn);
+    }
+    fn on_peer_closed(&mut self, iface: &mut Interface, conn: ConnId) {
+        self.conns[conn.index() as usize].peer_closed = true;
+        self.serve(iface, conn);
+    }
+    fn on_closed(&mut self, _: &mut Interface, conn: ConnId, _: CloseReason) {
+        self.conns[conn.index() as usize] = HttpConn::default();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_heads_are_parsed() {
+        let r = parse_head(b"GET /123 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        assert_eq!((r.body_len, r.close), (123, true));
+        let r = parse_head(b"GET /index.html HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert_eq!((r.body_len, r.close), (DEFAULT_BODY, false));
+        let r = parse_head(b"GET /5 HTTP/1.0\r\n\r\n");
+        assert_eq!((r.body_len, r.close), (5, true));
+        let r = parse_head(b"GET /5 HTTP/1.0\r\nconnection: Keep-Alive\r\n\r\n");
+        assert!(!r.close);
+        assert_eq!(find_head_end(b"GET / HTTP/1.1\r\n\r\nGET"), Some(18));
+        assert_eq!(BODY[251], 0);
+        assert_eq!(BODY[252], 1);
+    }
+}

@@ -1,0 +1,233 @@
+//! `synack`: serve an application on an interface through AF_XDP, or open a connection.
+//!
+//! ```text
+//! synack serve --iface IF --ip IPV4 --port PORT --app echo|http|discard
+//!              [--queues N] [--cores LIST] [--poll busy|sleep]
+//!              [--time-wait-ms MS] [--trust-checksums]
+//! synack connect --iface IF --ip IPV4 --target IP:PORT --bytes N [--close-first local|remote]
+//! ```
+
+mod apps;
+mod connect;
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand, ValueEnum};
+use synack::runtime::{Runtime, RuntimeConfig};
+use synack::wire::ChecksumMode;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[derive(Parser)]
+#[command(name = "synack", version, about = "A kernel-bypass TCP/IPv4 stack on AF_XDP")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Options every command shares.
+#[derive(clap::Args, Clone)]
+struct Common {
+    /// The interface to attach to (in this network namespace).
+    #[arg(long)]
+    iface: String,
+    /// synack's IPv4 address on it. If the kernel also has it, synack shares it (the kernel
+    /// answers ARP, synack takes only its own ports); otherwise it is synack's alone.
+    #[arg(long)]
+    ip: Ipv4Addr,
+    /// Prefix length of the subnet.
+    #[arg(long, default_value_t = 24, value_parser = clap::value_parser!(u8).range(0..=32))]
+    prefix_len: u8,
+    /// Queues to serve, one worker each (queues 0..N).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
+    queues: u32,
+    /// Cores to pin the workers to, e.g. `1` or `0,1` or `2-3`.
+    #[arg(long, value_parser = parse_cores)]
+    cores: Option<Vec<usize>>,
+    /// Busy polling (lowest latency, a core at 100 %) or sleeping in poll() when idle.
+    #[arg(long, value_enum, default_value_t = Poll::Sleep)]
+    poll: Poll,
+    /// TIME_WAIT length (2MSL) in milliseconds.
+    #[arg(long, default_value_t = 60_000)]
+    time_wait_ms: u64,
+    /// Trust TCP checksums instead of verifying them (for a veth peer with TX checksum offload
+    /// on, whose frames carry partial checksums).
+    #[arg(long)]
+    trust_checksums: bool,
+    /// Connections per worker.
+    #[arg(long, default_value_t = 16_384)]
+    max_connections: usize,
+    /// Send and receive buffer bytes per connection.
+    #[arg(long, default_value_t = 64 * 1024)]
+    buffer_bytes: usize,
+    /// RX batch size.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    batch: u32,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve an application on a port.
+    Serve {
+        #[command(flatten)]
+        common: Common,
+        /// The port to listen on.
+        #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+        port: u16,
+        /// The application.
+        #[arg(long, value_enum)]
+        app: AppKind,
+    },
+    /// Open one connection to an echo server, send N bytes, read them back, close.
+    Connect {
+        #[command(flatten)]
+        common: Common,
+        /// The server, IP:PORT.
+        #[arg(long)]
+        target: SocketAddrV4,
+        /// Bytes to send (byte i is i % 251).
+        #[arg(long, default_value_t = 1_000_000)]
+        bytes: u64,
+        /// Which side closes first.
+        #[arg(long, value_enum, default_value_t = CloseFirst::Local)]
+        close_first: CloseFirst,
+        /// Give up after this many seconds.
+        #[arg(long, default_value_t = 60)]
+        timeout_s: u64,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum Poll {
+    Busy,
+    Sleep,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq, Debug)]
+enum AppKind {
+    Echo,
+    Http,
+    Discard,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq, Debug)]
+enum CloseFirst {
+    Local,
+    Remote,
+}
+
+fn parse_cores(text: &str) -> Result<Vec<usize>, String> {
+    let mut cores = Vec::new();
+    for part in text.split(',').filter(|p| !p.is_empty()) {
+        let bad = || format!("bad core list {text:?}: expected e.g. 1 or 0,1 or 2-3");
+        match part.split_once('-') {
+            Some((a, b)) => {
+                let (a, b): (usize, usize) = (a.parse().map_err(|_| bad())?, b.parse().map_err(|_| bad())?);
+                if b < a {
+                    return Err(bad());
+                }
+                cores.extend(a..=b);
+            }
+            None => cores.push(part.parse().map_err(|_| bad())?),
+        }
+    }
+    if cores.is_empty() {
+        return Err("empty core list".into());
+    }
+    let online = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    if let Some(&c) = cores.iter().find(|&&c| c >= online) {
+        return Err(format!("core {c} does not exist (this machine has cores 0-{})", online - 1));
+    }
+    Ok(cores)
+}
+
+impl Common {
+    fn runtime_config(&self) -> RuntimeConfig {
+        let mut config = RuntimeConfig::new(self.iface.clone(), self.ip);
+        config.prefix_len = self.prefix_len;
+        config.queues = self.queues;
+        config.cores = self.cores.clone().unwrap_or_default();
+        config.busy_poll = self.poll == Poll::Busy;
+        config.batch_size = self.batch;
+        config.checksum = if self.trust_checksums { ChecksumMode::Trust } else { ChecksumMode::Verify };
+        config.max_connections = self.max_connections;
+        config.tcp.time_wait = Duration::from_millis(self.time_wait_ms);
+        config.tcp.send_buffer_len = self.buffer_bytes;
+        config.tcp.recv_buffer_len = self.buffer_bytes;
+        // Request/response traffic: no Nagle delay.
+        config.tcp.nagle = false;
+        config
+    }
+}
+
+/// Set by SIGINT or SIGTERM.
+fn stop_flag() -> anyhow::Result<Arc<AtomicBool>> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, stop.clone()).context("cannot install a signal handler")?;
+    }
+    Ok(stop)
+}
+
+fn serve(common: Common, port: u16, app: AppKind) -> anyhow::Result<()> {
+    let stop = stop_flag()?;
+    let mut config = common.runtime_config();
+    config.listen_ports = vec![port];
+    let runtime = match app {
+        AppKind::Echo => Runtime::start(config, |_| apps::Echo::new(common.max_connections)),
+        AppKind::Http => Runtime::start(config, |_| apps::Http::new(common.max_connections)),
+        AppKind::Discard => Runtime::start(config, |_| apps::Discard),
+    }
+    .with_context(|| format!("cannot serve on {} {}:{port}", common.iface, common.ip))?;
+    println!(
+        "synack ready: {app:?} on {}:{port} via {} ({} queue(s), {:?} address, checksums {})",
+        common.ip,
+        common.iface,
+        common.queues,
+        runtime.address_mode(),
+        if common.trust_checksums { "trusted" } else { "verified" }
+    );
+    while !stop.load(Ordering::Relaxed) && runtime.is_running() {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let failed = !runtime.is_running();
+    let xdp = runtime.xdp_counters();
+    let report = runtime.stop();
+    println!("synack stopped; counters: {}", report.counters);
+    for w in &report.workers {
+        println!(
+            "  queue {}: connections {} time_wait {} slots {} frames_in_use {} iterations {} socket {:?}",
+            w.queue, w.connections, w.time_wait, w.slots, w.frames_in_use, w.iterations, w.socket
+        );
+    }
+    if let Some(xdp) = xdp {
+        println!("  xdp: {xdp}");
+    }
+    if failed {
+        bail!("a worker stopped unexpectedly");
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve { common, port, app } => serve(common, port, app),
+        Command::Connect { common, target, bytes, close_first, timeout_s } => {
+            connect::run(common.runtime_config(), target, bytes, close_first == CloseFirst::Local, timeout_s)
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("synack: error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,165 @@
+//! One worker: a pinned thread that owns a queue's AF_XDP socket, an [`Interface`] and an
+//! [`App`], and runs them to completion, batch after batch.
+
+use core::time::Duration;
+use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use crate::iface::{App, Counters, Interface, RxAction, TxSink};
+use crate::time::Instant;
+use crate::wire::EthernetAddress;
+use crate::xsk::{self, RxVerdict, XskSocket};
+
+/// Reads a neighbour the XDP program learned (shared addresses).
+pub(crate) type NeighborLookup = Box<dyn Fn(Ipv4Addr) -> Option<EthernetAddress> + Send>;
+
+/// How often a worker publishes its statistics and checks the neighbour map.
+const HOUSEKEEPING: Duration = Duration::from_millis(100);
+/// The longest a sleeping worker sleeps, so that it sees a stop request.
+const MAX_SLEEP: Duration = Duration::from_millis(100);
+
+/// A worker's statistics, published about every 100 ms.
+#[derive(Debug, Clone, Default)]
+pub struct WorkerStats {
+    /// The queue served.
+    pub queue: u32,
+    /// The interface's counters.
+    pub counters: Counters,
+    /// The socket's counters.
+    pub socket: xsk::Counters,
+    /// Frames held by the kernel or in flight (fill, RX, TX), and free.
+    pub frames_in_use: usize,
+    /// Free frames in the pool.
+    pub frames_free: usize,
+    /// Connections in the table.
+    pub connections: usize,
+    /// TIME_WAIT records.
+    pub time_wait: usize,
+    /// Connection slots created (the high-water mark).
+    pub slots: usize,
+    /// Loop iterations.
+    pub iterations: u64,
+}
+
+pub(crate) struct Worker<A> {
+    pub queue: u32,
+    pub core: Option<usize>,
+    pub socket: XskSocket,
+    pub iface: Interface,
+    pub app: A,
+    pub listen_ports: Vec<u16>,
+    pub batch_size: usize,
+    pub busy_poll: bool,
+    pub stop: Arc<AtomicBool>,
+    pub stats: Arc<Mutex<WorkerStats>>,
+    pub neighbors: Option<NeighborLookup>,
+}
+
+/// The socket's TX ring as the interface's [`TxSink`].
+struct RingSink<'a>(&'a mut XskSocket);
+
+impl TxSink for RingSink<'_> {
+    #[inline]
+    fn send_with<F: FnOnce(&mut [u8]) -> Option<usize>>(&mut self, fill: F) -> Option<bool> {
+        let written = {
+            let mut frame = self.0.tx_alloc()?;
+            fill(&mut frame)
+        };
+        match written {
+            Some(len) => Some(self.0.tx_submit(len).is_ok()),
+            None => Some(false),
+        }
+    }
+}
+
+impl<A: App> Worker<A> {
+    pub fn run(mut self) -> WorkerStats {
+        if let Some(core) = self.core {
+            core_affinity::set_for_current(core_affinity::CoreId { id: core });
+        }
+        for &port in &self.listen_ports {
+            let _ = self.iface.listen(port);
+        }
+        let mut iterations = 0u64;
+        let mut housekeeping_at = Instant::now_monotonic();
+        while !self.stop.load(Ordering::Relaxed) {
+            iterations += 1;
+            // One clock read per batch: everything in it happens "now".
+            let now = Instant::now_monotonic();
+            let iface = &mut self.iface;
+            let received = self.socket.rx_batch(self.batch_size, |frame| {
+                let len = frame.len();
+                match iface.receive(now, frame.buffer_mut(), len) {
+                    RxAction::Release => RxVerdict::Release,
+                    RxAction::Transmit(n) => RxVerdict::Transmit(n),
+                }
+            });
+            self.iface.poll(now, &mut self.app, &mut RingSink(&mut self.socket));
+            let _ = self.socket.flush();
+            self.socket.reap_completions();
+            self.socket.refill();
+
+            if self.neighbors.is_some() && self.iface.has_pending_resolutions() {
+                self.read_neighbor_map();
+            }
+            if now >= housekeeping_at {
+                housekeeping_at = now + HOUSEKEEPING;
+                self.housekeeping(iterations);
+            }
+            if received == 0 && !self.iface.has_pending_output() {
+                if self.busy_poll {
+                    std::hint::spin_loop();
+                } else {
+                    let until = self.iface.next_deadline().unwrap_or(now + MAX_SLEEP).min(housekeeping_at);
+                    let sleep = until.saturating_duration_since(now).min(MAX_SLEEP);
+                    if !sleep.is_zero() {
+                        let _ = self.socket.wait_idle(sleep);
+                    }
+                }
+            }
+        }
+        let _ = self.socket.drain_tx(Duration::from_millis(100));
+        self.housekeeping(iterations);
+        self.snapshot(iterations)
+    }
+
+    /// Resolutions waiting on a shared address: the kernel got the ARP reply, and the XDP
+    /// program noted it in its map (one map lookup per pending address).
+    fn read_neighbor_map(&mut self) {
+        let Some(lookup) = &self.neighbors else { return };
+        let mut found = [(Ipv4Addr::UNSPECIFIED, EthernetAddress([0; 6])); 16];
+        let mut n = 0;
+        for addr in self.iface.pending_resolutions() {
+            if let Some(mac) = lookup(addr) {
+                found[n] = (addr, mac);
+                n += 1;
+            }
+        }
+        for &(addr, mac) in &found[..n] {
+            self.iface.learn_neighbor(addr, mac);
+        }
+    }
+
+    fn housekeeping(&mut self, iterations: u64) {
+        let snapshot = self.snapshot(iterations);
+        if let Ok(mut stats) = self.stats.lock() {
+            *stats = snapshot;
+        }
+    }
+
+    fn snapshot(&self, iterations: u64) -> WorkerStats {
+        let accounting = self.socket.accounting();
+        WorkerStats {
+            queue: self.queue,
+            counters: *self.iface.counters(),
+            socket: *self.socket.counters(),
+            frames_in_use: accounting.in_use(),
+            frames_free: accounting.free,
+            connections: self.iface.connection_count(),
+            time_wait: self.iface.time_wait_count(),
+            slots: self.iface.slots_created(),
+            iterations,
+        }
+    }
+}
