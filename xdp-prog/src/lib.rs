@@ -66,5 +66,6 @@ mod skel {
 pub use counters::{Counter, Counters};
 pub use error::{AttachError, LoadError, MapError, TestRunError};
 pub use program::{
-    AddressMode, NeighborReader, SteerObject, SteerProgram, TestRun, XdpAction, MAX_NEIGHBORS, MAX_OWNED_ADDRS, MAX_QUEUES,
+    AddressMode, NeighborReader, SteerObject, SteerProgram, TestRun, XdpAction, MAX_NEIGHBORS, MAX_OWNED_ADDRS,
+    MAX_QUEUES,
 };

@@ -384,7 +384,8 @@ impl SteerObject {
     /// A handle on the neighbour map that a worker thread can own: it reads what
     /// [`neighbor`](Self::neighbor) reads, without borrowing the program.
     pub fn neighbor_reader(&self) -> Result<NeighborReader, MapError> {
-        let handle = libbpf_rs::MapHandle::try_from(&self.skel.maps.neighbors).map_err(map_error("neighbors", "dup"))?;
+        let handle =
+            libbpf_rs::MapHandle::try_from(&self.skel.maps.neighbors).map_err(map_error("neighbors", "dup"))?;
         Ok(NeighborReader { handle })
     }
 

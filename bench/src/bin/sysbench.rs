@@ -54,10 +54,7 @@ fn locate_synack(explicit: Option<PathBuf>) -> (PathBuf, bool) {
         let exists = path.is_file();
         return (path, exists);
     }
-    if let Some(next_to_us) = std::env::current_exe()
-        .ok()
-        .and_then(|p| p.parent().map(|d| d.join("synack")))
-    {
+    if let Some(next_to_us) = std::env::current_exe().ok().and_then(|p| p.parent().map(|d| d.join("synack"))) {
         if next_to_us.is_file() {
             return (next_to_us, true);
         }
@@ -93,9 +90,7 @@ fn main() -> ExitCode {
         subnet: (std::process::id() % 250) as u8 + 1,
         synack_bin: synack_exists.then(|| synack_path.clone()),
         synack_bin_looked_for: synack_path,
-        results_dir: args
-            .results_dir
-            .unwrap_or_else(|| workspace_dir().join("bench/results")),
+        results_dir: args.results_dir.unwrap_or_else(|| workspace_dir().join("bench/results")),
         quick: args.quick,
         cases: args.cases,
     };

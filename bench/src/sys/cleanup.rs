@@ -39,9 +39,7 @@ fn interrupted_flag() -> &'static Arc<AtomicBool> {
 
 fn registry() -> MutexGuard<'static, Vec<(u64, Resource)>> {
     // A panic while the lock was held must not stop the cleanup.
-    REGISTRY
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+    REGISTRY.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// True once SIGINT, SIGTERM or SIGHUP arrived: stop what you are doing and return.
@@ -91,23 +89,19 @@ pub fn install() -> io::Result<()> {
         signal_hook::consts::SIGHUP,
     ])?;
     let flag = Arc::clone(interrupted_flag());
-    std::thread::Builder::new()
-        .name("signals".into())
-        .spawn(move || {
-            // The first signal asks the run to unwind; the second one forces the cleanup.
-            for (n, signal) in signals.forever().take(2).enumerate() {
-                if n == 0 {
-                    eprintln!(
-                        "\nsysbench: signal {signal}: stopping and cleaning up (again to force)"
-                    );
-                    flag.store(true, Ordering::Relaxed);
-                } else {
-                    eprintln!("sysbench: second signal: cleaning up now");
-                    cleanup_all();
-                    std::process::exit(130);
-                }
+    std::thread::Builder::new().name("signals".into()).spawn(move || {
+        // The first signal asks the run to unwind; the second one forces the cleanup.
+        for (n, signal) in signals.forever().take(2).enumerate() {
+            if n == 0 {
+                eprintln!("\nsysbench: signal {signal}: stopping and cleaning up (again to force)");
+                flag.store(true, Ordering::Relaxed);
+            } else {
+                eprintln!("sysbench: second signal: cleaning up now");
+                cleanup_all();
+                std::process::exit(130);
             }
-        })?;
+        }
+    })?;
     let previous = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
         previous(info);
@@ -127,10 +121,7 @@ pub fn cleanup_all() {
             signal_group(*pgid, Signal::TERM);
         }
     }
-    if resources
-        .iter()
-        .any(|r| matches!(r, Resource::ProcessGroup(_)))
-    {
+    if resources.iter().any(|r| matches!(r, Resource::ProcessGroup(_))) {
         std::thread::sleep(Duration::from_millis(300));
     }
     for resource in &resources {
@@ -175,10 +166,7 @@ pub fn delete_netns(name: &str) {
             }
         }
     }
-    let _ = Command::new("ip")
-        .args(["netns", "del", name])
-        .stderr(std::process::Stdio::null())
-        .status();
+    let _ = Command::new("ip").args(["netns", "del", name]).stderr(std::process::Stdio::null()).status();
 }
 
 /// A child process in its own process group, stopped (SIGTERM, then SIGKILL after
@@ -197,11 +185,7 @@ impl ChildGuard {
         use std::os::unix::process::CommandExt;
         let child = command.process_group(0).spawn()?;
         let registration = register(Resource::ProcessGroup(child.id() as i32));
-        Ok(ChildGuard {
-            child: Some(child),
-            registration: Some(registration),
-            grace: Duration::from_secs(3),
-        })
+        Ok(ChildGuard { child: Some(child), registration: Some(registration), grace: Duration::from_secs(3) })
     }
 
     /// The child's pid (also its process group).
@@ -221,10 +205,7 @@ impl ChildGuard {
 
     /// Waits until the child exits or `timeout` passes (then `Ok(None)`); an interrupt
     /// stops the wait with an error.
-    pub fn wait_timeout(
-        &mut self,
-        timeout: Duration,
-    ) -> Result<Option<std::process::ExitStatus>, WaitError> {
+    pub fn wait_timeout(&mut self, timeout: Duration) -> Result<Option<std::process::ExitStatus>, WaitError> {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(status) = self.try_wait().map_err(WaitError::Io)? {
@@ -314,8 +295,7 @@ mod tests {
         // The child was reaped, so its pid no longer names a process of ours.
         assert!(
             !std::path::Path::new(&format!("/proc/{pid}/stat")).exists()
-                || std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                    .map_or(true, |s| !s.contains("(sleep)"))
+                || std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |s| !s.contains("(sleep)"))
         );
     }
 }

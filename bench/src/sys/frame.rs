@@ -16,13 +16,7 @@ pub const MAGIC: [u8; 4] = *b"SXSB";
 const PAYLOAD: usize = 42;
 
 /// A ceiling frame from `src` to `dst` carrying sequence number `seq`.
-pub fn udp_frame(
-    dst_mac: [u8; 6],
-    src_mac: [u8; 6],
-    src_ip: Ipv4Addr,
-    dst_ip: Ipv4Addr,
-    seq: u64,
-) -> [u8; FRAME_LEN] {
+pub fn udp_frame(dst_mac: [u8; 6], src_mac: [u8; 6], src_ip: Ipv4Addr, dst_ip: Ipv4Addr, seq: u64) -> [u8; FRAME_LEN] {
     let mut f = [0u8; FRAME_LEN];
     f[0..6].copy_from_slice(&dst_mac);
     f[6..12].copy_from_slice(&src_mac);
@@ -53,18 +47,13 @@ pub fn set_seq(frame: &mut [u8], seq: u64) {
 /// True for a ceiling frame.
 #[inline]
 pub fn is_ceiling_frame(frame: &[u8]) -> bool {
-    frame.len() >= FRAME_LEN
-        && frame[12..14] == [0x08, 0x00]
-        && frame[23] == 17
-        && frame[PAYLOAD..PAYLOAD + 4] == MAGIC
+    frame.len() >= FRAME_LEN && frame[12..14] == [0x08, 0x00] && frame[23] == 17 && frame[PAYLOAD..PAYLOAD + 4] == MAGIC
 }
 
 /// The Internet checksum of an IPv4 header (0 when the header's own checksum is right).
 pub fn ipv4_checksum(header: &[u8]) -> u16 {
-    let mut sum: u32 = header
-        .chunks(2)
-        .map(|w| u32::from(u16::from_be_bytes([w[0], w.get(1).copied().unwrap_or(0)])))
-        .sum();
+    let mut sum: u32 =
+        header.chunks(2).map(|w| u32::from(u16::from_be_bytes([w[0], w.get(1).copied().unwrap_or(0)]))).sum();
     while sum > 0xffff {
         sum = (sum & 0xffff) + (sum >> 16);
     }

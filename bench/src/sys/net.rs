@@ -66,10 +66,8 @@ impl Netns {
     /// Creates the namespace `name` and brings its loopback up.
     pub fn create(name: &str) -> Result<Netns> {
         run_command("ip", &["netns", "add", name])?;
-        let netns = Netns {
-            name: name.to_owned(),
-            registration: Some(cleanup::register(Resource::Netns(name.to_owned()))),
-        };
+        let netns =
+            Netns { name: name.to_owned(), registration: Some(cleanup::register(Resource::Netns(name.to_owned()))) };
         netns.ip(&["link", "set", "dev", "lo", "up"])?;
         Ok(netns)
     }
@@ -98,15 +96,7 @@ impl Netns {
     /// pid is the program's).
     pub fn command_on_cpu(&self, cpu: usize, program: &str) -> Command {
         let mut command = Command::new("ip");
-        command.args([
-            "netns",
-            "exec",
-            &self.name,
-            "taskset",
-            "-c",
-            &cpu.to_string(),
-            program,
-        ]);
+        command.args(["netns", "exec", &self.name, "taskset", "-c", &cpu.to_string(), program]);
         command
     }
 
@@ -181,10 +171,7 @@ pub struct TestLink {
 
 /// `aa:bb:cc:dd:ee:ff`.
 pub fn format_mac(mac: &[u8; 6]) -> String {
-    mac.iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
+    mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
 }
 
 /// The /24 this run uses, 198.18.`subnet`.0/24: inside 198.18.0.0/15 by construction.
@@ -227,34 +214,17 @@ impl TestLink {
                 &client_name,
             ],
         )?;
-        let server = Host {
-            netns: server_ns,
-            ifname: server_name.clone(),
-            mac: server_mac,
-            ip: subnet_address(subnet, 1),
-        };
-        let client = Host {
-            netns: client_ns,
-            ifname: client_name.clone(),
-            mac: client_mac,
-            ip: subnet_address(subnet, 2),
-        };
+        let server =
+            Host { netns: server_ns, ifname: server_name.clone(), mac: server_mac, ip: subnet_address(subnet, 1) };
+        let client =
+            Host { netns: client_ns, ifname: client_name.clone(), mac: client_mac, ip: subnet_address(subnet, 2) };
         for host in [&server, &client] {
             // No IPv6 link-local address: the link carries only what the benchmark sends.
-            host.netns
-                .ip(&["link", "set", "dev", &host.ifname, "addrgenmode", "none"])?;
-            host.netns.ip(&[
-                "addr",
-                "add",
-                &format!("{}/24", host.ip),
-                "dev",
-                &host.ifname,
-            ])?;
+            host.netns.ip(&["link", "set", "dev", &host.ifname, "addrgenmode", "none"])?;
+            host.netns.ip(&["addr", "add", &format!("{}/24", host.ip), "dev", &host.ifname])?;
             host.netns.ip(&["link", "set", "dev", &host.ifname, "up"])?;
         }
-        client
-            .netns
-            .exec("ethtool", &["-K", &client.ifname, "tx", "off"])?;
+        client.netns.exec("ethtool", &["-K", &client.ifname, "tx", "off"])?;
         // Both ends know each other from the start: no ARP exchange inside a measurement.
         for (host, peer) in [(&server, &client), (&client, &server)] {
             host.netns.ip(&[
@@ -274,10 +244,7 @@ impl TestLink {
 
     /// Whether an XDP program is attached to the server's interface (`ip link` says `xdp`).
     pub fn server_has_xdp(&self) -> Result<bool> {
-        let text = self
-            .server
-            .netns
-            .ip(&["link", "show", "dev", &self.server.ifname])?;
+        let text = self.server.netns.ip(&["link", "show", "dev", &self.server.ifname])?;
         Ok(text.contains(" xdp") || text.contains("prog/xdp"))
     }
 }
@@ -286,10 +253,7 @@ impl Drop for TestLink {
     fn drop(&mut self) {
         // Deleting the namespaces takes the pair with them; deleting it first keeps the
         // teardown order obvious, and works even if a namespace delete fails.
-        let _ = self
-            .server
-            .netns
-            .ip(&["link", "del", "dev", &self.server.ifname]);
+        let _ = self.server.netns.ip(&["link", "del", "dev", &self.server.ifname]);
     }
 }
 

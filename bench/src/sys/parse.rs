@@ -24,17 +24,11 @@ impl fmt::Display for ParseError {
 impl std::error::Error for ParseError {}
 
 fn wrk_error(what: impl Into<String>) -> ParseError {
-    ParseError {
-        tool: "wrk",
-        what: what.into(),
-    }
+    ParseError { tool: "wrk", what: what.into() }
 }
 
 fn sockperf_error(what: impl Into<String>) -> ParseError {
-    ParseError {
-        tool: "sockperf",
-        what: what.into(),
-    }
+    ParseError { tool: "sockperf", what: what.into() }
 }
 
 /// wrk's `Socket errors:` line; all zero when wrk printed none.
@@ -80,10 +74,7 @@ pub struct WrkReport {
 impl WrkReport {
     /// The latency at percentile `p` (50, 75, 90 or 99), when wrk printed it.
     pub fn latency_percentile_us(&self, p: f64) -> Option<f64> {
-        self.latency_percentiles_us
-            .iter()
-            .find(|(q, _)| (q - p).abs() < 1e-9)
-            .map(|&(_, v)| v)
+        self.latency_percentiles_us.iter().find(|(q, _)| (q - p).abs() < 1e-9).map(|&(_, v)| v)
     }
 }
 
@@ -146,22 +137,13 @@ pub fn parse_wrk(output: &str) -> Result<WrkReport, ParseError> {
         if trimmed == "Latency Distribution" {
             in_distribution = true;
         } else if let Some(rest) = trimmed.strip_prefix("Requests/sec:") {
-            requests_per_s = Some(
-                rest.trim()
-                    .parse::<f64>()
-                    .map_err(|_| wrk_error(format!("{trimmed:?}")))?,
-            );
-        } else if words.first() == Some(&"Latency") && words.len() >= 2 && latency_mean_us.is_none()
-        {
-            latency_mean_us = Some(
-                parse_wrk_duration_us(words[1])
-                    .ok_or_else(|| wrk_error(format!("mean latency {trimmed:?}")))?,
-            );
+            requests_per_s = Some(rest.trim().parse::<f64>().map_err(|_| wrk_error(format!("{trimmed:?}")))?);
+        } else if words.first() == Some(&"Latency") && words.len() >= 2 && latency_mean_us.is_none() {
+            latency_mean_us =
+                Some(parse_wrk_duration_us(words[1]).ok_or_else(|| wrk_error(format!("mean latency {trimmed:?}")))?);
         } else if words.len() >= 4 && words[1] == "requests" && words[2] == "in" {
             // `18907 requests in 3.02s, 4.42MB read`
-            requests = Some(
-                parse_wrk_count(words[0]).ok_or_else(|| wrk_error(format!("{trimmed:?}")))? as u64,
-            );
+            requests = Some(parse_wrk_count(words[0]).ok_or_else(|| wrk_error(format!("{trimmed:?}")))? as u64);
             seconds = Some(
                 parse_wrk_duration_us(words[3].trim_end_matches(','))
                     .ok_or_else(|| wrk_error(format!("{trimmed:?}")))?
@@ -174,9 +156,7 @@ pub fn parse_wrk(output: &str) -> Result<WrkReport, ParseError> {
                 let (Some(kind), Some(count)) = (it.next(), it.next()) else {
                     return Err(wrk_error(format!("{trimmed:?}")));
                 };
-                let count: u64 = count
-                    .parse()
-                    .map_err(|_| wrk_error(format!("{trimmed:?}")))?;
+                let count: u64 = count.parse().map_err(|_| wrk_error(format!("{trimmed:?}")))?;
                 match kind {
                     "connect" => socket_errors.connect = count,
                     "read" => socket_errors.read = count,
@@ -186,10 +166,7 @@ pub fn parse_wrk(output: &str) -> Result<WrkReport, ParseError> {
                 }
             }
         } else if let Some(rest) = trimmed.strip_prefix("Non-2xx or 3xx responses:") {
-            non_2xx_3xx = rest
-                .trim()
-                .parse()
-                .map_err(|_| wrk_error(format!("{trimmed:?}")))?;
+            non_2xx_3xx = rest.trim().parse().map_err(|_| wrk_error(format!("{trimmed:?}")))?;
         }
     }
     Ok(WrkReport {
@@ -237,10 +214,7 @@ pub struct SockperfReport {
 impl SockperfReport {
     /// The latency at percentile `p` (e.g. 50, 99, 99.9), when sockperf printed it.
     pub fn percentile_us(&self, p: f64) -> Option<f64> {
-        self.percentiles_us
-            .iter()
-            .find(|(q, _)| (q - p).abs() < 1e-6)
-            .map(|&(_, v)| v)
+        self.percentiles_us.iter().find(|(q, _)| (q - p).abs() < 1e-6).map(|&(_, v)| v)
     }
 }
 
@@ -268,9 +242,7 @@ pub fn strip_ansi(text: &str) -> String {
 fn value_after<'a>(text: &'a str, key: &str) -> Option<&'a str> {
     let start = text.find(key)? + key.len();
     let rest = &text[start..];
-    let end = rest
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(rest.len());
+    let end = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
     Some(&rest[..end])
 }
 
@@ -285,9 +257,7 @@ pub fn parse_sockperf(output: &str, full_rtt: bool) -> Result<SockperfReport, Pa
     let (mut sent, mut received) = (None, None);
     let mut losses = None;
     let number = |text: &str, what: &str| -> Result<f64, ParseError> {
-        text.trim()
-            .parse::<f64>()
-            .map_err(|_| sockperf_error(format!("{what}: {text:?}")))
+        text.trim().parse::<f64>().map_err(|_| sockperf_error(format!("{what}: {text:?}")))
     };
 
     for line in output.lines() {
@@ -297,12 +267,8 @@ pub fn parse_sockperf(output: &str, full_rtt: bool) -> Result<SockperfReport, Pa
         };
         let body = body.trim();
         if let Some(rest) = body.strip_prefix("[Valid Duration]") {
-            sent = value_after(rest, "SentMessages=")
-                .map(|v| number(v, "SentMessages"))
-                .transpose()?;
-            received = value_after(rest, "ReceivedMessages=")
-                .map(|v| number(v, "ReceivedMessages"))
-                .transpose()?;
+            sent = value_after(rest, "SentMessages=").map(|v| number(v, "SentMessages")).transpose()?;
+            received = value_after(rest, "ReceivedMessages=").map(|v| number(v, "ReceivedMessages")).transpose()?;
         } else if let Some(rest) = body.strip_prefix("====> avg-latency=") {
             // `====> avg-latency=60.634 (std-dev=205.938)`
             let (mean, rest) = rest.split_once(' ').unwrap_or((rest, ""));
@@ -315,9 +281,7 @@ pub fn parse_sockperf(output: &str, full_rtt: bool) -> Result<SockperfReport, Pa
             }
         } else if let Some(rest) = body.strip_prefix("---> percentile ") {
             // `---> percentile 99.900 = 2120.177`
-            let (p, value) = rest
-                .split_once('=')
-                .ok_or_else(|| sockperf_error(format!("percentile line {line:?}")))?;
+            let (p, value) = rest.split_once('=').ok_or_else(|| sockperf_error(format!("percentile line {line:?}")))?;
             percentiles.push((number(p, "percentile")?, number(value, "percentile value")?));
         } else if let Some(rest) = body.strip_prefix("---> <MAX> observation =") {
             max = Some(number(rest, "<MAX>")?);
@@ -325,13 +289,10 @@ pub fn parse_sockperf(output: &str, full_rtt: bool) -> Result<SockperfReport, Pa
             min = Some(number(rest, "<MIN>")?);
         } else if body.starts_with("# dropped messages") {
             // `# dropped messages = 0; # duplicated messages = 0; # out-of-order messages = 0`
-            let mut counts = body.split(';').map(|part| {
-                part.split_once('=')
-                    .map(|(_, v)| v.trim().parse::<u64>().unwrap_or(u64::MAX))
-            });
-            let (Some(Some(d)), Some(Some(u)), Some(Some(o))) =
-                (counts.next(), counts.next(), counts.next())
-            else {
+            let mut counts = body
+                .split(';')
+                .map(|part| part.split_once('=').map(|(_, v)| v.trim().parse::<u64>().unwrap_or(u64::MAX)));
+            let (Some(Some(d)), Some(Some(u)), Some(Some(o))) = (counts.next(), counts.next(), counts.next()) else {
                 return Err(sockperf_error(format!("loss line {line:?}")));
             };
             losses = Some((d, u, o));
@@ -421,23 +382,14 @@ mod tests {
     #[test]
     fn wrk_errors_are_read() {
         let report = parse_wrk(WRK_ERRORS).unwrap();
-        assert_eq!(
-            report.socket_errors,
-            WrkSocketErrors {
-                connect: 0,
-                read: 1245,
-                write: 0,
-                timeout: 7
-            }
-        );
+        assert_eq!(report.socket_errors, WrkSocketErrors { connect: 0, read: 1245, write: 0, timeout: 7 });
         assert_eq!(report.non_2xx_3xx, 13069);
         assert!((report.latency_percentile_us(50.0).unwrap() - 5870.0).abs() < 1e-6);
     }
 
     #[test]
     fn wrk_garbage_is_an_error() {
-        let error =
-            parse_wrk("unable to connect to 198.18.7.1:8080 Connection refused\n").unwrap_err();
+        let error = parse_wrk("unable to connect to 198.18.7.1:8080 Connection refused\n").unwrap_err();
         assert!(error.to_string().contains("wrk"), "{error}");
     }
 
@@ -454,10 +406,7 @@ mod tests {
         assert!((report.percentile_us(99.9).unwrap() - 2120.177).abs() < 1e-9);
         assert!((report.min_us - 16.189).abs() < 1e-9);
         assert!((report.max_us - 2928.054).abs() < 1e-9);
-        assert_eq!(
-            (report.dropped, report.duplicated, report.out_of_order),
-            (0, 0, 0)
-        );
+        assert_eq!((report.dropped, report.duplicated, report.out_of_order), (0, 0, 0));
     }
 
     #[test]
@@ -475,10 +424,7 @@ mod tests {
     fn http_body_lengths() {
         let nginx = b"HTTP/1.1 200 OK\r\nServer: nginx/1.22.1\r\nContent-Length: 15\r\n\r\nhello, synack!\n";
         assert_eq!(http_body_len(nginx), Some(15));
-        assert_eq!(
-            http_body_len(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nok"),
-            Some(2)
-        );
+        assert_eq!(http_body_len(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nok"), Some(2));
         assert_eq!(http_body_len(b"SSH-2.0-OpenSSH\r\n"), None);
     }
 }

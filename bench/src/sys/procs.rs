@@ -47,24 +47,14 @@ impl Running {
     /// Spawns `command` with its stdout and stderr collected.
     pub fn spawn(label: impl Into<String>, command: &mut Command) -> Result<Running> {
         let label = label.into();
-        command
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut guard =
-            ChildGuard::spawn(command).with_context(|| format!("cannot start {label}"))?;
+        command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut guard = ChildGuard::spawn(command).with_context(|| format!("cannot start {label}"))?;
         let output = Output::default();
         let mut readers = Vec::new();
         let child = guard.child_mut();
         let pipes: Vec<Box<dyn Read + Send>> = [
-            child
-                .stdout
-                .take()
-                .map(|p| Box::new(p) as Box<dyn Read + Send>),
-            child
-                .stderr
-                .take()
-                .map(|p| Box::new(p) as Box<dyn Read + Send>),
+            child.stdout.take().map(|p| Box::new(p) as Box<dyn Read + Send>),
+            child.stderr.take().map(|p| Box::new(p) as Box<dyn Read + Send>),
         ]
         .into_iter()
         .flatten()
@@ -80,12 +70,7 @@ impl Running {
                 }
             }));
         }
-        Ok(Running {
-            guard,
-            output,
-            readers,
-            label,
-        })
+        Ok(Running { guard, output, readers, label })
     }
 
     /// The output so far.
@@ -102,19 +87,11 @@ impl Running {
                 return Ok(());
             }
             if let Some(status) = self.guard.try_wait()? {
-                bail!(
-                    "{} exited ({status}) before printing {marker:?}:\n{}",
-                    self.label,
-                    self.output()
-                );
+                bail!("{} exited ({status}) before printing {marker:?}:\n{}", self.label, self.output());
             }
             cleanup::check_interrupted()?;
             if Instant::now() >= deadline {
-                bail!(
-                    "{} did not print {marker:?} within {timeout:?}:\n{}",
-                    self.label,
-                    self.output()
-                );
+                bail!("{} did not print {marker:?} within {timeout:?}:\n{}", self.label, self.output());
             }
             std::thread::sleep(Duration::from_millis(10));
         }
@@ -136,10 +113,7 @@ impl Running {
             Ok(None) => {
                 self.guard.stop();
                 let output = self.finish();
-                bail!(
-                    "{} did not finish within {timeout:?}:\n{output}",
-                    self.label
-                );
+                bail!("{} did not finish within {timeout:?}:\n{output}", self.label);
             }
             Err(WaitError::Interrupted) => return Err(cleanup::Interrupted.into()),
             Err(WaitError::Io(e)) => return Err(e.into()),
@@ -191,15 +165,9 @@ pub fn http_get(netns: &Netns, addr: SocketAddr) -> Result<Vec<u8>> {
     netns.run(None, || -> Result<Vec<u8>> {
         let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
         stream.set_read_timeout(Some(Duration::from_secs(2)))?;
-        write!(
-            stream,
-            "GET / HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-        )?;
+        write!(stream, "GET / HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")?;
         let mut response = Vec::new();
-        stream
-            .take(1 << 20)
-            .read_to_end(&mut response)
-            .with_context(|| format!("reading the response of {addr}"))?;
+        stream.take(1 << 20).read_to_end(&mut response).with_context(|| format!("reading the response of {addr}"))?;
         Ok(response)
     })?
 }
@@ -211,10 +179,8 @@ pub struct RunDir(PathBuf);
 impl RunDir {
     /// Creates `/tmp/sxsb<pid>`.
     pub fn create() -> Result<RunDir> {
-        let path =
-            std::env::temp_dir().join(format!("{}{}", super::net::NAME_PREFIX, std::process::id()));
-        std::fs::create_dir_all(&path)
-            .with_context(|| format!("cannot create {}", path.display()))?;
+        let path = std::env::temp_dir().join(format!("{}{}", super::net::NAME_PREFIX, std::process::id()));
+        std::fs::create_dir_all(&path).with_context(|| format!("cannot create {}", path.display()))?;
         Ok(RunDir(path))
     }
 
@@ -255,13 +221,7 @@ pub fn nginx_config(dir: &Path, addr: SocketAddr, body_len: usize) -> String {
 }
 
 /// Starts nginx in `netns` on `cpu` (master and its one worker) answering on `addr`.
-pub fn start_nginx(
-    netns: &Netns,
-    cpu: usize,
-    dir: &Path,
-    addr: SocketAddr,
-    body_len: usize,
-) -> Result<Running> {
+pub fn start_nginx(netns: &Netns, cpu: usize, dir: &Path, addr: SocketAddr, body_len: usize) -> Result<Running> {
     let conf = dir.join("nginx.conf");
     std::fs::write(&conf, nginx_config(dir, addr, body_len))?;
     let conf = conf.to_string_lossy().into_owned();
@@ -278,14 +238,7 @@ pub fn start_nginx(
 /// Starts `sockperf server --tcp` in `netns` on `cpu`, listening on `addr`.
 pub fn start_sockperf_server(netns: &Netns, cpu: usize, addr: SocketAddr) -> Result<Running> {
     let mut command = netns.command_on_cpu(cpu, "sockperf");
-    command.args([
-        "server",
-        "--tcp",
-        "-i",
-        &addr.ip().to_string(),
-        "-p",
-        &addr.port().to_string(),
-    ]);
+    command.args(["server", "--tcp", "-i", &addr.ip().to_string(), "-p", &addr.port().to_string()]);
     let mut server = Running::spawn(format!("sockperf server on {addr}"), &mut command)?;
     wait_for_listener(netns, addr, Duration::from_secs(10))
         .map_err(|e| anyhow!("{e}; sockperf said:\n{}", server.output()))?;

@@ -11,11 +11,7 @@ pub fn median(values: &[f64]) -> Option<f64> {
     }
     sorted.sort_by(f64::total_cmp);
     let mid = sorted.len() / 2;
-    Some(if sorted.len() % 2 == 1 {
-        sorted[mid]
-    } else {
-        (sorted[mid - 1] + sorted[mid]) / 2.0
-    })
+    Some(if sorted.len() % 2 == 1 { sorted[mid] } else { (sorted[mid - 1] + sorted[mid]) / 2.0 })
 }
 
 /// A figure for the table: thousands separated, decimals only for small values
@@ -29,7 +25,7 @@ pub fn format_figure(value: f64) -> String {
         let digits = rounded.unsigned_abs().to_string();
         let mut out = String::new();
         for (i, c) in digits.chars().enumerate() {
-            if i > 0 && (digits.len() - i) % 3 == 0 {
+            if i > 0 && (digits.len() - i).is_multiple_of(3) {
                 out.push(',');
             }
             out.push(c);
@@ -106,17 +102,12 @@ pub fn utc_stamps(unix_seconds: u64) -> (String, String) {
     let rest = unix_seconds % 86_400;
     let (y, mo, d) = civil_from_days(days);
     let (h, mi, s) = (rest / 3600, rest / 60 % 60, rest % 60);
-    (
-        format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z"),
-        format!("{y:04}{mo:02}{d:02}T{h:02}{mi:02}{s:02}Z"),
-    )
+    (format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z"), format!("{y:04}{mo:02}{d:02}T{h:02}{mi:02}{s:02}Z"))
 }
 
 /// Seconds since the Unix epoch, now.
 pub fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 #[cfg(test)]
@@ -155,10 +146,7 @@ mod tests {
     fn tables_align() {
         let table = render_table(
             &["case", "synack"],
-            &[
-                vec!["connection rate".into(), "n/a".into()],
-                vec!["x".into(), "1".into()],
-            ],
+            &[vec!["connection rate".into(), "n/a".into()], vec!["x".into(), "1".into()]],
         );
         let lines: Vec<&str> = table.lines().collect();
         assert_eq!(lines[0], "case             synack");

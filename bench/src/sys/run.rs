@@ -88,45 +88,24 @@ const CASES: &[CaseSpec] = &[
     CaseSpec {
         key: "connection_rate",
         title: "connection rate (Connection: close)",
-        metrics: &[MetricSpec {
-            key: "connections_per_s",
-            label: "connections/s",
-        }],
+        metrics: &[MetricSpec { key: "connections_per_s", label: "connections/s" }],
     },
     CaseSpec {
         key: "keepalive",
         title: "keep-alive requests (32 conns)",
         metrics: &[
-            MetricSpec {
-                key: "requests_per_s",
-                label: "requests/s",
-            },
-            MetricSpec {
-                key: "latency_p50_us",
-                label: "latency p50 (us)",
-            },
-            MetricSpec {
-                key: "latency_p99_us",
-                label: "latency p99 (us)",
-            },
+            MetricSpec { key: "requests_per_s", label: "requests/s" },
+            MetricSpec { key: "latency_p50_us", label: "latency p50 (us)" },
+            MetricSpec { key: "latency_p99_us", label: "latency p99 (us)" },
         ],
     },
     CaseSpec {
         key: "ping_pong",
         title: "sockperf ping-pong 64 B",
         metrics: &[
-            MetricSpec {
-                key: "half_rtt_p50_us",
-                label: "half RTT p50 (us)",
-            },
-            MetricSpec {
-                key: "half_rtt_p99_us",
-                label: "half RTT p99 (us)",
-            },
-            MetricSpec {
-                key: "half_rtt_p999_us",
-                label: "half RTT p99.9 (us)",
-            },
+            MetricSpec { key: "half_rtt_p50_us", label: "half RTT p50 (us)" },
+            MetricSpec { key: "half_rtt_p99_us", label: "half RTT p99 (us)" },
+            MetricSpec { key: "half_rtt_p999_us", label: "half RTT p99.9 (us)" },
         ],
     },
 ];
@@ -144,20 +123,12 @@ struct TargetResults {
 
 impl TargetResults {
     fn median_of(&self, key: &str) -> Option<f64> {
-        let values: Vec<f64> = self
-            .values
-            .iter()
-            .filter(|(k, _)| k == key)
-            .map(|&(_, v)| v)
-            .collect();
+        let values: Vec<f64> = self.values.iter().filter(|(k, _)| k == key).map(|&(_, v)| v).collect();
         median(&values)
     }
 
     fn failed_runs(&self) -> usize {
-        self.runs
-            .iter()
-            .filter(|r| r.get("error").is_some())
-            .count()
+        self.runs.iter().filter(|r| r.get("error").is_some()).count()
     }
 }
 
@@ -168,12 +139,7 @@ struct Ports {
     synack_echo: u16,
 }
 
-const PORTS: Ports = Ports {
-    kernel_http: 8080,
-    synack_http: 8081,
-    kernel_echo: 11111,
-    synack_echo: 11112,
-};
+const PORTS: Ports = Ports { kernel_http: 8080, synack_http: 8081, kernel_echo: 11111, synack_echo: 11112 };
 
 fn secs(d: Duration) -> String {
     format!("{}s", d.as_secs().max(1))
@@ -192,10 +158,7 @@ pub fn preflight(config: &Config) -> Result<()> {
         .filter(|tool| !program_exists(tool))
         .collect();
     if !missing.is_empty() {
-        bail!(
-            "missing tools: {} (install them with: bash scripts/deps.sh bench)",
-            missing.join(", ")
-        );
+        bail!("missing tools: {} (install them with: bash scripts/deps.sh bench)", missing.join(", "));
     }
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     for cpu in [config.server_cpu, config.client_cpu] {
@@ -211,9 +174,7 @@ pub fn preflight(config: &Config) -> Result<()> {
 
 fn program_exists(name: &str) -> bool {
     let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/sbin", "/sbin"].map(PathBuf::from))
-        .any(|dir| dir.join(name).is_file())
+    std::env::split_paths(&path).chain(["/usr/sbin", "/sbin"].map(PathBuf::from)).any(|dir| dir.join(name).is_file())
 }
 
 fn tool_version(program: &str, args: &[&str]) -> String {
@@ -221,11 +182,7 @@ fn tool_version(program: &str, args: &[&str]) -> String {
         .args(args)
         .output()
         .map(|o| {
-            let text = format!(
-                "{}{}",
-                String::from_utf8_lossy(&o.stdout),
-                String::from_utf8_lossy(&o.stderr)
-            );
+            let text = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
             parse::strip_ansi(text.lines().next().unwrap_or("").trim())
         })
         .unwrap_or_else(|e| format!("unknown ({e})"))
@@ -266,19 +223,14 @@ pub fn run(config: &Config) -> Result<PathBuf> {
     // nginx serves a body as long as synack's: ask synack when it is there.
     let mut body_note = format!("default ({DEFAULT_HTTP_BODY_LEN} bytes, synack's `ok`)");
     let mut body_len = DEFAULT_HTTP_BODY_LEN;
-    if let (Some(bin), true) = (
-        &config.synack_bin,
-        wants("connection_rate") || wants("keepalive"),
-    ) {
+    if let (Some(bin), true) = (&config.synack_bin, wants("connection_rate") || wants("keepalive")) {
         match probe_synack_body(config, &link, bin) {
             Ok(len) => {
                 body_len = len;
                 body_note = format!("{len} bytes, as synack's http app serves");
             }
             Err(e) if e.is::<Interrupted>() => return Err(e),
-            Err(e) => println!(
-                "cannot ask synack's http app for its body length ({e:#}); using {body_len} bytes"
-            ),
+            Err(e) => println!("cannot ask synack's http app for its body length ({e:#}); using {body_len} bytes"),
         }
     }
 
@@ -299,30 +251,15 @@ pub fn run(config: &Config) -> Result<PathBuf> {
                 let outcome = run_case_once(config, &link, &dir, spec.key, target, body_len);
                 let record = match outcome {
                     Ok((values, raw)) => {
-                        let summary: Vec<String> = values
-                            .iter()
-                            .map(|(k, v)| format!("{k} {}", format_figure(*v)))
-                            .collect();
-                        println!(
-                            "  {:<6} run {}/{}: {}",
-                            target.key(),
-                            run_index + 1,
-                            config.runs,
-                            summary.join(", ")
-                        );
-                        results[slot]
-                            .values
-                            .extend(values.iter().map(|(k, v)| (k.to_string(), *v)));
+                        let summary: Vec<String> =
+                            values.iter().map(|(k, v)| format!("{k} {}", format_figure(*v))).collect();
+                        println!("  {:<6} run {}/{}: {}", target.key(), run_index + 1, config.runs, summary.join(", "));
+                        results[slot].values.extend(values.iter().map(|(k, v)| (k.to_string(), *v)));
                         raw
                     }
                     Err(e) if e.is::<Interrupted>() => return Err(e),
                     Err(e) => {
-                        println!(
-                            "  {:<6} run {}/{}: FAILED: {e:#}",
-                            target.key(),
-                            run_index + 1,
-                            config.runs
-                        );
+                        println!("  {:<6} run {}/{}: FAILED: {e:#}", target.key(), run_index + 1, config.runs);
                         json!({ "error": format!("{e:#}") })
                     }
                 };
@@ -332,11 +269,8 @@ pub fn run(config: &Config) -> Result<PathBuf> {
         let mut targets_json = serde_json::Map::new();
         for (slot, target) in [(0, Target::Synack), (1, Target::Kernel)] {
             let r = &results[slot];
-            let medians: serde_json::Map<String, Value> = spec
-                .metrics
-                .iter()
-                .map(|m| (m.key.to_owned(), json!(r.median_of(m.key))))
-                .collect();
+            let medians: serde_json::Map<String, Value> =
+                spec.metrics.iter().map(|m| (m.key.to_owned(), json!(r.median_of(m.key)))).collect();
             targets_json.insert(
                 target.key().into(),
                 json!({
@@ -405,8 +339,12 @@ pub fn run(config: &Config) -> Result<PathBuf> {
                 Ok(m) => {
                     println!(
                         "  run {}/{}: received {} pps (sent {} pps; XDP rx_dropped {}, rx_ring_full {})",
-                        run_index + 1, config.runs, format_figure(m.rx_pps), format_figure(m.tx_pps),
-                        m.rx_dropped, m.rx_ring_full
+                        run_index + 1,
+                        config.runs,
+                        format_figure(m.rx_pps),
+                        format_figure(m.tx_pps),
+                        m.rx_dropped,
+                        m.rx_ring_full
                     );
                     rates.push(m.rx_pps);
                     runs.push(serde_json::to_value(&m)?);
@@ -423,10 +361,7 @@ pub fn run(config: &Config) -> Result<PathBuf> {
         ceiling_pps = median(&rates);
         let xdp_left = link.server_has_xdp().unwrap_or(false);
         if xdp_left {
-            println!(
-                "  note: an XDP program is still attached to {} after the ceiling runs",
-                link.server.ifname
-            );
+            println!("  note: an XDP program is still attached to {} after the ceiling runs", link.server.ifname);
         }
         ceiling_json = json!({
             "frame_bytes": super::frame::FRAME_LEN,
@@ -442,13 +377,7 @@ pub fn run(config: &Config) -> Result<PathBuf> {
     let rows: Vec<Vec<String>> = table_rows
         .iter()
         .map(|(case, label, _, s, k, _, _, ratio)| {
-            vec![
-                case.1.to_string(),
-                label.to_string(),
-                s.clone(),
-                k.clone(),
-                format_ratio(*ratio),
-            ]
+            vec![case.1.to_string(), label.to_string(), s.clone(), k.clone(), format_ratio(*ratio)]
         })
         .collect();
     println!();
@@ -463,18 +392,14 @@ pub fn run(config: &Config) -> Result<PathBuf> {
     };
     match ceiling_pps {
         Some(c) => {
-            println!(
-                "packet ceiling: {} pps AF_XDP receive, 64-byte frames, one sending core",
-                format_figure(c)
-            );
-            let describe = |who: &str, rate: Option<f64>| {
-                match (rate, share(rate)) {
+            println!("packet ceiling: {} pps AF_XDP receive, 64-byte frames, one sending core", format_figure(c));
+            let describe = |who: &str, rate: Option<f64>| match (rate, share(rate)) {
                 (Some(r), Some(s)) => println!(
                     "  {who} connection rate x {PACKETS_PER_CONNECTION} packets = {} pps = {:.0} % of the ceiling",
-                    format_figure(r * PACKETS_PER_CONNECTION), s * 100.0
+                    format_figure(r * PACKETS_PER_CONNECTION),
+                    s * 100.0
                 ),
                 _ => println!("  {who} connection rate: n/a"),
-            }
             };
             describe("synack", synack_conn_rate);
             describe("kernel", kernel_conn_rate);
@@ -533,11 +458,7 @@ pub fn run(config: &Config) -> Result<PathBuf> {
     let path = config.results_dir.join(format!("{stamp}.json"));
     std::fs::write(&path, serde_json::to_string_pretty(&document)? + "\n")
         .with_context(|| format!("cannot write {}", path.display()))?;
-    println!(
-        "results: {} ({:.0} s)",
-        path.display(),
-        started.elapsed().as_secs_f64()
-    );
+    println!("results: {} ({:.0} s)", path.display(), started.elapsed().as_secs_f64());
     drop(dir);
     drop(link);
     Ok(path)
@@ -554,15 +475,9 @@ fn server_description(target: Target, case: &str) -> &'static str {
 
 fn load_description(config: &Config, case: &str) -> String {
     match case {
-        "connection_rate" => format!(
-            "wrk -t1 -c64 -d{} -H 'Connection: close'",
-            secs(config.wrk_duration)
-        ),
+        "connection_rate" => format!("wrk -t1 -c64 -d{} -H 'Connection: close'", secs(config.wrk_duration)),
         "keepalive" => format!("wrk -t1 -c32 -d{} --latency", secs(config.wrk_duration)),
-        "ping_pong" => format!(
-            "sockperf ping-pong --tcp -m 64 -t {}",
-            config.sockperf_duration.as_secs().max(1)
-        ),
+        "ping_pong" => format!("sockperf ping-pong --tcp -m 64 -t {}", config.sockperf_duration.as_secs().max(1)),
         _ => String::new(),
     }
 }
@@ -574,14 +489,7 @@ fn server_addr(link: &TestLink, port: u16) -> SocketAddr {
 /// Starts synack's http app once and reads the body length of its answer.
 fn probe_synack_body(config: &Config, link: &TestLink, bin: &Path) -> Result<usize> {
     let addr = server_addr(link, PORTS.synack_http);
-    let server = procs::start_synack(
-        &link.server.netns,
-        config.server_cpu,
-        bin,
-        &link.server.ifname,
-        addr,
-        "http",
-    )?;
+    let server = procs::start_synack(&link.server.netns, config.server_cpu, bin, &link.server.ifname, addr, "http")?;
     let response = procs::http_get(&link.client.netns, addr);
     server.stop();
     parse::http_body_len(&response?).context("synack's answer is not an HTTP response")
@@ -641,12 +549,7 @@ fn run_case_once(
     Ok((metrics, raw))
 }
 
-fn run_load(
-    config: &Config,
-    link: &TestLink,
-    case: &str,
-    addr: SocketAddr,
-) -> Result<(Metrics, Value)> {
+fn run_load(config: &Config, link: &TestLink, case: &str, addr: SocketAddr) -> Result<(Metrics, Value)> {
     let client = &link.client.netns;
     let cpu = config.client_cpu;
     let url = format!("http://{addr}/");
@@ -661,8 +564,7 @@ fn run_load(
                 command.args(["-c32", "--latency"]);
             }
             command.arg(&url);
-            let output = Running::spawn("wrk", &mut command)?
-                .wait(config.wrk_duration + Duration::from_secs(30))?;
+            let output = Running::spawn("wrk", &mut command)?.wait(config.wrk_duration + Duration::from_secs(30))?;
             let report = parse::parse_wrk(&output)?;
             let mut warnings = Vec::new();
             if report.non_2xx_3xx > 0 {
@@ -679,19 +581,12 @@ fn run_load(
                 metrics.push(("connections_per_s", report.requests_per_s));
             } else {
                 metrics.push(("requests_per_s", report.requests_per_s));
-                let p50 = report
-                    .latency_percentile_us(50.0)
-                    .context("wrk printed no p50")?;
-                let p99 = report
-                    .latency_percentile_us(99.0)
-                    .context("wrk printed no p99")?;
+                let p50 = report.latency_percentile_us(50.0).context("wrk printed no p50")?;
+                let p99 = report.latency_percentile_us(99.0).context("wrk printed no p99")?;
                 metrics.push(("latency_p50_us", p50));
                 metrics.push(("latency_p99_us", p99));
             }
-            Ok((
-                metrics,
-                json!({ "wrk": report, "warnings": warnings, "output": output }),
-            ))
+            Ok((metrics, json!({ "wrk": report, "warnings": warnings, "output": output })))
         }
         "ping_pong" => {
             let duration = config.sockperf_duration.as_secs().max(1).to_string();
@@ -711,20 +606,10 @@ fn run_load(
             let output = Running::spawn("sockperf ping-pong", &mut command)?
                 .wait(config.sockperf_duration + Duration::from_secs(30))?;
             let report = parse::parse_sockperf(&output, false)?;
-            let p = |q: f64| {
-                report
-                    .percentile_us(q)
-                    .with_context(|| format!("sockperf printed no p{q}"))
-            };
-            let metrics = vec![
-                ("half_rtt_p50_us", p(50.0)?),
-                ("half_rtt_p99_us", p(99.0)?),
-                ("half_rtt_p999_us", p(99.9)?),
-            ];
-            Ok((
-                metrics,
-                json!({ "sockperf": report, "output": parse::strip_ansi(&output) }),
-            ))
+            let p = |q: f64| report.percentile_us(q).with_context(|| format!("sockperf printed no p{q}"));
+            let metrics =
+                vec![("half_rtt_p50_us", p(50.0)?), ("half_rtt_p99_us", p(99.0)?), ("half_rtt_p999_us", p(99.9)?)];
+            Ok((metrics, json!({ "sockperf": report, "output": parse::strip_ansi(&output) })))
         }
         other => bail!("unknown case {other}"),
     }

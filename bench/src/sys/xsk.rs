@@ -95,33 +95,19 @@ pub fn measure_ceiling(
         let (receiver_done, blaster_done) = (&receiver_done, &blaster_done);
         let rx = scope.spawn(move || {
             let _done = SetOnDrop(receiver_done);
-            link.server.netns.run(Some(server_cpu), || {
-                receive(
-                    &link.server.ifname,
-                    ready_tx,
-                    blaster_done,
-                    warmup,
-                    window,
-                    limit,
-                )
-            })
+            link.server
+                .netns
+                .run(Some(server_cpu), || receive(&link.server.ifname, ready_tx, blaster_done, warmup, window, limit))
         });
         let tx = scope.spawn(move || {
             let _done = SetOnDrop(blaster_done);
             // The receiver must be bound (and its XDP program attached) before the first frame.
-            ready_rx
-                .recv_timeout(Duration::from_secs(20))
-                .map_err(|_| anyhow!("the AF_XDP receiver did not start"))?;
-            link.client
-                .netns
-                .run(Some(client_cpu), || blast(link, receiver_done, limit))
+            ready_rx.recv_timeout(Duration::from_secs(20)).map_err(|_| anyhow!("the AF_XDP receiver did not start"))?;
+            link.client.netns.run(Some(client_cpu), || blast(link, receiver_done, limit))
         });
         (join(rx.join()), join(tx.join()))
     });
-    let (rx, tx) = (
-        rx.context("AF_XDP receiver")?,
-        tx.context("AF_XDP blaster")?,
-    );
+    let (rx, tx) = (rx.context("AF_XDP receiver")?, tx.context("AF_XDP blaster")?);
     Ok(CeilingRun {
         rx_pps: rx.frames as f64 / rx.window_s.max(1e-9),
         rx_frames_window: rx.frames,
@@ -200,9 +186,8 @@ fn receive(
         }
     }
     cleanup::check_interrupted()?;
-    let (frames, window_s) = result.ok_or_else(|| {
-        anyhow!("the blaster stopped before the window ended ({matched} ceiling frames received)")
-    })?;
+    let (frames, window_s) = result
+        .ok_or_else(|| anyhow!("the blaster stopped before the window ended ({matched} ceiling frames received)"))?;
     let stats = socket.xdp_statistics().context("XDP_STATISTICS")?;
     Ok(RxResult {
         frames,
@@ -218,13 +203,7 @@ fn blast(link: &TestLink, receiver_done: &AtomicBool, limit: Duration) -> Result
     let mut config = XskConfig::new(&link.client.ifname, 0);
     config.poll_mode = PollMode::Busy;
     let mut socket = XskSocket::new(config).context("cannot bind the AF_XDP blaster")?;
-    let template = frame::udp_frame(
-        link.server.mac,
-        link.client.mac,
-        link.client.ip,
-        link.server.ip,
-        0,
-    );
+    let template = frame::udp_frame(link.server.mac, link.client.mac, link.client.ip, link.server.ip, 0);
     let mut sent = 0u64;
     let start = Instant::now();
     while !receiver_done.load(Ordering::Acquire) && start.elapsed() < limit {

@@ -292,6 +292,11 @@ impl Interface {
         let moved = if from == to {
             let slot = self.table.get_mut(from).ok_or(SendError::InvalidState)?;
             let room = slot.conn.send_capacity().min(max).min(self.scratch.len());
+            let readable = slot.conn.recv_queue_len();
+            if room < readable.min(max) {
+                // More to move than fits: resume on Writable.
+                slot.conn.notify_when_writable();
+            }
             if room == 0 {
                 return Err(SendError::BufferFull);
             }
@@ -303,6 +308,9 @@ impl Interface {
         } else {
             let [src, dst] = self.table.get_pair_mut(from, to).ok_or(SendError::InvalidState)?;
             let room = dst.conn.send_capacity().min(max);
+            if room < src.conn.recv_queue_len().min(max) {
+                dst.conn.notify_when_writable();
+            }
             if room == 0 {
                 return Err(SendError::BufferFull);
             }

@@ -413,7 +413,7 @@ fn run(
             }
         }
         if moved || !to_a.is_empty() || !to_b.is_empty() || a.has_pending_output() || b.has_pending_output() {
-            now = now + Duration::from_micros(10);
+            now += Duration::from_micros(10);
             continue;
         }
         match [a.next_deadline(), b.next_deadline()].into_iter().flatten().min() {
@@ -464,7 +464,7 @@ fn server_closing_first_puts_time_wait_on_the_server_and_slots_are_reused() {
     impl App for CloseAfter {
         fn on_readable(&mut self, iface: &mut Interface, conn: ConnId) {
             self.1 += iface.splice(conn, conn, usize::MAX).unwrap_or(0);
-            if self.1 % self.0 == 0 {
+            if self.1.is_multiple_of(self.0) {
                 iface.close(conn);
             }
         }
@@ -541,7 +541,7 @@ fn an_unanswered_arp_aborts_the_connection() {
         let mut sink = VecSink::new();
         a.poll(now, &mut app, &mut sink);
         requests += sink.frames.len();
-        now = now + Duration::from_secs(1);
+        now += Duration::from_secs(1);
     }
     assert_eq!(requests, 3, "three ARP requests, a second apart");
     assert_eq!(app.0, Some(CloseReason::Aborted));

@@ -198,11 +198,7 @@ impl Runtime {
         })?;
         let available = info.rx_queues.unwrap_or(1);
         if config.queues > available {
-            return Err(RuntimeError::QueueOutOfRange {
-                ifname: config.ifname.clone(),
-                queue: available,
-                available,
-            });
+            return Err(RuntimeError::QueueOutOfRange { ifname: config.ifname.clone(), queue: available, available });
         }
         let mac = info
             .mac
@@ -264,9 +260,10 @@ impl Runtime {
             let neighbors: Option<NeighborLookup> = match address_mode {
                 // The kernel receives the ARP replies for a shared address; the XDP program
                 // notes them, and the worker reads them from its map.
-                AddressMode::Shared => steer.neighbor_reader().ok().map(|reader| {
-                    Box::new(move |addr| reader.lookup(addr).map(EthernetAddress)) as NeighborLookup
-                }),
+                AddressMode::Shared => steer
+                    .neighbor_reader()
+                    .ok()
+                    .map(|reader| Box::new(move |addr| reader.lookup(addr).map(EthernetAddress)) as NeighborLookup),
                 AddressMode::Dedicated => None,
             };
             let stats = Arc::new(Mutex::new(WorkerStats::default()));

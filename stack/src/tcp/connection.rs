@@ -371,6 +371,13 @@ impl Connection {
         Ok(n)
     }
 
+    /// Asks for [`Event::Writable`] when acknowledged data frees send-buffer space, as a
+    /// refused `send` does: for a caller that sized its write to the free space (a splice)
+    /// and still has more to write.
+    pub fn notify_when_writable(&mut self) {
+        self.send_blocked = true;
+    }
+
     /// Reads in-order data into `buf`.
     pub fn recv(&mut self, buf: &mut [u8]) -> Result<usize, RecvError> {
         if !self.rx.is_empty() {

@@ -127,7 +127,11 @@ impl Http {
                     None => {
                         iface.recv_consume(conn, total - start);
                         state.head_len = total;
-                        if total == REQUEST_MAX { None } else { Some(usize::MAX) }
+                        if total == REQUEST_MAX {
+                            None
+                        } else {
+                            Some(usize::MAX)
+                        }
                     }
                 }
             };

@@ -108,7 +108,13 @@ impl App for Client {
     }
 }
 
-pub fn run(config: RuntimeConfig, target: SocketAddrV4, bytes: u64, close_first_local: bool, timeout_s: u64) -> anyhow::Result<()> {
+pub fn run(
+    config: RuntimeConfig,
+    target: SocketAddrV4,
+    bytes: u64,
+    close_first_local: bool,
+    timeout_s: u64,
+) -> anyhow::Result<()> {
     if bytes == 0 {
         bail!("--bytes must be at least 1");
     }
