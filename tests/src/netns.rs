@@ -43,23 +43,13 @@ impl Host {
     }
 
     /// Runs a command in this namespace with a time limit (never panics; check the `Output`).
-    pub fn run<S: AsRef<std::ffi::OsStr>>(
-        &self,
-        program: &str,
-        args: &[S],
-        timeout: Duration,
-    ) -> Output {
+    pub fn run<S: AsRef<std::ffi::OsStr>>(&self, program: &str, args: &[S], timeout: Duration) -> Output {
         run(self.command(program, args), timeout)
     }
 
     /// Runs a command in this namespace and panics with its output unless it succeeds in time.
     #[track_caller]
-    pub fn run_ok<S: AsRef<std::ffi::OsStr>>(
-        &self,
-        program: &str,
-        args: &[S],
-        timeout: Duration,
-    ) -> Output {
+    pub fn run_ok<S: AsRef<std::ffi::OsStr>>(&self, program: &str, args: &[S], timeout: Duration) -> Output {
         run_ok(self.command(program, args), timeout)
     }
 
@@ -71,10 +61,7 @@ impl Host {
 
     /// `ip -d link show dev <iface>` in this namespace.
     pub fn link_details(&self) -> String {
-        let out = run_ok(
-            ip(&["-n", &self.ns, "-d", "link", "show", "dev", &self.iface]),
-            SETUP_TIMEOUT,
-        );
+        let out = run_ok(ip(&["-n", &self.ns, "-d", "link", "show", "dev", &self.iface]), SETUP_TIMEOUT);
         out.stdout
     }
 
@@ -87,10 +74,7 @@ impl Host {
     /// Current TCP sockets of this namespace (`ss -tanH`), one per line.
     pub fn tcp_sockets(&self) -> Vec<String> {
         let out = self.run_ok("ss", &["-tanH"], SETUP_TIMEOUT);
-        out.stdout
-            .lines()
-            .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
-            .collect()
+        out.stdout.lines().map(|l| l.split_whitespace().collect::<Vec<_>>().join(" ")).collect()
     }
 }
 
@@ -106,12 +90,7 @@ pub fn parse_xdp_attachment(link_details: &str) -> Option<String> {
     let first = link_details.lines().next().unwrap_or("");
     first
         .split_whitespace()
-        .find(|w| {
-            matches!(
-                *w,
-                "xdp" | "xdpgeneric" | "xdpdrv" | "xdpoffload" | "xdpmulti"
-            )
-        })
+        .find(|w| matches!(*w, "xdp" | "xdpgeneric" | "xdpdrv" | "xdpoffload" | "xdpmulti"))
         .map(str::to_string)
 }
 
@@ -151,29 +130,10 @@ impl TestNetBuilder {
         // 198.18.N.0/24 with N from the counter: unique among this process's tests; other
         // processes' tests live in other namespaces, where the same subnet does not collide.
         let subnet = (n % 250 + 1) as u8;
-        let synack = Host {
-            ns: format!("{id}s"),
-            iface: format!("{id}s"),
-            ip: Ipv4Addr::new(198, 18, subnet, 1),
-        };
-        let peer = Host {
-            ns: format!("{id}p"),
-            iface: format!("{id}p"),
-            ip: Ipv4Addr::new(198, 18, subnet, 2),
-        };
-        assert!(
-            synack.ns.len() <= 15,
-            "interface name {} too long",
-            synack.ns
-        );
-        let net = TestNet {
-            label: self.label.clone(),
-            id,
-            subnet,
-            synack,
-            peer,
-            queues: self.queues,
-        };
+        let synack = Host { ns: format!("{id}s"), iface: format!("{id}s"), ip: Ipv4Addr::new(198, 18, subnet, 1) };
+        let peer = Host { ns: format!("{id}p"), iface: format!("{id}p"), ip: Ipv4Addr::new(198, 18, subnet, 2) };
+        assert!(synack.ns.len() <= 15, "interface name {} too long", synack.ns);
+        let net = TestNet { label: self.label.clone(), id, subnet, synack, peer, queues: self.queues };
         net.setup(&self);
         println!(
             "[{}] net {}: {} {} <-> {} {} (queues {})",
@@ -202,11 +162,7 @@ pub struct TestNet {
 impl TestNet {
     /// A builder; `label` names the test in messages.
     pub fn builder(label: &str) -> TestNetBuilder {
-        TestNetBuilder {
-            label: label.to_string(),
-            queues: 1,
-            peer_tx_checksum_offload: false,
-        }
+        TestNetBuilder { label: label.to_string(), queues: 1, peer_tx_checksum_offload: false }
     }
 
     /// The default topology (1 queue, peer TX checksum offload off).
@@ -229,25 +185,14 @@ impl TestNet {
     /// dedicated address).
     pub fn add_kernel_address(&self, addr: Ipv4Addr) {
         run_ok(
-            ip(&[
-                "-n",
-                &self.synack.ns,
-                "address",
-                "add",
-                &format!("{addr}/24"),
-                "dev",
-                &self.synack.iface,
-            ]),
+            ip(&["-n", &self.synack.ns, "address", "add", &format!("{addr}/24"), "dev", &self.synack.iface]),
             SETUP_TIMEOUT,
         );
     }
 
     /// Whether `addr` is assigned to any kernel interface of the synack namespace.
     pub fn kernel_has_address(&self, addr: Ipv4Addr) -> bool {
-        let out = run_ok(
-            ip(&["-n", &self.synack.ns, "-o", "address", "show"]),
-            SETUP_TIMEOUT,
-        );
+        let out = run_ok(ip(&["-n", &self.synack.ns, "-o", "address", "show"]), SETUP_TIMEOUT);
         let needle = format!("inet {addr}/");
         out.stdout.contains(&needle)
     }
@@ -281,24 +226,8 @@ impl TestNet {
                 "numrxqueues",
                 &q,
             ],
-            vec![
-                "-n",
-                &s.ns,
-                "address",
-                "add",
-                &format!("{}/24", s.ip),
-                "dev",
-                &s.iface,
-            ],
-            vec![
-                "-n",
-                &p.ns,
-                "address",
-                "add",
-                &format!("{}/24", p.ip),
-                "dev",
-                &p.iface,
-            ],
+            vec!["-n", &s.ns, "address", "add", &format!("{}/24", s.ip), "dev", &s.iface],
+            vec!["-n", &p.ns, "address", "add", &format!("{}/24", p.ip), "dev", &p.iface],
             vec!["-n", &s.ns, "link", "set", "dev", "lo", "up"],
             vec!["-n", &p.ns, "link", "set", "dev", "lo", "up"],
             vec!["-n", &s.ns, "link", "set", "dev", &s.iface, "up"],
@@ -319,11 +248,7 @@ impl TestNet {
             let out = p.run("ethtool", &["-K", &p.iface, "tx", "off"], SETUP_TIMEOUT);
             if !out.success() {
                 self.teardown();
-                panic!(
-                    "[{}] turning off TX checksum offload failed: {}",
-                    self.label,
-                    out.describe()
-                );
+                panic!("[{}] turning off TX checksum offload failed: {}", self.label, out.describe());
             }
         }
         // Wait (bounded) until both ends report carrier, so the first packet is not lost.
@@ -358,18 +283,14 @@ impl TestNet {
         );
         let path = std::env::temp_dir().join(format!("{}-loss.nft", self.id));
         std::fs::write(&path, rules).expect("write nft rules");
-        let out = self
-            .peer
-            .run("nft", &["-f", path.to_str().unwrap()], SETUP_TIMEOUT);
+        let out = self.peer.run("nft", &["-f", path.to_str().unwrap()], SETUP_TIMEOUT);
         let _ = std::fs::remove_file(&path);
         out.assert_success();
     }
 
     /// Packets dropped so far by `peer_random_loss`: (input, output).
     pub fn peer_loss_counters(&self) -> (u64, u64) {
-        let out = self
-            .peer
-            .run_ok("nft", &["list", "table", "inet", "e2e_loss"], SETUP_TIMEOUT);
+        let out = self.peer.run_ok("nft", &["list", "table", "inet", "e2e_loss"], SETUP_TIMEOUT);
         let mut counts = Vec::new();
         for line in out.stdout.lines() {
             if let Some(pos) = line.find("packets ") {
@@ -411,10 +332,7 @@ pub fn delete_namespace(ns: &str) {
 
 fn namespace_pids(ns: &str) -> Vec<i32> {
     let out = run(ip(&["netns", "pids", ns]), SETUP_TIMEOUT);
-    out.stdout
-        .split_whitespace()
-        .filter_map(|p| p.parse().ok())
-        .collect()
+    out.stdout.split_whitespace().filter_map(|p| p.parse().ok()).collect()
 }
 
 /// Namespaces named by this harness (`e2e<pid>n<k>s|p`) whose creating process is gone.

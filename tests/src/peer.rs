@@ -45,20 +45,8 @@ pub fn spawn(host: &Host, sub: &str, args: &[String]) -> Proc {
 
 /// Starts a kernel server (`echo`, `http` or `discard`) on `ip:port` in `host`; an http
 /// server with `fixed_body` answers that body to every request. Call `wait_for_line("ready")`.
-pub fn spawn_server(
-    host: &Host,
-    kind: &str,
-    ip: Ipv4Addr,
-    port: u16,
-    fixed_body: Option<&str>,
-) -> Proc {
-    let mut args = vec![
-        kind.to_string(),
-        "--ip".into(),
-        ip.to_string(),
-        "--port".into(),
-        port.to_string(),
-    ];
+pub fn spawn_server(host: &Host, kind: &str, ip: Ipv4Addr, port: u16, fixed_body: Option<&str>) -> Proc {
+    let mut args = vec![kind.to_string(), "--ip".into(), ip.to_string(), "--port".into(), port.to_string()];
     if let Some(body) = fixed_body {
         args.push("--fixed-body".into());
         args.push(body.to_string());
@@ -68,17 +56,9 @@ pub fn spawn_server(
 
 /// SHA-256 (hex) of the first `len` bytes of the pattern (byte i = i % 251).
 pub fn pattern_sha256(len: u64) -> String {
-    let out = std::process::Command::new(python())
-        .arg(script())
-        .arg("pattern-sha256")
-        .arg(len.to_string())
-        .output();
+    let out = std::process::Command::new(python()).arg(script()).arg("pattern-sha256").arg(len.to_string()).output();
     let out = out.expect("run peer.py pattern-sha256");
-    assert!(
-        out.status.success(),
-        "pattern-sha256 failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "pattern-sha256 failed: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
@@ -94,16 +74,9 @@ impl Report {
     /// there is none.
     #[track_caller]
     pub fn from_output(out: &Output) -> Report {
-        let line = out
-            .stdout
-            .lines()
-            .rev()
-            .find(|l| l.trim_start().starts_with('{'));
+        let line = out.stdout.lines().rev().find(|l| l.trim_start().starts_with('{'));
         match line.and_then(parse_flat_json) {
-            Some(fields) => Report {
-                fields,
-                raw: line.unwrap().to_string(),
-            },
+            Some(fields) => Report { fields, raw: line.unwrap().to_string() },
             None => panic!("no JSON report from the peer: {}", out.describe()),
         }
     }
@@ -115,22 +88,19 @@ impl Report {
 
     #[track_caller]
     pub fn str(&self, key: &str) -> &str {
-        self.get(key)
-            .unwrap_or_else(|| panic!("report lacks `{key}`: {}", self.raw))
+        self.get(key).unwrap_or_else(|| panic!("report lacks `{key}`: {}", self.raw))
     }
 
     #[track_caller]
     pub fn u64(&self, key: &str) -> u64 {
         let v = self.str(key);
-        v.parse()
-            .unwrap_or_else(|_| panic!("`{key}` is not an integer in {}", self.raw))
+        v.parse().unwrap_or_else(|_| panic!("`{key}` is not an integer in {}", self.raw))
     }
 
     #[track_caller]
     pub fn f64(&self, key: &str) -> f64 {
         let v = self.str(key);
-        v.parse()
-            .unwrap_or_else(|_| panic!("`{key}` is not a number in {}", self.raw))
+        v.parse().unwrap_or_else(|_| panic!("`{key}` is not a number in {}", self.raw))
     }
 
     #[track_caller]
@@ -174,12 +144,7 @@ pub fn parse_flat_json(line: &str) -> Option<BTreeMap<String, String>> {
                     'r' => s.push('\r'),
                     'u' => {
                         let hex: String = (0..4).filter_map(|_| c.next()).collect();
-                        s.push(
-                            u32::from_str_radix(&hex, 16)
-                                .ok()
-                                .and_then(char::from_u32)
-                                .unwrap_or('?'),
-                        );
+                        s.push(u32::from_str_radix(&hex, 16).ok().and_then(char::from_u32).unwrap_or('?'));
                     }
                     other => s.push(other),
                 },
@@ -226,8 +191,7 @@ mod tests {
 
     #[test]
     fn flat_json() {
-        let m =
-            parse_flat_json(r#"{"a": 1, "b": "x\"y", "c": null, "d": true, "e": 0.5}"#).unwrap();
+        let m = parse_flat_json(r#"{"a": 1, "b": "x\"y", "c": null, "d": true, "e": 0.5}"#).unwrap();
         assert_eq!(m["a"], "1");
         assert_eq!(m["b"], "x\"y");
         assert_eq!(m["c"], "null");

@@ -115,12 +115,8 @@ impl Proc {
     #[track_caller]
     pub fn spawn(mut cmd: Command) -> Proc {
         let label = command_line(&cmd);
-        cmd.stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start `{label}`: {e}"));
+        cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start `{label}`: {e}"));
         let stdout = Arc::new(Mutex::new(String::new()));
         let stderr = Arc::new(Mutex::new(String::new()));
         let (tx, lines) = mpsc::channel();
@@ -189,10 +185,7 @@ impl Proc {
                 Err(RecvTimeoutError::Disconnected) => {
                     // Stdout closed: the child is exiting; give it a moment to be reaped.
                     let _ = self.wait_exit(Duration::from_millis(500));
-                    return Err(format!(
-                        "exited before printing `{needle}`: {}",
-                        self.snapshot().describe()
-                    ));
+                    return Err(format!("exited before printing `{needle}`: {}", self.snapshot().describe()));
                 }
             }
         }

@@ -50,10 +50,7 @@ fn wait_sockets_gone(host: &Host, remote: &str, allowed: &[&str], within: Durati
 }
 
 fn time_wait_towards(host: &Host, remote: &str) -> Vec<String> {
-    host.tcp_sockets()
-        .into_iter()
-        .filter(|l| l.starts_with("TIME-WAIT") && l.contains(remote))
-        .collect()
+    host.tcp_sockets().into_iter().filter(|l| l.starts_with("TIME-WAIT") && l.contains(remote)).collect()
 }
 
 // ------------------------------------------------------------------------------------------
@@ -64,18 +61,12 @@ fn time_wait_towards(host: &Host, remote: &str) -> Vec<String> {
 /// new connection per fetch.
 pub fn curl_connection_close(backend: &Backend, count: usize) {
     let net = TestNet::new("curl-close");
-    let server = Server::start(
-        backend,
-        &net,
-        &ServeConfig::new(App::Http, Addressing::Shared, HTTP_PORT),
-    );
+    let server = Server::start(backend, &net, &ServeConfig::new(App::Http, Addressing::Shared, HTTP_PORT));
     let ip = net.shared_ip();
     let sizes: Vec<usize> = (0..count).map(|i| (i * 37) % 3001).collect();
     let mut config = String::new();
     for n in &sizes {
-        config.push_str(&format!(
-            "url = \"http://{ip}:{HTTP_PORT}/{n}\"\noutput = \"/dev/null\"\n"
-        ));
+        config.push_str(&format!("url = \"http://{ip}:{HTTP_PORT}/{n}\"\noutput = \"/dev/null\"\n"));
     }
     let config_path = std::env::temp_dir().join(format!("{}-curl.cfg", net.id));
     std::fs::write(&config_path, config).unwrap();
@@ -103,19 +94,11 @@ pub fn curl_connection_close(backend: &Backend, count: usize) {
     let elapsed = start.elapsed();
     let _ = std::fs::remove_file(&config_path);
     let lines: Vec<&str> = out.stdout.lines().collect();
-    assert_eq!(
-        lines.len(),
-        count,
-        "curl printed {} result lines for {count} URLs: {}",
-        lines.len(),
-        out.describe()
-    );
+    assert_eq!(lines.len(), count, "curl printed {} result lines for {count} URLs: {}", lines.len(), out.describe());
     let mut bad = Vec::new();
     for (i, (line, n)) in lines.iter().zip(&sizes).enumerate() {
         if *line != format!("200 {n} 1") {
-            bad.push(format!(
-                "#{i} GET /{n}: `{line}` (want `200 {n} 1`: code, body bytes, new connections)"
-            ));
+            bad.push(format!("#{i} GET /{n}: `{line}` (want `200 {n} 1`: code, body bytes, new connections)"));
         }
     }
     assert!(
@@ -143,24 +126,10 @@ pub fn curl_connection_close(backend: &Backend, count: usize) {
 /// equal, a FIN (not a reset) at the end, and the client's socket in TIME-WAIT (it closed
 /// first). With `loss_percent` > 0, nftables in the peer namespace drops that share of
 /// packets in each direction, and the transfer must finish within `limit`.
-pub fn echo_bulk(
-    backend: &Backend,
-    bytes: u64,
-    addressing: Addressing,
-    loss_percent: u32,
-    limit: Duration,
-) {
-    let label = if loss_percent > 0 {
-        "echo-loss"
-    } else {
-        "echo-bulk"
-    };
+pub fn echo_bulk(backend: &Backend, bytes: u64, addressing: Addressing, loss_percent: u32, limit: Duration) {
+    let label = if loss_percent > 0 { "echo-loss" } else { "echo-bulk" };
     let net = TestNet::new(label);
-    let server = Server::start(
-        backend,
-        &net,
-        &ServeConfig::new(App::Echo, addressing, ECHO_PORT),
-    );
+    let server = Server::start(backend, &net, &ServeConfig::new(App::Echo, addressing, ECHO_PORT));
     if loss_percent > 0 {
         net.peer_random_loss(loss_percent);
     }
@@ -181,36 +150,13 @@ pub fn echo_bulk(
         limit + Duration::from_secs(15),
     );
     let r = Report::from_output(&out);
-    assert_eq!(
-        r.opt("error"),
-        None,
-        "echo client error: {}\n{}",
-        r.raw,
-        out.describe()
-    );
+    assert_eq!(r.opt("error"), None, "echo client error: {}\n{}", r.raw, out.describe());
     assert_eq!(r.u64("sent"), bytes, "{}", r.raw);
-    assert_eq!(
-        r.u64("received"),
-        bytes,
-        "echoed byte count wrong: {}",
-        r.raw
-    );
-    assert_eq!(
-        r.str("sha256"),
-        r.str("expected_sha256"),
-        "echoed bytes differ: {}",
-        r.raw
-    );
-    assert!(
-        r.bool("eof"),
-        "no FIN from the server after the echo: {}",
-        r.raw
-    );
+    assert_eq!(r.u64("received"), bytes, "echoed byte count wrong: {}", r.raw);
+    assert_eq!(r.str("sha256"), r.str("expected_sha256"), "echoed bytes differ: {}", r.raw);
+    assert!(r.bool("eof"), "no FIN from the server after the echo: {}", r.raw);
     let seconds = r.f64("seconds");
-    assert!(
-        seconds <= limit.as_secs_f64(),
-        "took {seconds} s, limit {limit:?}"
-    );
+    assert!(seconds <= limit.as_secs_f64(), "took {seconds} s, limit {limit:?}");
     let remote = format!("{ip}:{ECHO_PORT}");
     let tw = time_wait_towards(&net.peer, &remote);
     assert_eq!(
@@ -220,16 +166,14 @@ pub fn echo_bulk(
         net.peer.tcp_sockets()
     );
     let mbit = bytes as f64 * 8.0 / seconds / 1e6;
-    print!("echo: {bytes} bytes there and back in {seconds:.2} s ({mbit:.0} Mbit/s each way) against {}", backend.name());
+    print!(
+        "echo: {bytes} bytes there and back in {seconds:.2} s ({mbit:.0} Mbit/s each way) against {}",
+        backend.name()
+    );
     if loss_percent > 0 {
         let (input, output) = net.peer_loss_counters();
-        println!(
-            ", {loss_percent}% loss: peer dropped {input} incoming and {output} outgoing packets"
-        );
-        assert!(
-            input > 0 && output > 0,
-            "the loss rules dropped nothing: in {input}, out {output}"
-        );
+        println!(", {loss_percent}% loss: peer dropped {input} incoming and {output} outgoing packets");
+        assert!(input > 0 && output > 0, "the loss rules dropped nothing: in {input}, out {output}");
     } else {
         println!();
     }
@@ -244,11 +188,7 @@ pub fn echo_bulk(
 /// are unspecified, so its sha256 is printed only.
 pub fn http_bulk_server_closes_first(backend: &Backend, bytes: u64) {
     let net = TestNet::new("http-bulk");
-    let server = Server::start(
-        backend,
-        &net,
-        &ServeConfig::new(App::Http, Addressing::Shared, HTTP_PORT),
-    );
+    let server = Server::start(backend, &net, &ServeConfig::new(App::Http, Addressing::Shared, HTTP_PORT));
     let ip = net.shared_ip();
     let out = peer::run(
         &net.peer,
@@ -266,13 +206,7 @@ pub fn http_bulk_server_closes_first(backend: &Backend, bytes: u64) {
         Duration::from_secs(75),
     );
     let r = Report::from_output(&out);
-    assert_eq!(
-        r.opt("error"),
-        None,
-        "http client error: {}\n{}",
-        r.raw,
-        out.describe()
-    );
+    assert_eq!(r.opt("error"), None, "http client error: {}\n{}", r.raw, out.describe());
     assert_eq!(r.u64("status"), 200, "{}", r.raw);
     assert_eq!(r.u64("content_length"), bytes, "{}", r.raw);
     assert_eq!(r.u64("body_len"), bytes, "{}", r.raw);
@@ -282,10 +216,7 @@ pub fn http_bulk_server_closes_first(backend: &Backend, bytes: u64) {
     }
     let remote = format!("{ip}:{HTTP_PORT}");
     let left = wait_sockets_gone(&net.peer, &remote, &[], Duration::from_secs(3));
-    assert!(
-        left.is_empty(),
-        "client socket not closed 3 s after the exchange (FIN not acknowledged?): {left:?}"
-    );
+    assert!(left.is_empty(), "client socket not closed 3 s after the exchange (FIN not acknowledged?): {left:?}");
     let seconds = r.f64("seconds");
     println!(
         "http: GET /{bytes}, server closing first, in {seconds:.2} s ({:.0} Mbit/s), body sha256 {} against {}",
@@ -321,12 +252,7 @@ impl CloseFirst {
 /// server's socket is gone within 3 s (no LAST-ACK, no TIME-WAIT on the passive closer);
 /// `remote`: the client had not closed when the server closed, and the server's socket is in
 /// TIME-WAIT. synack's client port must come from its range (61000-65535).
-pub fn client_exchange(
-    backend: &Backend,
-    bytes: u64,
-    close_first: CloseFirst,
-    addressing: Addressing,
-) {
+pub fn client_exchange(backend: &Backend, bytes: u64, close_first: CloseFirst, addressing: Addressing) {
     let net = TestNet::new("client");
     let local_ip = addr(&net, addressing);
     if backend.is_kernel() && addressing == Addressing::Dedicated {
@@ -349,9 +275,7 @@ pub fn client_exchange(
             "30".into(),
         ],
     );
-    server
-        .wait_for_line("ready", Duration::from_secs(10))
-        .unwrap_or_else(|e| panic!("{e}"));
+    server.wait_for_line("ready", Duration::from_secs(10)).unwrap_or_else(|e| panic!("{e}"));
     let target = format!("{}:{port}", net.peer.ip);
     let start = Instant::now();
     let out = match backend {
@@ -359,18 +283,8 @@ pub fn client_exchange(
             let mut args = vec!["connect", "--iface", &net.synack.iface];
             let ip = local_ip.to_string();
             let b = bytes.to_string();
-            args.extend([
-                "--ip",
-                &ip,
-                "--target",
-                &target,
-                "--bytes",
-                &b,
-                "--close-first",
-                close_first.as_str(),
-            ]);
-            net.synack
-                .run(bin.to_str().unwrap(), &args, Duration::from_secs(40))
+            args.extend(["--ip", &ip, "--target", &target, "--bytes", &b, "--close-first", close_first.as_str()]);
+            net.synack.run(bin.to_str().unwrap(), &args, Duration::from_secs(40))
         }
         Backend::Kernel => peer::run(
             &net.synack,
@@ -391,80 +305,40 @@ pub fn client_exchange(
     let elapsed = start.elapsed();
     let expected_sha = peer::pattern_sha256(bytes);
     // After a failed client, the server has nothing more to wait for: do not wait long.
-    let server_wait = if out.success() {
-        Duration::from_secs(15)
-    } else {
-        Duration::from_secs(2)
-    };
+    let server_wait = if out.success() { Duration::from_secs(15) } else { Duration::from_secs(2) };
     let server_out = server.wait_output(server_wait);
     let r = Report::from_output(&server_out);
-    let context = format!(
-        "client: {}\nserver: {}",
-        out.describe(),
-        server_out.describe()
-    );
+    let context = format!("client: {}\nserver: {}", out.describe(), server_out.describe());
     assert!(out.success(), "the client failed: {context}");
     let want = format!("received {bytes} bytes sha256 {expected_sha}");
+    assert!(out.stdout.lines().any(|l| l.contains(&want)), "client did not print `{want}`: {context}");
     assert!(
-        out.stdout.lines().any(|l| l.contains(&want)),
-        "client did not print `{want}`: {context}"
-    );
-    assert!(
-        out.stdout
-            .lines()
-            .any(|l| l.trim() == "closed" || l.contains("closed")),
+        out.stdout.lines().any(|l| l.trim() == "closed" || l.contains("closed")),
         "client did not print `closed`: {context}"
     );
     assert_eq!(r.opt("error"), None, "server error: {context}");
     assert_eq!(r.u64("received"), bytes, "{context}");
-    assert_eq!(
-        r.str("sha256"),
-        expected_sha,
-        "server received other bytes: {context}"
-    );
-    assert!(
-        r.bool("eof"),
-        "the server saw no FIN from the client: {context}"
-    );
+    assert_eq!(r.str("sha256"), expected_sha, "server received other bytes: {context}");
+    assert!(r.bool("eof"), "the server saw no FIN from the client: {context}");
     assert_eq!(r.u64("bytes_after_own_fin"), 0, "{context}");
     let client_fin_first = r.bool("client_fin_first");
     let client_addr = r.str("client").to_string();
     match close_first {
         CloseFirst::Local => {
-            assert!(
-                client_fin_first,
-                "the client (local) should have closed first: {context}"
-            );
+            assert!(client_fin_first, "the client (local) should have closed first: {context}");
             let left = wait_sockets_gone(&net.peer, &client_addr, &[], Duration::from_secs(3));
-            assert!(
-                left.is_empty(),
-                "server socket still there 3 s after the close (FIN not acknowledged?): {left:?}"
-            );
+            assert!(left.is_empty(), "server socket still there 3 s after the close (FIN not acknowledged?): {left:?}");
         }
         CloseFirst::Remote => {
-            assert!(
-                !client_fin_first,
-                "the client sent its FIN before the server's: {context}"
-            );
+            assert!(!client_fin_first, "the client sent its FIN before the server's: {context}");
             let tw = time_wait_towards(&net.peer, &client_addr);
-            assert_eq!(
-                tw.len(),
-                1,
-                "the server closed first, so it must hold TIME-WAIT: {:?}",
-                net.peer.tcp_sockets()
-            );
+            assert_eq!(tw.len(), 1, "the server closed first, so it must hold TIME-WAIT: {:?}", net.peer.tcp_sockets());
         }
     }
     if let Backend::Synack(_) = backend {
         let port: u32 = client_addr.rsplit(':').next().unwrap().parse().unwrap();
-        assert!(
-            (61000..=65535).contains(&port),
-            "synack's client port {port} is outside 61000-65535"
-        );
-        assert!(
-            net.synack.xdp_attachment().is_none(),
-            "XDP program still attached after synack connect exited"
-        );
+        assert!((61000..=65535).contains(&port), "synack's client port {port} is outside 61000-65535");
+        assert!(net.synack.xdp_attachment().is_none(), "XDP program still attached after synack connect exited");
     }
     println!(
         "client: {bytes} bytes exchanged and closed ({}) from {client_addr} in {:.2} s against {}",
@@ -482,53 +356,26 @@ pub fn client_exchange(
 /// address is reachable and the reset is synack's: the kernel does not have the address).
 pub fn rst_on_dedicated_address(backend: &Backend) {
     let net = TestNet::new("rst");
-    let server = Server::start(
-        backend,
-        &net,
-        &ServeConfig::new(App::Echo, Addressing::Dedicated, ECHO_PORT),
-    );
+    let server = Server::start(backend, &net, &ServeConfig::new(App::Echo, Addressing::Dedicated, ECHO_PORT));
     let ip = net.dedicated_ip();
     let probe = |port: u16| {
         let out = peer::run(
             &net.peer,
             "connect-probe",
-            &[
-                "--ip".into(),
-                ip.to_string(),
-                "--port".into(),
-                port.to_string(),
-                "--timeout".into(),
-                "3".into(),
-            ],
+            &["--ip".into(), ip.to_string(), "--port".into(), port.to_string(), "--timeout".into(), "3".into()],
             Duration::from_secs(10),
         );
         Report::from_output(&out)
     };
     let open = probe(ECHO_PORT);
-    assert_eq!(
-        open.str("outcome"),
-        "connected",
-        "control: the listening port must accept: {}",
-        open.raw
-    );
+    assert_eq!(open.str("outcome"), "connected", "control: the listening port must accept: {}", open.raw);
     for port in [ECHO_PORT + 1, 443, 65000] {
         let closed = probe(port);
-        assert_eq!(
-            closed.str("outcome"),
-            "refused",
-            "SYN to {ip}:{port} (no listener) not reset: {}",
-            closed.raw
-        );
-        println!(
-            "rst: connect to {ip}:{port} refused after {} s",
-            closed.str("seconds")
-        );
+        assert_eq!(closed.str("outcome"), "refused", "SYN to {ip}:{port} (no listener) not reset: {}", closed.raw);
+        println!("rst: connect to {ip}:{port} refused after {} s", closed.str("seconds"));
     }
     if !backend.is_kernel() {
-        assert!(
-            !net.kernel_has_address(ip),
-            "the kernel must not have the dedicated address {ip}"
-        );
+        assert!(!net.kernel_has_address(ip), "the kernel must not have the dedicated address {ip}");
     }
     finish(server, &net);
 }
@@ -547,16 +394,8 @@ pub const KERNEL_LISTENER_BODY: &str = "kernel-listener";
 pub fn kill9_detaches(backend: &Backend) {
     let net = TestNet::new("kill9");
     let ip = net.shared_ip();
-    let mut listener = peer::spawn_server(
-        &net.synack,
-        "http",
-        ip,
-        HTTP_PORT,
-        Some(KERNEL_LISTENER_BODY),
-    );
-    listener
-        .wait_for_line("ready", Duration::from_secs(10))
-        .unwrap_or_else(|e| panic!("kernel listener: {e}"));
+    let mut listener = peer::spawn_server(&net.synack, "http", ip, HTTP_PORT, Some(KERNEL_LISTENER_BODY));
+    listener.wait_for_line("ready", Duration::from_secs(10)).unwrap_or_else(|e| panic!("kernel listener: {e}"));
     let get = |path: &str| {
         let out = peer::run(
             &net.peer,
@@ -577,40 +416,20 @@ pub fn kill9_detaches(backend: &Backend) {
     };
     let mut server = match backend {
         Backend::Synack(_) => {
-            let server = Server::start(
-                backend,
-                &net,
-                &ServeConfig::new(App::Http, Addressing::Shared, HTTP_PORT),
-            );
+            let server = Server::start(backend, &net, &ServeConfig::new(App::Http, Addressing::Shared, HTTP_PORT));
             let xdp = net.synack.xdp_attachment();
-            assert!(
-                xdp.is_some(),
-                "no XDP program attached while synack serves:\n{}",
-                net.synack.link_details()
-            );
+            assert!(xdp.is_some(), "no XDP program attached while synack serves:\n{}", net.synack.link_details());
             println!("kill9: attached while serving: {}", xdp.unwrap());
             let r = get("/7");
             assert_eq!(r.opt("error"), None, "{}", r.raw);
-            assert_eq!(
-                r.u64("body_len"),
-                7,
-                "synack must answer GET /7 (not the kernel listener): {}",
-                r.raw
-            );
+            assert_eq!(r.u64("body_len"), 7, "synack must answer GET /7 (not the kernel listener): {}", r.raw);
             server.proc
         }
         Backend::Kernel => {
             let r = get("/7");
-            assert_eq!(
-                r.u64("body_len"),
-                KERNEL_LISTENER_BODY.len() as u64,
-                "{}",
-                r.raw
-            );
+            assert_eq!(r.u64("body_len"), KERNEL_LISTENER_BODY.len() as u64, "{}", r.raw);
             let mut dummy = net.synack.spawn("sh", &["-c", "echo ready; exec sleep 60"]);
-            dummy
-                .wait_for_line("ready", Duration::from_secs(5))
-                .unwrap();
+            dummy.wait_for_line("ready", Duration::from_secs(5)).unwrap();
             dummy
         }
     };
@@ -630,9 +449,7 @@ pub fn kill9_detaches(backend: &Backend) {
             "0.05".into(),
         ],
     );
-    poller
-        .wait_for_line("ready", Duration::from_secs(10))
-        .unwrap_or_else(|e| panic!("poller: {e}"));
+    poller.wait_for_line("ready", Duration::from_secs(10)).unwrap_or_else(|e| panic!("poller: {e}"));
 
     let killed_at = Instant::now();
     server.signal(libc::SIGKILL);
@@ -658,20 +475,10 @@ pub fn kill9_detaches(backend: &Backend) {
         answered_after.as_secs_f64() * 1e3,
         backend.name()
     );
-    assert_eq!(
-        report.get("answered").map(String::as_str),
-        Some("true"),
-        "kernel listener never answered: {answer}"
-    );
-    assert!(
-        detached_after <= Duration::from_secs(1),
-        "XDP detached only after {detached_after:?}"
-    );
+    assert_eq!(report.get("answered").map(String::as_str), Some("true"), "kernel listener never answered: {answer}");
+    assert!(detached_after <= Duration::from_secs(1), "XDP detached only after {detached_after:?}");
     let poller_seconds: f64 = report["seconds"].parse().unwrap();
-    assert!(
-        poller_seconds <= 1.0,
-        "the kernel answered only {poller_seconds} s after kill -9"
-    );
+    assert!(poller_seconds <= 1.0, "the kernel answered only {poller_seconds} s after kill -9");
 }
 
 // ------------------------------------------------------------------------------------------
@@ -716,16 +523,8 @@ pub fn parse_wrk(text: &str) -> Option<WrkSummary> {
 /// wrk, 16 connections, 2 threads, for `duration`, against `GET /100`, keep-alive or with
 /// `Connection: close`: at least `min_requests` done, no socket error, no non-2xx answer.
 pub fn wrk_http(backend: &Backend, connection_close: bool, duration: Duration, min_requests: u64) {
-    let net = TestNet::new(if connection_close {
-        "wrk-close"
-    } else {
-        "wrk-keepalive"
-    });
-    let server = Server::start(
-        backend,
-        &net,
-        &ServeConfig::new(App::Http, Addressing::Shared, HTTP_PORT),
-    );
+    let net = TestNet::new(if connection_close { "wrk-close" } else { "wrk-keepalive" });
+    let server = Server::start(backend, &net, &ServeConfig::new(App::Http, Addressing::Shared, HTTP_PORT));
     let url = format!("http://{}:{HTTP_PORT}/100", net.shared_ip());
     let secs = format!("{}s", duration.as_secs().max(1));
     let mut args = vec!["-t2", "-c16", "-d", &secs, "--timeout", "2s"];
@@ -733,17 +532,10 @@ pub fn wrk_http(backend: &Backend, connection_close: bool, duration: Duration, m
         args.extend(["-H", "Connection: close"]);
     }
     args.push(&url);
-    let out = net
-        .peer
-        .run("wrk", &args, duration + Duration::from_secs(20));
+    let out = net.peer.run("wrk", &args, duration + Duration::from_secs(20));
     assert!(out.success(), "wrk failed: {}", out.describe());
-    let s = parse_wrk(&out.stdout)
-        .unwrap_or_else(|| panic!("cannot parse wrk's output: {}", out.describe()));
-    let mode = if connection_close {
-        "Connection: close"
-    } else {
-        "keep-alive"
-    };
+    let s = parse_wrk(&out.stdout).unwrap_or_else(|| panic!("cannot parse wrk's output: {}", out.describe()));
+    let mode = if connection_close { "Connection: close" } else { "keep-alive" };
     println!(
         "wrk ({mode}): {} requests, {:.0} requests/s, socket errors {}, non-2xx/3xx {} against {}",
         s.requests,
@@ -753,33 +545,16 @@ pub fn wrk_http(backend: &Backend, connection_close: bool, duration: Duration, m
         backend.name()
     );
     // The python stand-in manages a few hundred requests per second; synack must do far more.
-    let min_requests = if backend.is_kernel() {
-        min_requests / 10
-    } else {
-        min_requests
-    };
-    assert!(
-        s.requests >= min_requests,
-        "only {} requests ({mode}), want {min_requests}: {}",
-        s.requests,
-        out.stdout
-    );
+    let min_requests = if backend.is_kernel() { min_requests / 10 } else { min_requests };
+    assert!(s.requests >= min_requests, "only {} requests ({mode}), want {min_requests}: {}", s.requests, out.stdout);
     let hint = if connection_close {
         "\n(wrk counts a read error for every connection the server closes unless the response \
          carries `Connection: close`, RFC 9112 9.6)"
     } else {
         ""
     };
-    assert_eq!(
-        s.socket_errors, 0,
-        "socket errors ({mode}): {}{hint}",
-        out.stdout
-    );
-    assert_eq!(
-        s.non_2xx_3xx, 0,
-        "non-2xx/3xx responses ({mode}): {}",
-        out.stdout
-    );
+    assert_eq!(s.socket_errors, 0, "socket errors ({mode}): {}{hint}", out.stdout);
+    assert_eq!(s.non_2xx_3xx, 0, "non-2xx/3xx responses ({mode}): {}", out.stdout);
     finish(server, &net);
 }
 
@@ -864,12 +639,7 @@ pub fn serve_errors(backend: &Backend) {
             as_nobody: false,
             keywords: &["300.1.1.1", "address"],
         },
-        ErrorCase {
-            name: "bad port 0",
-            args: with("--port", "0"),
-            as_nobody: false,
-            keywords: &["port"],
-        },
+        ErrorCase { name: "bad port 0", args: with("--port", "0"), as_nobody: false, keywords: &["port"] },
         ErrorCase {
             name: "bad port 70000",
             args: with("--port", "70000"),
@@ -887,16 +657,13 @@ pub fn serve_errors(backend: &Backend) {
     let mut failures = Vec::new();
     for case in &cases {
         let out = if case.as_nobody {
-            let mut args: Vec<String> = ["--reuid=65534", "--regid=65534", "--clear-groups", "--"]
-                .iter()
-                .map(|s| s.to_string())
-                .collect();
+            let mut args: Vec<String> =
+                ["--reuid=65534", "--regid=65534", "--clear-groups", "--"].iter().map(|s| s.to_string()).collect();
             args.push(nobody_bin.to_string_lossy().into_owned());
             args.extend(case.args.iter().cloned());
             net.synack.run("setpriv", &args, Duration::from_secs(10))
         } else {
-            net.synack
-                .run(bin.to_str().unwrap(), &case.args, Duration::from_secs(10))
+            net.synack.run(bin.to_str().unwrap(), &case.args, Duration::from_secs(10))
         };
         let text = out.all_text();
         let lower = text.to_lowercase();
@@ -907,9 +674,7 @@ pub fn serve_errors(backend: &Backend) {
         match out.status.and_then(|s| s.code()) {
             Some(0) => problems.push("exit status 0".into()),
             Some(_) => {}
-            None if !out.timed_out => {
-                problems.push(format!("killed by a signal ({:?}): a crash?", out.status))
-            }
+            None if !out.timed_out => problems.push(format!("killed by a signal ({:?}): a crash?", out.status)),
             None => {}
         }
         if out.stdout.lines().any(|l| l.contains("ready")) {
@@ -930,24 +695,10 @@ pub fn serve_errors(backend: &Backend) {
             problems.push(format!("left an XDP program attached: {xdp}"));
         }
         let message = text.trim().lines().last().unwrap_or("").to_string();
-        println!(
-            "serve error case `{}`: exit {:?}, message: {message}",
-            case.name,
-            out.status.and_then(|s| s.code())
-        );
+        println!("serve error case `{}`: exit {:?}, message: {message}", case.name, out.status.and_then(|s| s.code()));
         if !problems.is_empty() {
-            failures.push(format!(
-                "case `{}`: {}\n{}",
-                case.name,
-                problems.join("; "),
-                out.describe()
-            ));
+            failures.push(format!("case `{}`: {}\n{}", case.name, problems.join("; "), out.describe()));
         }
     }
-    assert!(
-        failures.is_empty(),
-        "{} error case(s) wrong:\n{}",
-        failures.len(),
-        failures.join("\n\n")
-    );
+    assert!(failures.is_empty(), "{} error case(s) wrong:\n{}", failures.len(), failures.join("\n\n"));
 }

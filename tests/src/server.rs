@@ -121,12 +121,7 @@ pub struct ServeConfig {
 
 impl ServeConfig {
     pub fn new(app: App, addressing: Addressing, port: u16) -> Self {
-        ServeConfig {
-            app,
-            addressing,
-            port,
-            extra_args: Vec::new(),
-        }
+        ServeConfig { app, addressing, port, extra_args: Vec::new() }
     }
 
     pub fn arg(mut self, arg: &str) -> Self {
@@ -179,13 +174,9 @@ impl Server {
         let proc = match backend {
             Backend::Synack(bin) => {
                 if config.addressing == Addressing::Dedicated {
-                    assert!(
-                        !net.kernel_has_address(ip),
-                        "dedicated address {ip} is assigned to the kernel"
-                    );
+                    assert!(!net.kernel_has_address(ip), "dedicated address {ip} is assigned to the kernel");
                 }
-                net.synack
-                    .spawn(bin.to_str().unwrap(), &serve_args(net, config))
+                net.synack.spawn(bin.to_str().unwrap(), &serve_args(net, config))
             }
             Backend::Kernel => {
                 if config.addressing == Addressing::Dedicated && !net.kernel_has_address(ip) {
@@ -203,13 +194,7 @@ impl Server {
         match proc.wait_for_line("ready", READY_TIMEOUT) {
             Ok(ready_line) => {
                 println!("server ready ({}): {ready_line}", backend.name());
-                Server {
-                    backend,
-                    ip,
-                    port,
-                    proc,
-                    ready_line,
-                }
+                Server { backend, ip, port, proc, ready_line }
             }
             Err(e) => panic!("server did not become ready: {e}"),
         }
@@ -239,16 +224,9 @@ impl Server {
         let backend = self.backend.clone();
         let out = self.stop();
         if let Backend::Synack(_) = backend {
-            assert!(
-                out.success(),
-                "synack serve did not stop cleanly on SIGTERM: {}",
-                out.describe()
-            );
+            assert!(out.success(), "synack serve did not stop cleanly on SIGTERM: {}", out.describe());
             let xdp = host.xdp_attachment();
-            assert!(
-                xdp.is_none(),
-                "XDP program still attached after a clean stop: {xdp:?}"
-            );
+            assert!(xdp.is_none(), "XDP program still attached after a clean stop: {xdp:?}");
         }
         out
     }

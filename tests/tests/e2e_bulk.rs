@@ -17,13 +17,7 @@ fn echo_50mb_client_closes_first() {
     if synack_tests::skip_unless_root("network namespaces, veth and XDP") {
         return;
     }
-    scenarios::echo_bulk(
-        &Backend::from_env(),
-        BYTES,
-        Addressing::Shared,
-        0,
-        Duration::from_secs(60),
-    );
+    scenarios::echo_bulk(&Backend::from_env(), BYTES, Addressing::Shared, 0, Duration::from_secs(60));
 }
 
 #[test]
@@ -31,13 +25,7 @@ fn echo_50mb_client_closes_first_dedicated_address() {
     if synack_tests::skip_unless_root("network namespaces, veth and XDP") {
         return;
     }
-    scenarios::echo_bulk(
-        &Backend::from_env(),
-        BYTES,
-        Addressing::Dedicated,
-        0,
-        Duration::from_secs(60),
-    );
+    scenarios::echo_bulk(&Backend::from_env(), BYTES, Addressing::Dedicated, 0, Duration::from_secs(60));
 }
 
 #[test]

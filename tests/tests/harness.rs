@@ -21,20 +21,13 @@ fn namespaces() -> String {
 }
 
 fn has_namespace(name: &str) -> bool {
-    namespaces()
-        .lines()
-        .any(|l| l.split_whitespace().next() == Some(name))
+    namespaces().lines().any(|l| l.split_whitespace().next() == Some(name))
 }
 
 fn process_alive(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         // A zombie has exited; it only waits for its parent (init, for an orphan) to reap it.
-        Ok(stat) => {
-            stat.rsplit(')')
-                .next()
-                .and_then(|r| r.split_whitespace().next())
-                != Some("Z")
-        }
+        Ok(stat) => stat.rsplit(')').next().and_then(|r| r.split_whitespace().next()) != Some("Z"),
         Err(_) => false,
     }
 }
@@ -43,8 +36,7 @@ fn process_alive(pid: u32) -> bool {
 
 #[test]
 fn xdp_attachment_parsing() {
-    let native =
-        "3: a@b: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1500 xdp qdisc noqueue state UP\n    \
+    let native = "3: a@b: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1500 xdp qdisc noqueue state UP\n    \
                   link/ether 92:c9:e0:81:00:82 brd ff:ff:ff:ff:ff:ff\n    \
                   prog/xdp id 323 name xdp_pass tag 614b434cd8324ecc jited\n";
     assert_eq!(
@@ -52,10 +44,7 @@ fn xdp_attachment_parsing() {
         Some("prog/xdp id 323 name xdp_pass tag 614b434cd8324ecc jited")
     );
     let generic_first_line_only = "3: a@b: <BROADCAST> mtu 1500 xdpgeneric qdisc noop state DOWN\n";
-    assert_eq!(
-        parse_xdp_attachment(generic_first_line_only).as_deref(),
-        Some("xdpgeneric")
-    );
+    assert_eq!(parse_xdp_attachment(generic_first_line_only).as_deref(), Some("xdpgeneric"));
     let none = "3: a@b: <BROADCAST,MULTICAST> mtu 1500 qdisc noop state DOWN mode DEFAULT\n    \
                 veth addrgenmode eui64 numtxqueues 1 numrxqueues 1\n";
     assert_eq!(parse_xdp_attachment(none), None);
@@ -74,19 +63,16 @@ fn owner_pid_of_names() {
 #[test]
 fn missing_binary_fails_with_build_instructions() {
     let missing = PathBuf::from("/nonexistent/e2e/synack");
-    let err = catch_unwind(|| Backend::synack_at(missing))
-        .expect_err("a missing binary must fail the test");
+    let err = catch_unwind(|| Backend::synack_at(missing)).expect_err("a missing binary must fail the test");
     let msg = err.downcast_ref::<String>().cloned().unwrap_or_default();
-    assert!(
-        msg.contains("cargo build --release -p synack --bin synack"),
-        "message: {msg}"
-    );
+    assert!(msg.contains("cargo build --release -p synack --bin synack"), "message: {msg}");
     assert!(msg.contains("/nonexistent/e2e/synack"), "message: {msg}");
 }
 
 #[test]
 fn wrk_output_parsing() {
-    let clean = "Running 3s test @ http://x/100\n  2 threads and 16 connections\n  1234 requests in 3.00s, 1.2MB read\n\
+    let clean =
+        "Running 3s test @ http://x/100\n  2 threads and 16 connections\n  1234 requests in 3.00s, 1.2MB read\n\
                  Requests/sec:    411.30\nTransfer/sec:    1KB\n";
     let s = scenarios::parse_wrk(clean).unwrap();
     assert_eq!((s.requests, s.socket_errors, s.non_2xx_3xx), (1234, 0, 0));
@@ -107,52 +93,20 @@ fn testnet_builds_and_cleans_up() {
     }
     let net = TestNet::builder("harness-build").queues(2).build();
     let (s, p) = (net.synack.clone(), net.peer.clone());
-    assert!(
-        has_namespace(&s.ns) && has_namespace(&p.ns),
-        "namespaces missing: {}",
-        namespaces()
-    );
+    assert!(has_namespace(&s.ns) && has_namespace(&p.ns), "namespaces missing: {}", namespaces());
     for h in [&s, &p] {
         let details = h.link_details();
-        assert!(
-            details.contains("numrxqueues 2") && details.contains("numtxqueues 2"),
-            "{details}"
-        );
-        assert!(
-            h.xdp_attachment().is_none(),
-            "fresh link with XDP: {details}"
-        );
+        assert!(details.contains("numrxqueues 2") && details.contains("numtxqueues 2"), "{details}");
+        assert!(h.xdp_attachment().is_none(), "fresh link with XDP: {details}");
     }
     let features = p.run_ok("ethtool", &["-k", &p.iface], SETUP_TIMEOUT).stdout;
-    assert!(
-        features.contains("tx-checksumming: off"),
-        "peer TX checksum offload still on:\n{features}"
-    );
-    let addrs = s
-        .run_ok(
-            "ip",
-            &["-o", "address", "show", "dev", &s.iface],
-            SETUP_TIMEOUT,
-        )
-        .stdout;
-    assert!(
-        addrs.contains(&format!("inet {}/24", net.shared_ip())),
-        "{addrs}"
-    );
-    assert!(
-        !net.kernel_has_address(net.dedicated_ip()),
-        "dedicated address assigned: {addrs}"
-    );
-    assert!(
-        net.shared_ip().octets()[..2] == [198, 18],
-        "address outside 198.18.0.0/15"
-    );
+    assert!(features.contains("tx-checksumming: off"), "peer TX checksum offload still on:\n{features}");
+    let addrs = s.run_ok("ip", &["-o", "address", "show", "dev", &s.iface], SETUP_TIMEOUT).stdout;
+    assert!(addrs.contains(&format!("inet {}/24", net.shared_ip())), "{addrs}");
+    assert!(!net.kernel_has_address(net.dedicated_ip()), "dedicated address assigned: {addrs}");
+    assert!(net.shared_ip().octets()[..2] == [198, 18], "address outside 198.18.0.0/15");
     drop(net);
-    assert!(
-        !has_namespace(&s.ns) && !has_namespace(&p.ns),
-        "namespaces left: {}",
-        namespaces()
-    );
+    assert!(!has_namespace(&s.ns) && !has_namespace(&p.ns), "namespaces left: {}", namespaces());
 }
 
 #[test]
@@ -164,11 +118,7 @@ fn testnet_cleans_up_after_a_panic_and_kills_its_processes() {
     let result = catch_unwind(AssertUnwindSafe(|| {
         let net = TestNet::new("harness-panic");
         // A process no guard of its own knows about: an orphaned sleep inside the namespace.
-        let out = net.peer.run_ok(
-            "sh",
-            &["-c", "sleep 60 >/dev/null 2>&1 & echo $!"],
-            SETUP_TIMEOUT,
-        );
+        let out = net.peer.run_ok("sh", &["-c", "sleep 60 >/dev/null 2>&1 & echo $!"], SETUP_TIMEOUT);
         let pid: u32 = out.stdout.trim().parse().unwrap();
         assert!(process_alive(pid));
         seen = Some((net.synack.ns.clone(), net.peer.ns.clone(), pid));
@@ -176,19 +126,12 @@ fn testnet_cleans_up_after_a_panic_and_kills_its_processes() {
     }));
     assert!(result.is_err());
     let (s, p, pid) = seen.expect("the closure ran");
-    assert!(
-        !has_namespace(&s) && !has_namespace(&p),
-        "namespaces left after a panic: {}",
-        namespaces()
-    );
+    assert!(!has_namespace(&s) && !has_namespace(&p), "namespaces left after a panic: {}", namespaces());
     let deadline = Instant::now() + Duration::from_secs(3);
     while process_alive(pid) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(10));
     }
-    assert!(
-        !process_alive(pid),
-        "process {pid} started in the namespace survived the guard"
-    );
+    assert!(!process_alive(pid), "process {pid} started in the namespace survived the guard");
 }
 
 #[test]
@@ -199,9 +142,7 @@ fn stale_namespaces_of_dead_runs_are_removed() {
     // A live run's namespace (ours) must survive. (Built first: building removes stale ones.)
     let live = TestNet::new("harness-stale");
     // A pid that is not running now (a killed earlier run).
-    let dead = (3_000_000u32..3_100_000)
-        .find(|p| !Path::new(&format!("/proc/{p}")).exists())
-        .unwrap();
+    let dead = (3_000_000u32..3_100_000).find(|p| !Path::new(&format!("/proc/{p}")).exists()).unwrap();
     let names = [format!("e2e{dead}n0s"), format!("e2e{dead}n0p")];
     for n in &names {
         let mut cmd = std::process::Command::new("ip");
@@ -210,15 +151,8 @@ fn stale_namespaces_of_dead_runs_are_removed() {
     }
     assert!(names.iter().all(|n| has_namespace(n)));
     netns::remove_stale();
-    assert!(
-        names.iter().all(|n| !has_namespace(n)),
-        "stale namespaces left: {}",
-        namespaces()
-    );
-    assert!(
-        has_namespace(&live.synack.ns),
-        "a live run's namespace was removed"
-    );
+    assert!(names.iter().all(|n| !has_namespace(n)), "stale namespaces left: {}", namespaces());
+    assert!(has_namespace(&live.synack.ns), "a live run's namespace was removed");
 }
 
 #[test]
@@ -229,10 +163,7 @@ fn xdp_attachment_detected_on_a_real_link() {
     let mut clang = std::process::Command::new("clang");
     clang.arg("--version");
     let have_clang = run(clang, SETUP_TIMEOUT).success();
-    assert!(
-        have_clang,
-        "clang is needed (scripts/deps.sh build installs it)"
-    );
+    assert!(have_clang, "clang is needed (scripts/deps.sh build installs it)");
     let net = TestNet::new("harness-xdp");
     let dir = std::env::temp_dir().join(format!("{}-xdp", net.id));
     std::fs::create_dir_all(&dir).unwrap();
@@ -246,37 +177,21 @@ fn xdp_attachment_detected_on_a_real_link() {
     )
     .unwrap();
     let mut cc = std::process::Command::new("clang");
-    cc.args([
-        "-O2",
-        "-target",
-        "bpf",
-        "-I/usr/include/x86_64-linux-gnu",
-        "-c",
-    ])
-    .arg(&src)
-    .arg("-o")
-    .arg(&obj);
+    cc.args(["-O2", "-target", "bpf", "-I/usr/include/x86_64-linux-gnu", "-c"]).arg(&src).arg("-o").arg(&obj);
     run(cc, Duration::from_secs(60)).assert_success();
     let h = &net.synack;
     assert!(h.xdp_attachment().is_none());
     let ip_set = |args: &[&str]| {
         let mut cmd = std::process::Command::new("ip");
-        cmd.args(["-n", &h.ns, "link", "set", "dev", &h.iface])
-            .args(args);
+        cmd.args(["-n", &h.ns, "link", "set", "dev", &h.iface]).args(args);
         run(cmd, SETUP_TIMEOUT).assert_success();
     };
     ip_set(&["xdp", "obj", obj.to_str().unwrap(), "sec", "xdp"]);
     let attached = h.xdp_attachment();
     ip_set(&["xdp", "off"]);
     let _ = std::fs::remove_dir_all(&dir);
-    assert!(
-        attached.as_deref().is_some_and(|a| a.contains("prog/xdp")),
-        "not detected: {attached:?}"
-    );
-    assert!(
-        h.xdp_attachment().is_none(),
-        "still detected after `xdp off`"
-    );
+    assert!(attached.as_deref().is_some_and(|a| a.contains("prog/xdp")), "not detected: {attached:?}");
+    assert!(h.xdp_attachment().is_none(), "still detected after `xdp off`");
 }
 
 // ---------------------------------------------------------------- scenarios on kernel stand-ins
@@ -294,20 +209,8 @@ fn kernel_echo_bulk_shared_and_dedicated() {
     if skip_unless_root(NEEDS) {
         return;
     }
-    scenarios::echo_bulk(
-        &Backend::Kernel,
-        5_000_000,
-        Addressing::Shared,
-        0,
-        Duration::from_secs(30),
-    );
-    scenarios::echo_bulk(
-        &Backend::Kernel,
-        5_000_000,
-        Addressing::Dedicated,
-        0,
-        Duration::from_secs(30),
-    );
+    scenarios::echo_bulk(&Backend::Kernel, 5_000_000, Addressing::Shared, 0, Duration::from_secs(30));
+    scenarios::echo_bulk(&Backend::Kernel, 5_000_000, Addressing::Dedicated, 0, Duration::from_secs(30));
 }
 
 #[test]
@@ -323,13 +226,7 @@ fn kernel_echo_with_loss() {
     if skip_unless_root(NEEDS) {
         return;
     }
-    scenarios::echo_bulk(
-        &Backend::Kernel,
-        5_000_000,
-        Addressing::Dedicated,
-        2,
-        Duration::from_secs(30),
-    );
+    scenarios::echo_bulk(&Backend::Kernel, 5_000_000, Addressing::Dedicated, 2, Duration::from_secs(30));
 }
 
 #[test]
@@ -337,18 +234,8 @@ fn kernel_client_both_close_orders() {
     if skip_unless_root(NEEDS) {
         return;
     }
-    scenarios::client_exchange(
-        &Backend::Kernel,
-        1_000_000,
-        CloseFirst::Local,
-        Addressing::Shared,
-    );
-    scenarios::client_exchange(
-        &Backend::Kernel,
-        1_000_000,
-        CloseFirst::Remote,
-        Addressing::Shared,
-    );
+    scenarios::client_exchange(&Backend::Kernel, 1_000_000, CloseFirst::Local, Addressing::Shared);
+    scenarios::client_exchange(&Backend::Kernel, 1_000_000, CloseFirst::Remote, Addressing::Shared);
 }
 
 #[test]
