@@ -68,7 +68,7 @@ impl Pair {
                 rejected += 1;
                 continue;
             };
-            let seg = Segment { src_addr: src, dst_addr: dst, repr, payload: &bytes[repr.header_len()..] };
+            let seg = Segment { src_addr: src, dst_addr: dst, repr, payload: view.payload() };
             if matches!(to.handle_segment(now, &seg), Outcome::NoConnection) {
                 rejected += 1;
             }
