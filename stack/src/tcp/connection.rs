@@ -1148,20 +1148,27 @@ impl Connection {
     /// complete checksum) and returns its length, or `None` if nothing is due. `buf` should
     /// hold at least 60 bytes plus the MSS. Call until it returns `None`.
     #[must_use]
+    #[inline]
     pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<usize> {
+        if self.rst_pending.is_none() && self.nothing_to_send() {
+            // The common answer, as a caller drains until `None`: no segment and no timer to
+            // revise. Everything `update_timers` looks at (the state, SND.UNA and SND.MAX, the
+            // window, the ring) changes only in `handle_segment`, `handle_timeout`, a
+            // transmission, or `send` (which leaves unsent data, so this path is not taken),
+            // and each of those brings the timers up to date. This test is inlined into the
+            // caller's drain loop; the rest is not.
+            return None;
+        }
+        self.transmit(now, buf)
+    }
+
+    /// `poll_transmit` once something may be due.
+    fn transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<usize> {
         if buf.len() < MAX_HEADER_LEN {
             return None;
         }
         if let Some(rst) = self.rst_pending.take() {
             return Some(emit_header(buf, &rst, self.tuple.local.addr, self.tuple.remote.addr, 0));
-        }
-        if self.nothing_to_send() {
-            // The common answer, as a caller drains until `None`: no segment and no timer to
-            // revise. Everything `update_timers` looks at (the state, SND.UNA and SND.MAX, the
-            // window, the ring) changes only in `handle_segment`, `handle_timeout`, a
-            // transmission, or `send` (which leaves unsent data, so this path is not taken),
-            // and each of those brings the timers up to date.
-            return None;
         }
         let len = match self.state {
             State::Closed | State::Listen => None,
@@ -1189,6 +1196,7 @@ impl Connection {
 
     /// Whether `poll_transmit` would certainly find nothing to send: a cheap test of the
     /// obligations that make a segment, before the full computation of `transmit_data`.
+    #[inline]
     fn nothing_to_send(&self) -> bool {
         if self.ack_now || self.retransmit_now || self.persist_probe || self.keepalive_probe {
             return false;
