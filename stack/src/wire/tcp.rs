@@ -545,6 +545,7 @@ impl TcpRepr {
     /// SACK-permitted (2) or timestamps (10), or a SACK length other than 2 + 8n with n in
     /// 1..=4 is [`WireError::BadOption`]. A data offset below five words or past the segment
     /// is [`WireError::Malformed`], a segment shorter than 20 bytes [`WireError::Truncated`].
+    #[inline]
     pub fn parse<T: AsRef<[u8]> + ?Sized>(
         packet: &TcpPacket<&T>,
         src: Ipv4Addr,
