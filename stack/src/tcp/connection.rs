@@ -550,19 +550,19 @@ impl Connection {
 
     /// The next event for the application, if any.
     pub fn poll_event(&mut self) -> Option<Event> {
-        for bit in [EV_CONNECTED, EV_READABLE, EV_WRITABLE, EV_PEER_CLOSED, EV_CLOSED] {
-            if self.events & bit != 0 {
-                self.events &= !bit;
-                return Some(match bit {
-                    EV_CONNECTED => Event::Connected,
-                    EV_READABLE => Event::Readable,
-                    EV_WRITABLE => Event::Writable,
-                    EV_PEER_CLOSED => Event::PeerClosed,
-                    _ => Event::Closed(self.close_reason.unwrap_or(CloseReason::Normal)),
-                });
-            }
+        if self.events == 0 {
+            return None;
         }
-        None
+        // The lowest pending bit first: the bits are numbered in the order events are drained.
+        let bit = self.events & self.events.wrapping_neg();
+        self.events &= !bit;
+        Some(match bit {
+            EV_CONNECTED => Event::Connected,
+            EV_READABLE => Event::Readable,
+            EV_WRITABLE => Event::Writable,
+            EV_PEER_CLOSED => Event::PeerClosed,
+            _ => Event::Closed(self.close_reason.unwrap_or(CloseReason::Normal)),
+        })
     }
 
     /// Ends the connection for the application; TIME_WAIT keeps the state machine running.

@@ -221,6 +221,9 @@ impl TcpOptions {
     /// Bytes the options take on the wire, padded to a multiple of four, at most 40.
     pub fn buffer_len(&self) -> usize {
         let fixed_len = self.fixed_len();
+        if self.sack_blocks.is_empty() {
+            return fixed_len;
+        }
         match self.sack_blocks_fit(fixed_len) {
             0 => fixed_len,
             blocks => fixed_len + 4 + 8 * blocks,
