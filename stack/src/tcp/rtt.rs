@@ -9,40 +9,54 @@ use crate::time::Instant;
 const GRANULARITY: Duration = Duration::from_millis(1);
 
 /// SRTT, RTTVAR and the current RTO, plus the one segment being timed.
+///
+/// Durations are kept as nanoseconds in `u64` (over 500 years): `Duration`'s seconds-and-
+/// nanoseconds arithmetic normalises on every operation, and this runs on every ACK. The
+/// divisions by 2, 4 and 8 are exact on whole seconds, so the results equal `Duration`'s.
 #[derive(Debug, Clone, Copy)]
 pub struct RttEstimator {
-    srtt: Option<Duration>,
-    rttvar: Duration,
-    rto: Duration,
+    srtt_ns: Option<u64>,
+    rttvar_ns: u64,
+    rto_ns: u64,
     backoff: u32,
-    min: Duration,
-    max: Duration,
+    min_ns: u64,
+    max_ns: u64,
     /// The segment being timed: its end sequence number and when it was sent.
     timing: Option<(SeqNumber, Instant)>,
+}
+
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
 impl RttEstimator {
     /// An estimator with no samples yet (RTO = `initial`, RFC 6298 2.1).
     pub fn new(initial: Duration, min: Duration, max: Duration) -> RttEstimator {
+        let (min_ns, max_ns) = (nanos(min), nanos(max));
+        assert!(min_ns <= max_ns, "RTO bounds out of order");
         RttEstimator {
-            srtt: None,
-            rttvar: Duration::ZERO,
-            rto: initial.clamp(min, max),
+            srtt_ns: None,
+            rttvar_ns: 0,
+            rto_ns: nanos(initial).clamp(min_ns, max_ns),
             backoff: 0,
-            min,
-            max,
+            min_ns,
+            max_ns,
             timing: None,
         }
     }
 
     /// The current RTO, backoff included.
     pub fn rto(&self) -> Duration {
-        self.rto.checked_mul(1 << self.backoff.min(16)).unwrap_or(self.max).min(self.max)
+        Duration::from_nanos(self.rto_ns())
+    }
+
+    fn rto_ns(&self) -> u64 {
+        self.rto_ns.checked_mul(1 << self.backoff.min(16)).unwrap_or(self.max_ns).min(self.max_ns)
     }
 
     /// The smoothed RTT, once a sample exists.
     pub fn srtt(&self) -> Option<Duration> {
-        self.srtt
+        self.srtt_ns.map(Duration::from_nanos)
     }
 
     /// Starts timing a segment that ends at `end`, unless one is being timed already.
@@ -59,7 +73,7 @@ impl RttEstimator {
 
     /// RTO expiry doubles the timeout (RFC 6298 5.5), up to the bound.
     pub fn back_off(&mut self) {
-        if self.rto() < self.max {
+        if self.rto_ns() < self.max_ns {
             self.backoff += 1;
         }
     }
@@ -74,25 +88,26 @@ impl RttEstimator {
         if let Some((end, sent)) = self.timing {
             if ack >= end {
                 self.timing = None;
-                self.sample(now.saturating_duration_since(sent));
+                self.sample(now.as_nanos().saturating_sub(sent.as_nanos()));
             }
         }
     }
 
-    fn sample(&mut self, r: Duration) {
-        match self.srtt {
+    fn sample(&mut self, r: u64) {
+        let srtt = match self.srtt_ns {
             None => {
-                self.srtt = Some(r);
-                self.rttvar = r / 2;
+                self.rttvar_ns = r / 2;
+                r
             }
             Some(srtt) => {
                 let delta = srtt.abs_diff(r);
-                self.rttvar = (self.rttvar * 3 + delta) / 4;
-                self.srtt = Some((srtt * 7 + r) / 8);
+                self.rttvar_ns = self.rttvar_ns.saturating_mul(3).saturating_add(delta) / 4;
+                srtt.saturating_mul(7).saturating_add(r) / 8
             }
-        }
-        let srtt = self.srtt.unwrap_or(r);
-        self.rto = (srtt + GRANULARITY.max(self.rttvar * 4)).clamp(self.min, self.max);
+        };
+        self.srtt_ns = Some(srtt);
+        let variance = nanos(GRANULARITY).max(self.rttvar_ns.saturating_mul(4));
+        self.rto_ns = srtt.saturating_add(variance).clamp(self.min_ns, self.max_ns);
         // A new sample ends the backoff (RFC 6298 5.7 recomputes from fresh estimates).
         self.backoff = 0;
     }

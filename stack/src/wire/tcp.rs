@@ -221,6 +221,9 @@ impl TcpOptions {
     /// Bytes the options take on the wire, padded to a multiple of four, at most 40.
     pub fn buffer_len(&self) -> usize {
         let fixed_len = self.fixed_len();
+        if self.sack_blocks.is_empty() {
+            return fixed_len;
+        }
         match self.sack_blocks_fit(fixed_len) {
             0 => fixed_len,
             blocks => fixed_len + 4 + 8 * blocks,
@@ -230,6 +233,17 @@ impl TcpOptions {
     /// Writes the options into `buf`, which is exactly `buffer_len()` bytes. Order: MSS,
     /// window scale, SACK-permitted, timestamps, SACK blocks.
     fn emit(&self, buf: &mut [u8]) {
+        // Fast path: the options of every segment after the handshake, NOP NOP TS.
+        if let (Some(ts), None, None, false, true) =
+            (self.timestamp, self.mss, self.window_scale, self.sack_permitted, self.sack_blocks.is_empty())
+        {
+            if let Ok(b) = <&mut [u8; 12]>::try_from(&mut *buf) {
+                let [v0, v1, v2, v3] = ts.tsval.to_be_bytes();
+                let [e0, e1, e2, e3] = ts.tsecr.to_be_bytes();
+                *b = [kind::NOP, kind::NOP, kind::TIMESTAMP, 10, v0, v1, v2, v3, e0, e1, e2, e3];
+                return;
+            }
+        }
         let mut at = 0;
         if let Some(mss) = self.mss {
             buf[at..at + 2].copy_from_slice(&[kind::MSS, 4]);
@@ -267,14 +281,27 @@ impl TcpOptions {
         debug_assert_eq!(at, buf.len());
     }
 
-    /// Parses the option bytes of a header (at most 40, so lengths cannot overflow).
+    /// Parses the option bytes of a header into a new value (see `parse_into`).
+    #[cfg(test)]
     fn parse(bytes: &[u8]) -> Result<TcpOptions, WireError> {
         let mut options = TcpOptions::default();
-        // Fast path: an established Linux connection sends exactly NOP NOP TS on every segment.
-        if let [kind::NOP, kind::NOP, kind::TIMESTAMP, 10, ts @ ..] = bytes {
-            if ts.len() == 8 {
-                options.timestamp = Some(Timestamp { tsval: read_u32(ts, 0), tsecr: read_u32(ts, 4) });
-                return Ok(options);
+        TcpOptions::parse_into(bytes, &mut options)?;
+        Ok(options)
+    }
+
+    /// Parses the option bytes of a header (at most 40, so lengths cannot overflow) into
+    /// `options`, which holds the defaults. Filling the caller's value in place rather than
+    /// returning a new one saves copying the options (most of a `TcpRepr`) on every segment.
+    fn parse_into(bytes: &[u8], options: &mut TcpOptions) -> Result<(), WireError> {
+        // Fast path: an established Linux connection (and synack) sends exactly NOP NOP TS on
+        // every segment.
+        if let Some((&[kind::NOP, kind::NOP, kind::TIMESTAMP, 10], ts)) = bytes.split_first_chunk::<4>() {
+            if let Ok(&[a0, a1, a2, a3, e0, e1, e2, e3]) = <&[u8; 8]>::try_from(ts) {
+                options.timestamp = Some(Timestamp {
+                    tsval: u32::from_be_bytes([a0, a1, a2, a3]),
+                    tsecr: u32::from_be_bytes([e0, e1, e2, e3]),
+                });
+                return Ok(());
             }
         }
         let mut rest = bytes;
@@ -327,7 +354,7 @@ impl TcpOptions {
             }
             rest = &rest[len..];
         }
-        Ok(options)
+        Ok(())
     }
 }
 
@@ -521,31 +548,40 @@ impl TcpRepr {
     /// SACK-permitted (2) or timestamps (10), or a SACK length other than 2 + 8n with n in
     /// 1..=4 is [`WireError::BadOption`]. A data offset below five words or past the segment
     /// is [`WireError::Malformed`], a segment shorter than 20 bytes [`WireError::Truncated`].
+    #[inline]
     pub fn parse<T: AsRef<[u8]> + ?Sized>(
         packet: &TcpPacket<&T>,
         src: Ipv4Addr,
         dst: Ipv4Addr,
         mode: ChecksumMode,
     ) -> Result<TcpRepr, WireError> {
-        packet.check_len()?;
+        // The checks of `check_len`, on a fixed-size view of the header so that the field
+        // reads below need no bounds checks.
+        let b = packet.b();
+        let Some(h) = b.first_chunk::<HEADER_LEN>() else {
+            return Err(WireError::Truncated);
+        };
+        let header_len = usize::from(h[field::DATA_OFFSET] >> 4) * 4;
+        if header_len < HEADER_LEN || header_len > b.len() {
+            return Err(WireError::Malformed);
+        }
         if mode == ChecksumMode::Verify && !packet.verify_checksum(src, dst) {
             return Err(WireError::BadChecksum);
         }
-        let options = if packet.header_len() == HEADER_LEN {
-            TcpOptions::default()
-        } else {
-            TcpOptions::parse(packet.options())?
+        let mut repr = TcpRepr {
+            src_port: u16::from_be_bytes([h[0], h[1]]),
+            dst_port: u16::from_be_bytes([h[2], h[3]]),
+            seq: u32::from_be_bytes([h[4], h[5], h[6], h[7]]),
+            ack: u32::from_be_bytes([h[8], h[9], h[10], h[11]]),
+            flags: TcpFlags(h[field::FLAGS]),
+            window: u16::from_be_bytes([h[14], h[15]]),
+            urgent: u16::from_be_bytes([h[18], h[19]]),
+            options: TcpOptions::default(),
         };
-        Ok(TcpRepr {
-            src_port: packet.src_port(),
-            dst_port: packet.dst_port(),
-            seq: packet.seq_number(),
-            ack: packet.ack_number(),
-            flags: packet.flags(),
-            window: packet.window_len(),
-            urgent: packet.urgent_at(),
-            options,
-        })
+        if header_len > HEADER_LEN {
+            TcpOptions::parse_into(&b[HEADER_LEN..header_len], &mut repr.options)?;
+        }
+        Ok(repr)
     }
 
     /// Length of the header `emit` writes: 20 plus the options' `buffer_len()`.
@@ -584,20 +620,26 @@ impl TcpRepr {
 /// Panics if `buf` is shorter than `repr.buffer_len(payload_len)` or the segment is longer
 /// than 65535 bytes (a caller's bug).
 pub fn emit_header(buf: &mut [u8], repr: &TcpRepr, src: Ipv4Addr, dst: Ipv4Addr, payload_len: usize) -> usize {
-    let header_len = repr.header_len();
+    let options_len = repr.options.buffer_len();
+    let header_len = HEADER_LEN + options_len;
     let total_len = header_len + payload_len;
-    let b = &mut buf[..total_len];
-    write_u16(b, field::SRC_PORT, repr.src_port);
-    write_u16(b, field::DST_PORT, repr.dst_port);
-    write_u32(b, field::SEQ, repr.seq);
-    write_u32(b, field::ACK, repr.ack);
-    b[field::DATA_OFFSET] = ((header_len / 4) as u8) << 4;
-    b[field::FLAGS] = repr.flags.bits();
-    write_u16(b, field::WINDOW, repr.window);
-    write_u16(b, field::CHECKSUM, 0);
-    write_u16(b, field::URGENT, repr.urgent);
-    repr.options.emit(&mut b[field::OPTIONS..header_len]);
     let len = u16::try_from(total_len).expect("TCP segment over 65535 bytes");
+    let b = &mut buf[..total_len];
+    // The fixed header is built in a register-sized array (no bounds checks) and stored at
+    // once; the checksum field is zero while the sum is taken.
+    let [s0, s1] = repr.src_port.to_be_bytes();
+    let [d0, d1] = repr.dst_port.to_be_bytes();
+    let [q0, q1, q2, q3] = repr.seq.to_be_bytes();
+    let [a0, a1, a2, a3] = repr.ack.to_be_bytes();
+    let [w0, w1] = repr.window.to_be_bytes();
+    let [u0, u1] = repr.urgent.to_be_bytes();
+    let offset = ((header_len / 4) as u8) << 4;
+    let header = [s0, s1, d0, d1, q0, q1, q2, q3, a0, a1, a2, a3, offset, repr.flags.bits(), w0, w1, 0, 0, u0, u1];
+    let Some((fixed, rest)) = b.split_first_chunk_mut::<HEADER_LEN>() else {
+        unreachable!("a segment is at least a fixed header long")
+    };
+    *fixed = header;
+    repr.options.emit(&mut rest[..options_len]);
     let sum = checksum::pseudo_header(src, dst, protocol::TCP, len) + checksum::sum(b);
     write_u16(b, field::CHECKSUM, !checksum::fold(sum));
     total_len
