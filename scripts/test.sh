@@ -11,7 +11,7 @@ if [ "$(id -u)" != 0 ]; then
 fi
 # One test thread per binary for the end-to-end tests keeps namespaces and veth pairs
 # from contending; the rest run in parallel.
-cargo test --workspace --release --exclude synack-tests "$@"
+cargo test --workspace --profile testing --exclude synack-tests "$@"
 # The end-to-end tests drive the `synack` binary (bin target of package synack), so build it
 # first. Guard: while a branch lacks the bin target (or it fails to build), point the tests at a
 # path that does not exist, so each of them fails saying the binary is missing instead of
@@ -22,4 +22,4 @@ if ! cargo build --release -p synack --bin synack; then
 fi
 # --nocapture: the end-to-end tests print their timings (fetches/s, Mbit/s, detach time).
 # SYNACK_E2E_BACKEND=kernel runs them against kernel stand-ins instead (harness check).
-cargo test --release -p synack-tests "$@" -- --test-threads=1 --nocapture
+cargo test --profile testing -p synack-tests "$@" -- --test-threads=1 --nocapture
