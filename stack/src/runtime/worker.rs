@@ -76,7 +76,9 @@ impl TxSink for RingSink<'_> {
 impl<A: App> Worker<A> {
     pub fn run(mut self) -> WorkerStats {
         if let Some(core) = self.core {
-            core_affinity::set_for_current(core_affinity::CoreId { id: core });
+            if !core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
+                eprintln!("synack: worker {} could not be pinned to core {core}; running unpinned", self.queue);
+            }
         }
         for &port in &self.listen_ports {
             let _ = self.iface.listen(port);

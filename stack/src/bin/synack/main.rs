@@ -49,7 +49,7 @@ struct Common {
     queues: u32,
     /// Cores to pin the workers to, e.g. `1` or `0,1` or `2-3`.
     #[arg(long, value_parser = parse_cores)]
-    cores: Option<Vec<usize>>,
+    cores: Option<Cores>,
     /// Busy polling (lowest latency, a core at 100 %) or sleeping in poll() when idle.
     #[arg(long, value_enum, default_value_t = Poll::Sleep)]
     poll: Poll,
@@ -122,7 +122,25 @@ enum CloseFirst {
     Remote,
 }
 
-fn parse_cores(text: &str) -> Result<Vec<usize>, String> {
+/// A list of cores (a newtype: clap would read a bare `Vec` as repeated values).
+#[derive(Clone, Debug)]
+struct Cores(Vec<usize>);
+
+fn parse_cores(text: &str) -> Result<Cores, String> {
+    let cores = parse_core_list(text)?;
+    // The machine's online CPUs, not this process's affinity mask (a `taskset` around synack
+    // narrows the mask, and --cores picks within what it allows).
+    let online = std::fs::read_to_string("/sys/devices/system/cpu/online")
+        .ok()
+        .and_then(|list| parse_core_list(list.trim()).ok())
+        .unwrap_or_else(|| (0..std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)).collect());
+    if let Some(&c) = cores.iter().find(|c| !online.contains(c)) {
+        return Err(format!("core {c} is not online (online: {online:?})"));
+    }
+    Ok(Cores(cores))
+}
+
+fn parse_core_list(text: &str) -> Result<Vec<usize>, String> {
     let mut cores = Vec::new();
     for part in text.split(',').filter(|p| !p.is_empty()) {
         let bad = || format!("bad core list {text:?}: expected e.g. 1 or 0,1 or 2-3");
@@ -140,10 +158,6 @@ fn parse_cores(text: &str) -> Result<Vec<usize>, String> {
     if cores.is_empty() {
         return Err("empty core list".into());
     }
-    let online = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    if let Some(&c) = cores.iter().find(|&&c| c >= online) {
-        return Err(format!("core {c} does not exist (this machine has cores 0-{})", online - 1));
-    }
     Ok(cores)
 }
 
@@ -152,7 +166,7 @@ impl Common {
         let mut config = RuntimeConfig::new(self.iface.clone(), self.ip);
         config.prefix_len = self.prefix_len;
         config.queues = self.queues;
-        config.cores = self.cores.clone().unwrap_or_default();
+        config.cores = self.cores.clone().map(|c| c.0).unwrap_or_default();
         config.busy_poll = self.poll == Poll::Busy;
         config.batch_size = self.batch;
         config.checksum = if self.trust_checksums { ChecksumMode::Trust } else { ChecksumMode::Verify };
@@ -229,5 +243,56 @@ fn main() -> ExitCode {
             eprintln!("synack: error: {error:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent_and_parses() {
+        Cli::command().debug_assert();
+        let cli = Cli::try_parse_from([
+            "synack",
+            "serve",
+            "--iface",
+            "eth0",
+            "--ip",
+            "198.18.0.1",
+            "--port",
+            "80",
+            "--app",
+            "http",
+            "--cores",
+            "0",
+            "--poll",
+            "busy",
+            "--time-wait-ms",
+            "2000",
+            "--trust-checksums",
+        ])
+        .expect("parses");
+        let Command::Serve { common, port, app } = cli.command else { panic!("serve") };
+        assert_eq!((port, app), (80, AppKind::Http));
+        let config = common.runtime_config();
+        assert_eq!(config.cores, vec![0]);
+        assert!(config.busy_poll);
+        assert_eq!(config.tcp.time_wait, Duration::from_millis(2000));
+        assert_eq!(config.checksum, ChecksumMode::Trust);
+        for bad in [["--port", "0"], ["--port", "70000"], ["--ip", "300.1.1.1"], ["--cores", "9999"]] {
+            let mut args =
+                vec!["synack", "serve", "--iface", "eth0", "--ip", "198.18.0.1", "--port", "80", "--app", "echo"];
+            args.extend(bad);
+            assert!(Cli::try_parse_from(args).is_err(), "{bad:?} is refused");
+        }
+    }
+
+    #[test]
+    fn core_lists_are_read() {
+        assert_eq!(parse_core_list("0,2-3").unwrap(), vec![0, 2, 3]);
+        assert!(parse_core_list("3-1").is_err());
+        assert!(parse_core_list("x").is_err());
     }
 }
