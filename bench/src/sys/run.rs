@@ -466,7 +466,7 @@ pub fn run(config: &Config) -> Result<PathBuf> {
 
 fn server_description(target: Target, case: &str) -> &'static str {
     match (target, case) {
-        (Target::Synack, "ping_pong") => "synack serve --app echo --cores 1 --poll busy",
+        (Target::Synack, "ping_pong") => "synack serve --app sockperf --cores 1 --poll busy",
         (Target::Synack, _) => "synack serve --app http --cores 1 --poll busy",
         (Target::Kernel, "ping_pong") => "sockperf server --tcp",
         (Target::Kernel, _) => "nginx, 1 worker, return 200 from memory, access_log off",
@@ -509,7 +509,8 @@ fn start_server(
     let http = case != "ping_pong";
     let (port, app) = match (target, http) {
         (Target::Synack, true) => (PORTS.synack_http, "http"),
-        (Target::Synack, false) => (PORTS.synack_echo, "echo"),
+        // sockperf answers only pong requests, with the client flag cleared: synack's sockperf app.
+        (Target::Synack, false) => (PORTS.synack_echo, "sockperf"),
         (Target::Kernel, true) => (PORTS.kernel_http, "http"),
         (Target::Kernel, false) => (PORTS.kernel_echo, "echo"),
     };

@@ -56,6 +56,79 @@ impl App for Discard {
     }
 }
 
+/// sockperf's message header: a sequence number (u64), flags (u16), the whole message's
+/// length (u32), all big-endian; 14 bytes.
+const SOCKPERF_HEADER: usize = 14;
+const SOCKPERF_CLIENT: u16 = 1;
+const SOCKPERF_PONG: u16 = 2;
+const SOCKPERF_MAX_MESSAGE: usize = 65_536;
+
+/// A sockperf-compatible server (what `sockperf server --tcp` does): every message that asks
+/// for a pong is sent back with the client flag cleared; others are read and dropped. Pure
+/// echo is not enough for sockperf: its client ignores its own (client-flagged) messages.
+pub struct Sockperf {
+    message: Vec<u8>,
+}
+
+impl Sockperf {
+    pub fn new() -> Sockperf {
+        Sockperf { message: vec![0; SOCKPERF_MAX_MESSAGE] }
+    }
+
+    fn pump(&mut self, iface: &mut Interface, conn: ConnId) {
+        loop {
+            let (a, b) = iface.recv_slices(conn);
+            if a.len() + b.len() < SOCKPERF_HEADER {
+                return;
+            }
+            let mut header = [0u8; SOCKPERF_HEADER];
+            copy_prefix(a, b, &mut header);
+            let flags = u16::from_be_bytes([header[8], header[9]]);
+            let len = u32::from_be_bytes([header[10], header[11], header[12], header[13]]) as usize;
+            if !(SOCKPERF_HEADER..=SOCKPERF_MAX_MESSAGE).contains(&len) {
+                iface.abort(conn); // not sockperf: a length no message has
+                return;
+            }
+            if a.len() + b.len() < len {
+                return;
+            }
+            if flags & SOCKPERF_PONG != 0 {
+                if iface.send_capacity(conn) < len {
+                    return; // resumed by on_writable
+                }
+                copy_prefix(a, b, &mut self.message[..len]);
+                let cleared = (flags & !SOCKPERF_CLIENT).to_be_bytes();
+                self.message[8..10].copy_from_slice(&cleared);
+                iface.recv_consume(conn, len);
+                let _ = iface.send(conn, &self.message[..len]);
+            } else {
+                iface.recv_consume(conn, len);
+            }
+        }
+    }
+}
+
+/// Copies the first `out.len()` bytes of the two slices `a` then `b`.
+fn copy_prefix(a: &[u8], b: &[u8], out: &mut [u8]) {
+    let from_a = a.len().min(out.len());
+    out[..from_a].copy_from_slice(&a[..from_a]);
+    let rest = out.len() - from_a;
+    out[from_a..].copy_from_slice(&b[..rest]);
+}
+
+impl App for Sockperf {
+    fn on_readable(&mut self, iface: &mut Interface, conn: ConnId) {
+        self.pump(iface, conn);
+    }
+    fn on_writable(&mut self, iface: &mut Interface, conn: ConnId) {
+        self.pump(iface, conn);
+    }
+    fn on_peer_closed(&mut self, iface: &mut Interface, conn: ConnId) {
+        self.pump(iface, conn);
+        iface.close(conn);
+    }
+}
+
 /// Longest request head accepted.
 const REQUEST_MAX: usize = 2048;
 /// Body bytes: byte i of a body is `i % 251`; the array holds 64 KiB from any phase.

@@ -1,7 +1,7 @@
 //! `synack`: serve an application on an interface through AF_XDP, or open a connection.
 //!
 //! ```text
-//! synack serve --iface IF --ip IPV4 --port PORT --app echo|http|discard
+//! synack serve --iface IF --ip IPV4 --port PORT --app echo|http|discard|sockperf
 //!              [--queues N] [--cores LIST] [--poll busy|sleep]
 //!              [--time-wait-ms MS] [--trust-checksums]
 //! synack connect --iface IF --ip IPV4 --target IP:PORT --bytes N [--close-first local|remote]
@@ -114,6 +114,8 @@ enum AppKind {
     Echo,
     Http,
     Discard,
+    /// A sockperf-compatible server (`sockperf ping-pong --tcp` against it).
+    Sockperf,
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq, Debug)]
@@ -197,6 +199,7 @@ fn serve(common: Common, port: u16, app: AppKind) -> anyhow::Result<()> {
         AppKind::Echo => Runtime::start(config, |_| apps::Echo::new(common.max_connections)),
         AppKind::Http => Runtime::start(config, |_| apps::Http::new(common.max_connections)),
         AppKind::Discard => Runtime::start(config, |_| apps::Discard),
+        AppKind::Sockperf => Runtime::start(config, |_| apps::Sockperf::new()),
     }
     .with_context(|| format!("cannot serve on {} {}:{port}", common.iface, common.ip))?;
     println!(
