@@ -4,9 +4,9 @@ use core::time::Duration;
 
 use super::congestion::{AckAction, NewReno};
 use super::{
-    CloseReason, DropReason, Endpoint, Event, FourTuple, IsnGenerator, OpenError, Outcome, RecvBuffer, RecvError,
-    RttEstimator, Segment, SendBuffer, SendError, SeqNumber, State, TcpConfig, TimeWaitAction, TimeWaitRecord, Timer,
-    TimerTable,
+    CloseReason, ConnectionStats, DropReason, Endpoint, Event, FourTuple, IsnGenerator, OpenError, Outcome, RecvBuffer,
+    RecvError, RttEstimator, Segment, SendBuffer, SendError, SeqNumber, State, TcpConfig, TimeWaitAction,
+    TimeWaitRecord, Timer, TimerTable,
 };
 use crate::time::Instant;
 use crate::wire::{emit_header, TcpFlags, TcpOptions, TcpRepr, Timestamp, MAX_HEADER_LEN};
@@ -106,6 +106,7 @@ pub struct Connection {
     events: u8,
     send_blocked: bool,
     close_reason: Option<CloseReason>,
+    stats: ConnectionStats,
 }
 
 impl Connection {
@@ -170,6 +171,7 @@ impl Connection {
             events: 0,
             send_blocked: false,
             close_reason: None,
+            stats: ConnectionStats::default(),
         }
     }
 
@@ -328,6 +330,11 @@ impl Connection {
     /// The current retransmission timeout, backoff included.
     pub fn rto(&self) -> Duration {
         self.rtt.rto()
+    }
+
+    /// Loss-recovery counters.
+    pub fn stats(&self) -> &ConnectionStats {
+        &self.stats
     }
 
     /// Switches Nagle's algorithm for this connection.
@@ -800,6 +807,9 @@ impl Connection {
                     self.events |= EV_READABLE;
                 }
                 let cut = offset == 0 && inserted.advanced < fresh.len();
+                if offset > 0 {
+                    self.stats.out_of_order_received += 1;
+                }
                 if inserted.out_of_order || offset > 0 || cut {
                     // RFC 5681 4.2: out-of-order data and hole fills are ACKed at once.
                     self.ack_now = true;
@@ -873,6 +883,7 @@ impl Connection {
             self.retries = 0;
             if self.cc.on_new_ack(ack, acked, flight) == AckAction::Retransmit {
                 self.retransmit_now = true;
+                self.stats.partial_ack_retransmits += 1;
             }
             if self.snd_una == self.snd_max {
                 self.timers.clear(Timer::Retransmit);
@@ -884,15 +895,15 @@ impl Connection {
                 self.send_blocked = false;
                 self.events |= EV_WRITABLE;
             }
-        } else if ack == self.snd_una
-            && pure_ack
-            && window == self.snd_wnd
-            && self.snd_max > self.snd_una
-            && self.cc.on_dup_ack(self.snd_una, self.snd_max, self.snd_max.since(self.snd_una)) == AckAction::Retransmit
-        {
-            // RFC 5681 3.2: the third duplicate ACK triggers fast retransmit.
-            self.retransmit_now = true;
-            self.rtt.on_retransmit();
+        } else if ack == self.snd_una && pure_ack && window == self.snd_wnd && self.snd_max > self.snd_una {
+            self.stats.dup_acks_received += 1;
+            if self.cc.on_dup_ack(self.snd_una, self.snd_max, self.snd_max.since(self.snd_una)) == AckAction::Retransmit
+            {
+                // RFC 5681 3.2: the third duplicate ACK triggers fast retransmit.
+                self.retransmit_now = true;
+                self.stats.fast_retransmits += 1;
+                self.rtt.on_retransmit();
+            }
         }
 
         // Window update (RFC 9293 3.10.7.4): only from a segment newer than the last one used.
@@ -976,6 +987,7 @@ impl Connection {
             State::SynSent | State::SynReceived => self.snd_nxt = self.iss,
             _ => {
                 // RFC 5681 3.1 and RFC 6298 5.4-5.6: collapse the window, go back to SND.UNA.
+                self.stats.rto_timeouts += 1;
                 self.cc.on_timeout(self.snd_max, self.snd_max.since(self.snd_una));
                 self.snd_nxt = self.snd_una;
                 self.retransmit_now = false;
@@ -1154,9 +1166,22 @@ impl Connection {
         }
     }
 
+    /// Payload bytes that fit in the next segment. SACK blocks take room from the MSS as the
+    /// timestamp option does (RFC 9293 3.7.1: the MSS excludes TCP options; Linux's
+    /// `tcp_current_mss`): a full-sized segment with SACK blocks would exceed the path MTU.
+    fn current_mss(&self) -> usize {
+        let mss = usize::from(self.send_mss);
+        if !(self.sack_enabled && self.rx.has_out_of_order()) {
+            return mss;
+        }
+        let blocks = self.rx.out_of_order_ranges().min(if self.ts_enabled { 3 } else { 4 });
+        // Two NOPs, kind, length and 8 bytes per block, padded to 4 bytes.
+        mss.saturating_sub((2 + 8 * blocks + 3) & !3).max(1)
+    }
+
     /// Sends data and/or FIN if the windows, Nagle and the state allow.
     fn transmit_data(&mut self, now: Instant, buf: &mut [u8]) -> Option<usize> {
-        let mss = usize::from(self.send_mss);
+        let mss = self.current_mss();
         let (seq, len, fin) = if self.retransmit_now && (!self.tx.is_empty() || self.fin_seq.is_some()) {
             // Fast retransmit or a NewReno partial ACK: one segment from SND.UNA, outside cwnd.
             self.retransmit_now = false;
@@ -1197,7 +1222,10 @@ impl Connection {
         let mut repr = self.control_repr(TcpFlags::ACK, seq);
         self.add_data_options(now, &mut repr);
         let header_len = repr.header_len();
-        let len = len.min(buf.len() - header_len);
+        // Never exceed the peer's MSS plus the options it was reduced by (timestamps).
+        let base_len = 20 + if self.ts_enabled { usize::from(TIMESTAMP_OPTION_LEN) } else { 0 };
+        let room = (usize::from(self.send_mss) + base_len).saturating_sub(header_len).max(1);
+        let len = len.min(room).min(buf.len() - header_len);
         let offset = seq.since(self.snd_una) as usize;
         let copied = self.tx.read_at(offset, &mut buf[header_len..header_len + len]);
         let fin = fin && offset + copied == self.tx.len();
@@ -1212,6 +1240,7 @@ impl Connection {
         let end = seq + copied + usize::from(fin);
         let is_retransmission = seq < self.snd_max;
         if is_retransmission {
+            self.stats.retransmitted_segments += 1;
             self.rtt.on_retransmit();
         }
         if end > self.snd_nxt {

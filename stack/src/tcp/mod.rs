@@ -89,6 +89,26 @@ impl Segment<'_> {
     }
 }
 
+/// Loss-recovery counters of one connection, read-only for diagnostics and tests
+/// ([`Connection::stats`]). They restart when the connection is reused.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ConnectionStats {
+    /// Data segments (or FINs) sent again, whatever the cause.
+    pub retransmitted_segments: u64,
+    /// Retransmission timeouts that fired in a synchronized state (RFC 6298 5.4).
+    pub rto_timeouts: u64,
+    /// Fast retransmits: loss recoveries entered on duplicate ACKs (RFC 5681 3.2, RFC 6675).
+    pub fast_retransmits: u64,
+    /// Retransmissions triggered by a partial ACK during recovery (RFC 6582 3.2 step 4).
+    pub partial_ack_retransmits: u64,
+    /// Holes retransmitted because the peer's SACK blocks revealed them (RFC 6675).
+    pub sack_retransmits: u64,
+    /// Duplicate ACKs received.
+    pub dup_acks_received: u64,
+    /// Segments received out of order (beyond RCV.NXT), each ACKed at once.
+    pub out_of_order_received: u64,
+}
+
 /// Why a segment was not taken in, for counters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum DropReason {
