@@ -11,6 +11,7 @@ mod connection;
 mod isn;
 mod recv_buffer;
 mod rtt;
+mod sack;
 mod send_buffer;
 mod seq;
 mod state;
@@ -25,6 +26,7 @@ pub use connection::Connection;
 pub use isn::IsnGenerator;
 pub use recv_buffer::{RecvBuffer, MAX_OOO_RANGES};
 pub use rtt::RttEstimator;
+pub use sack::Scoreboard;
 pub use send_buffer::SendBuffer;
 pub use seq::SeqNumber;
 pub use state::State;
@@ -99,10 +101,15 @@ pub struct ConnectionStats {
     pub rto_timeouts: u64,
     /// Fast retransmits: loss recoveries entered on duplicate ACKs (RFC 5681 3.2, RFC 6675).
     pub fast_retransmits: u64,
+    /// Loss recoveries entered when the reordering window passed with SND.UNA missing below
+    /// SACKed data (RFC 8985 6.3), with too few duplicates for fast retransmit.
+    pub early_retransmits: u64,
     /// Retransmissions triggered by a partial ACK during recovery (RFC 6582 3.2 step 4).
     pub partial_ack_retransmits: u64,
     /// Holes retransmitted because the peer's SACK blocks revealed them (RFC 6675).
     pub sack_retransmits: u64,
+    /// Retransmissions found lost from later SACKs, and sent again without waiting for the RTO.
+    pub lost_retransmissions: u64,
     /// Duplicate ACKs received.
     pub dup_acks_received: u64,
     /// Segments received out of order (beyond RCV.NXT), each ACKed at once.
