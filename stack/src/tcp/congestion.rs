@@ -53,6 +53,17 @@ impl NewReno {
         self.in_recovery
     }
 
+    /// RFC 3042 limited transmit: how far beyond the congestion window new data may go, one
+    /// segment for each of the first two duplicate ACKs, so that a small window still draws
+    /// the duplicates that fast retransmit needs.
+    pub fn limited_transmit(&self) -> u32 {
+        if self.in_recovery {
+            0
+        } else {
+            self.dup_acks.min(2) * self.mss
+        }
+    }
+
     /// An ACK advanced SND.UNA by `acked` bytes to `ack`; `flight` is what was outstanding before.
     pub fn on_new_ack(&mut self, ack: SeqNumber, acked: u32, flight: u32) -> AckAction {
         self.dup_acks = 0;
@@ -79,23 +90,34 @@ impl NewReno {
         AckAction::None
     }
 
-    /// A duplicate ACK (RFC 5681 definition) arrived; `snd_max` is the highest sequence sent.
-    pub fn on_dup_ack(&mut self, snd_una: SeqNumber, snd_max: SeqNumber, flight: u32) -> AckAction {
+    /// A duplicate ACK arrived (RFC 5681, or RFC 6675: one that SACKs new data); `snd_max`
+    /// is the highest sequence sent. `lost` says the SACK scoreboard deems SND.UNA lost
+    /// (RFC 6675 IsLost), which starts recovery before the third duplicate.
+    pub fn on_dup_ack(&mut self, snd_una: SeqNumber, snd_max: SeqNumber, flight: u32, lost: bool) -> AckAction {
         self.dup_acks += 1;
         if self.in_recovery {
             // Each further duplicate means a segment left the network: inflate.
             self.cwnd = self.cwnd.saturating_add(self.mss);
             return AckAction::None;
         }
-        // RFC 6582 3.2 step 2: only enter recovery if this loss is past the last recovery point.
-        if self.dup_acks == 3 && snd_una.diff(self.recover) >= 0 {
-            self.ssthresh = (flight / 2).max(2 * self.mss);
-            self.recover = snd_max;
-            self.cwnd = self.ssthresh + 3 * self.mss;
-            self.in_recovery = true;
-            return AckAction::Retransmit;
+        if self.dup_acks == 3 || lost {
+            return self.on_loss(snd_una, snd_max, flight);
         }
         AckAction::None
+    }
+
+    /// Loss of SND.UNA was detected (three duplicates, or the SACK scoreboard): enter fast
+    /// recovery, unless already in it or the loss predates the last recovery point
+    /// (RFC 6582 3.2 step 2).
+    pub fn on_loss(&mut self, snd_una: SeqNumber, snd_max: SeqNumber, flight: u32) -> AckAction {
+        if self.in_recovery || snd_una.diff(self.recover) < 0 {
+            return AckAction::None;
+        }
+        self.ssthresh = (flight / 2).max(2 * self.mss);
+        self.recover = snd_max;
+        self.cwnd = self.ssthresh + 3 * self.mss;
+        self.in_recovery = true;
+        AckAction::Retransmit
     }
 
     /// The retransmission timer expired (RFC 5681 3.1 eqn 4; RFC 6582 4).
@@ -133,12 +155,12 @@ mod tests {
         let mut c = NewReno::new(1000, 10, SeqNumber(0));
         let una = SeqNumber(1000);
         let max = SeqNumber(11_000);
-        assert_eq!(c.on_dup_ack(una, max, 10_000), AckAction::None);
-        assert_eq!(c.on_dup_ack(una, max, 10_000), AckAction::None);
-        assert_eq!(c.on_dup_ack(una, max, 10_000), AckAction::Retransmit);
+        assert_eq!(c.on_dup_ack(una, max, 10_000, false), AckAction::None);
+        assert_eq!(c.on_dup_ack(una, max, 10_000, false), AckAction::None);
+        assert_eq!(c.on_dup_ack(una, max, 10_000, false), AckAction::Retransmit);
         assert!(c.in_recovery());
         assert_eq!(c.window(), 5000 + 3000);
-        c.on_dup_ack(una, max, 10_000);
+        c.on_dup_ack(una, max, 10_000, false);
         assert_eq!(c.window(), 9000);
         assert_eq!(c.on_new_ack(SeqNumber(4000), 3000, 10_000), AckAction::Retransmit);
         assert!(c.in_recovery());
@@ -149,7 +171,7 @@ mod tests {
         let mut c2 = NewReno::new(1000, 10, SeqNumber(0));
         c2.on_timeout(SeqNumber(20_000), 10_000);
         for _ in 0..3 {
-            assert_eq!(c2.on_dup_ack(SeqNumber(5000), SeqNumber(20_000), 4000), AckAction::None);
+            assert_eq!(c2.on_dup_ack(SeqNumber(5000), SeqNumber(20_000), 4000, false), AckAction::None);
         }
     }
 }

@@ -3,13 +3,14 @@
 use core::time::Duration;
 
 use super::congestion::{AckAction, NewReno};
+use super::sack::Scoreboard;
 use super::{
-    CloseReason, DropReason, Endpoint, Event, FourTuple, IsnGenerator, OpenError, Outcome, RecvBuffer, RecvError,
-    RttEstimator, Segment, SendBuffer, SendError, SeqNumber, State, TcpConfig, TimeWaitAction, TimeWaitRecord, Timer,
-    TimerTable,
+    CloseReason, ConnectionStats, DropReason, Endpoint, Event, FourTuple, IsnGenerator, OpenError, Outcome, RecvBuffer,
+    RecvError, RttEstimator, Segment, SendBuffer, SendError, SeqNumber, State, TcpConfig, TimeWaitAction,
+    TimeWaitRecord, Timer, TimerTable,
 };
 use crate::time::Instant;
-use crate::wire::{emit_header, TcpFlags, TcpOptions, TcpRepr, Timestamp, MAX_HEADER_LEN};
+use crate::wire::{emit_header, SackBlocks, TcpFlags, TcpOptions, TcpRepr, Timestamp, MAX_HEADER_LEN};
 
 /// RFC 7323 5.5: TS.Recent is invalid after 24 days of idleness.
 const PAWS_IDLE: Duration = Duration::from_secs(24 * 24 * 3600);
@@ -22,6 +23,9 @@ const TIMESTAMP_OPTION_LEN: u16 = 12;
 /// The least time between two ACKs that answer unacceptable zero-length segments (Linux's
 /// `tcp_invalid_ratelimit`, 500 ms), so that two ends that disagree cannot trade ACKs for ever.
 const UNACCEPTABLE_ACK_INTERVAL: Duration = Duration::from_millis(500);
+/// The least reordering window (RFC 8985 6.2 uses a quarter of the RTT; this floor keeps a
+/// tiny RTT estimate from turning mild reordering into retransmissions).
+const MIN_REORDER_WINDOW: Duration = Duration::from_micros(20);
 
 // Pending application events, drained in this order by `poll_event`.
 const EV_CONNECTED: u8 = 1;
@@ -93,19 +97,27 @@ pub struct Connection {
     last_unacceptable_ack: Option<Instant>,
     segments_since_ack: u8,
     rst_pending: Option<TcpRepr>,
-    retransmit_now: bool,
+    /// Loss-recovery retransmissions owed (fast retransmit, partial ACKs, SACK holes), one
+    /// per ACK that called for one.
+    retransmits_due: u8,
+    /// The retransmit timer runs as the reordering timer (RFC 8985 6.3); the RTO deadline to
+    /// restore when it fires.
+    reorder_timer: Option<Instant>,
     persist_probe: bool,
     keepalive_probe: bool,
 
     timers: TimerTable,
     rtt: RttEstimator,
     cc: NewReno,
+    /// What the peer SACKed (RFC 6675).
+    sack: Scoreboard,
     retries: u8,
     keepalive_probes: u8,
 
     events: u8,
     send_blocked: bool,
     close_reason: Option<CloseReason>,
+    stats: ConnectionStats,
 }
 
 impl Connection {
@@ -161,15 +173,18 @@ impl Connection {
             last_unacceptable_ack: None,
             segments_since_ack: 0,
             rst_pending: None,
-            retransmit_now: false,
+            retransmits_due: 0,
+            reorder_timer: None,
             persist_probe: false,
             keepalive_probe: false,
             timers: TimerTable::default(),
+            sack: Scoreboard::default(),
             retries: 0,
             keepalive_probes: 0,
             events: 0,
             send_blocked: false,
             close_reason: None,
+            stats: ConnectionStats::default(),
         }
     }
 
@@ -421,6 +436,11 @@ impl Connection {
     /// The current retransmission timeout, backoff included.
     pub fn rto(&self) -> Duration {
         self.rtt.rto()
+    }
+
+    /// Loss-recovery counters.
+    pub fn stats(&self) -> &ConnectionStats {
+        &self.stats
     }
 
     /// Switches Nagle's algorithm for this connection.
@@ -861,7 +881,7 @@ impl Connection {
         }
 
         let window = u32::from(r.window) << self.snd_wscale;
-        self.process_ack(now, seq, ack, window, payload.is_empty() && !fin);
+        self.process_ack(now, seq, ack, window, payload.is_empty() && !fin, &r.options.sack_blocks);
         if self.state == State::Closed {
             return Outcome::Accepted;
         }
@@ -893,6 +913,9 @@ impl Connection {
                     self.events |= EV_READABLE;
                 }
                 let cut = offset == 0 && inserted.advanced < fresh.len();
+                if offset > 0 {
+                    self.stats.out_of_order_received += 1;
+                }
                 if inserted.out_of_order || offset > 0 || cut {
                     // RFC 5681 4.2: out-of-order data and hole fills are ACKed at once.
                     self.ack_now = true;
@@ -950,7 +973,20 @@ impl Connection {
 
     /// Fifth step for an acceptable ACK: advance SND.UNA, feed RTT and congestion control,
     /// update the window, and move the close states along.
-    fn process_ack(&mut self, now: Instant, seq: SeqNumber, ack: SeqNumber, window: u32, pure_ack: bool) {
+    fn process_ack(
+        &mut self,
+        now: Instant,
+        seq: SeqNumber,
+        ack: SeqNumber,
+        window: u32,
+        pure_ack: bool,
+        sack: &SackBlocks,
+    ) {
+        // RFC 6675 5: the scoreboard first; an ACK that SACKs new data is a duplicate even
+        // when it carries data, as ACKs do when both sides send.
+        let newly_sacked =
+            if self.sack_enabled { self.sack.on_ack(ack.max(self.snd_una), self.snd_max, sack.as_slice()) } else { 0 };
+        let mss = u32::from(self.send_mss);
         if ack > self.snd_una {
             let acked = ack.since(self.snd_una);
             let flight = self.snd_max.since(self.snd_una);
@@ -965,8 +1001,19 @@ impl Connection {
             self.rtt.on_ack(now, ack);
             self.retries = 0;
             if self.cc.on_new_ack(ack, acked, flight) == AckAction::Retransmit {
-                self.retransmit_now = true;
+                self.retransmits_due = self.retransmits_due.saturating_add(1);
+                self.stats.partial_ack_retransmits += 1;
+            } else if self.snd_max > self.snd_una
+                && self.sack.is_lost(self.snd_una, mss)
+                && self.cc.on_loss(self.snd_una, self.snd_max, self.snd_max.since(self.snd_una))
+                    == AckAction::Retransmit
+            {
+                // RFC 6675 5: the SACK blocks of a cumulative ACK show the next byte lost.
+                self.sack.start_recovery(self.snd_una, self.snd_max);
+                self.retransmits_due = self.retransmits_due.saturating_add(1);
+                self.stats.fast_retransmits += 1;
             }
+            self.reorder_timer = None;
             if self.snd_una == self.snd_max {
                 self.timers.clear(Timer::Retransmit);
             } else {
@@ -978,14 +1025,42 @@ impl Connection {
                 self.events |= EV_WRITABLE;
             }
         } else if ack == self.snd_una
-            && pure_ack
-            && window == self.snd_wnd
             && self.snd_max > self.snd_una
-            && self.cc.on_dup_ack(self.snd_una, self.snd_max, self.snd_max.since(self.snd_una)) == AckAction::Retransmit
+            && ((pure_ack && window == self.snd_wnd) || newly_sacked > 0)
         {
-            // RFC 5681 3.2: the third duplicate ACK triggers fast retransmit.
-            self.retransmit_now = true;
-            self.rtt.on_retransmit();
+            self.stats.dup_acks_received += 1;
+            let lost = self.sack.is_lost(self.snd_una, mss);
+            let flight = self.snd_max.since(self.snd_una);
+            if self.cc.on_dup_ack(self.snd_una, self.snd_max, flight, lost) == AckAction::Retransmit {
+                // RFC 5681 3.2: the third duplicate ACK (or RFC 6675 IsLost) triggers fast
+                // retransmit.
+                self.sack.start_recovery(self.snd_una, self.snd_max);
+                self.retransmits_due = self.retransmits_due.saturating_add(1);
+                self.stats.fast_retransmits += 1;
+            } else if self.cc.in_recovery() && self.sack.next_lost(self.snd_una, self.snd_max, mss).is_some() {
+                // RFC 6675 NextSeg rule 1: a further hole the SACK blocks show lost. It replaces
+                // a segment that left the network, as the inflated window assumes.
+                self.retransmits_due = self.retransmits_due.saturating_add(1);
+                self.stats.sack_retransmits += 1;
+            }
+        }
+        if self.sack_enabled && self.cc.in_recovery() && self.sack.retransmission_lost(self.snd_una, self.snd_max, mss)
+        {
+            self.sack.start_recovery(self.snd_una, self.snd_max);
+            self.retransmits_due = self.retransmits_due.saturating_add(1);
+            self.stats.lost_retransmissions += 1;
+        }
+        if newly_sacked > 0 && !self.cc.in_recovery() && self.snd_max > self.snd_una && self.reorder_timer.is_none() {
+            // RFC 8985 6.3, by send order: SND.UNA went out before the data just SACKed; if it
+            // has not arrived a quarter of an RTT later, it is lost, even when too little
+            // follows it for three duplicates (a lost limited-transmit or tail segment).
+            let srtt = self.rtt.srtt().unwrap_or(self.rtt.rto());
+            let at = now + (srtt / 4).max(MIN_REORDER_WINDOW);
+            let rto_at = self.timers.get(Timer::Retransmit).unwrap_or(now + self.rtt.rto());
+            if at < rto_at {
+                self.timers.set(Timer::Retransmit, at);
+                self.reorder_timer = Some(rto_at);
+            }
         }
 
         // Window update (RFC 9293 3.10.7.4): only from a segment newer than the last one used.
@@ -1029,7 +1104,10 @@ impl Connection {
     pub fn handle_timeout(&mut self, now: Instant) {
         while let Some(timer) = self.timers.pop_expired(now) {
             match timer {
-                Timer::Retransmit => self.on_retransmit_timeout(now),
+                Timer::Retransmit => match self.reorder_timer.take() {
+                    Some(rto_at) => self.on_reorder_timeout(now, rto_at),
+                    None => self.on_retransmit_timeout(now),
+                },
                 Timer::Persist => {
                     // Probe with one byte from SND.UNA; back off like the RTO (RFC 9293 3.8.6.1).
                     self.persist_probe = true;
@@ -1054,6 +1132,19 @@ impl Connection {
         self.update_timers(now);
     }
 
+    /// The reordering window passed with SND.UNA still missing below SACKed data: recover.
+    fn on_reorder_timeout(&mut self, now: Instant, rto_at: Instant) {
+        self.timers.set(Timer::Retransmit, rto_at.max(now));
+        let flight = self.snd_max.since(self.snd_una);
+        if self.sack.sacked_above(self.snd_una) > 0
+            && self.cc.on_loss(self.snd_una, self.snd_max, flight) == AckAction::Retransmit
+        {
+            self.sack.start_recovery(self.snd_una, self.snd_max);
+            self.retransmits_due = self.retransmits_due.saturating_add(1);
+            self.stats.early_retransmits += 1;
+        }
+    }
+
     fn on_retransmit_timeout(&mut self, now: Instant) {
         self.retries = self.retries.saturating_add(1);
         let limit = match self.state {
@@ -1069,9 +1160,11 @@ impl Connection {
             State::SynSent | State::SynReceived => self.snd_nxt = self.iss,
             _ => {
                 // RFC 5681 3.1 and RFC 6298 5.4-5.6: collapse the window, go back to SND.UNA.
+                self.stats.rto_timeouts += 1;
                 self.cc.on_timeout(self.snd_max, self.snd_max.since(self.snd_una));
                 self.snd_nxt = self.snd_una;
-                self.retransmit_now = false;
+                self.retransmits_due = 0;
+                self.sack.clear();
             }
         }
         self.rtt.back_off();
@@ -1280,23 +1373,76 @@ impl Connection {
         }
     }
 
+    /// Payload bytes that fit in the next segment. SACK blocks take room from the MSS as the
+    /// timestamp option does (RFC 9293 3.7.1: the MSS excludes TCP options; Linux's
+    /// `tcp_current_mss`): a full-sized segment with SACK blocks would exceed the path MTU.
+    fn current_mss(&self) -> usize {
+        let mss = usize::from(self.send_mss);
+        if !(self.sack_enabled && self.rx.has_out_of_order()) {
+            return mss;
+        }
+        let blocks = self.rx.out_of_order_ranges().min(if self.ts_enabled { 3 } else { 4 });
+        // Two NOPs, kind, length and 8 bytes per block, padded to 4 bytes.
+        mss.saturating_sub((2 + 8 * blocks + 3) & !3).max(1)
+    }
+
+    /// Where a loss-recovery retransmission starts and how long it may be: the next hole the
+    /// SACK scoreboard deems lost, else SND.UNA unless this recovery retransmitted it already.
+    fn retransmit_target(&self, mss: usize) -> Option<(SeqNumber, usize)> {
+        if self.tx.is_empty() && self.fin_seq.is_none() {
+            return None;
+        }
+        if self.sack_enabled {
+            if let Some((seq, len)) = self.sack.next_lost(self.snd_una, self.snd_max, mss as u32) {
+                return Some((seq, len as usize));
+            }
+            if self.sack.retransmitted(self.snd_una, self.snd_una, self.snd_max) {
+                return None;
+            }
+        }
+        Some((self.snd_una, mss))
+    }
+
+    /// How many more bytes congestion control lets out, `in_flight` being SND.NXT - SND.UNA.
+    fn congestion_room(&self, in_flight: u32) -> u32 {
+        let new_data = self.snd_nxt == self.snd_max;
+        let sacked = if new_data { self.sack.sacked_above(self.snd_una) } else { 0 };
+        if self.cc.in_recovery() {
+            if sacked > 0 {
+                // RFC 6675 5 step 4: in recovery, send while the pipe (what is in flight less
+                // what the peer SACKed) is below cwnd = ssthresh. Counting duplicate ACKs
+                // instead (NewReno's inflation) undercounts when one ACK SACKs several
+                // segments, and leaves nothing new sent whose SACK could show a lost
+                // retransmission.
+                return self.cc.ssthresh().saturating_sub(in_flight - sacked);
+            }
+            return self.cc.window().saturating_sub(in_flight);
+        }
+        // RFC 3042 limited transmit, counting SACKed segments as duplicates (a cumulative ACK
+        // may SACK too).
+        let limited =
+            if new_data { self.cc.limited_transmit().max(sacked.min(2 * u32::from(self.send_mss))) } else { 0 };
+        self.cc.window().saturating_add(limited).saturating_sub(in_flight)
+    }
+
     /// Sends data and/or FIN if the windows, Nagle and the state allow.
     fn transmit_data(&mut self, now: Instant, buf: &mut [u8]) -> Option<usize> {
-        let mss = usize::from(self.send_mss);
-        let (seq, len, fin) = if self.retransmit_now && (!self.tx.is_empty() || self.fin_seq.is_some()) {
-            // Fast retransmit or a NewReno partial ACK: one segment from SND.UNA, outside cwnd.
-            self.retransmit_now = false;
-            let len = self.tx.len().min(mss);
-            let fin = self.fin_queued && len == self.tx.len();
-            (self.snd_una, len, fin)
+        let mss = self.current_mss();
+        let target = if self.retransmits_due > 0 { self.retransmit_target(mss) } else { None };
+        let (seq, len, fin) = if let Some((seq, len)) = target {
+            // Fast retransmit, a NewReno partial ACK or a SACK hole: one segment, outside cwnd.
+            self.retransmits_due -= 1;
+            let offset = seq.since(self.snd_una) as usize;
+            let len = self.tx.len().saturating_sub(offset).min(len);
+            let fin = self.fin_queued && offset + len == self.tx.len();
+            (seq, len, fin)
         } else {
-            self.retransmit_now = false;
+            self.retransmits_due = 0;
             let offset = self.snd_nxt.since(self.snd_una) as usize;
             let fin_sent = offset > self.tx.len();
             let unsent = self.tx.len().saturating_sub(offset);
             let in_flight = self.snd_nxt.since(self.snd_una);
-            let window = self.snd_wnd.min(self.cc.window());
-            let usable = window.saturating_sub(in_flight) as usize;
+            let usable = self.snd_wnd.saturating_sub(in_flight).min(self.congestion_room(in_flight)) as usize;
             let mut len = unsent.min(usable).min(mss);
             if self.persist_probe && unsent > 0 && len == 0 {
                 len = 1;
@@ -1323,7 +1469,10 @@ impl Connection {
         let mut repr = self.control_repr(TcpFlags::ACK, seq);
         self.add_data_options(now, &mut repr);
         let header_len = repr.header_len();
-        let len = len.min(buf.len() - header_len);
+        // Never exceed the peer's MSS plus the options it was reduced by (timestamps).
+        let base_len = 20 + if self.ts_enabled { usize::from(TIMESTAMP_OPTION_LEN) } else { 0 };
+        let room = (usize::from(self.send_mss) + base_len).saturating_sub(header_len).max(1);
+        let len = len.min(room).min(buf.len() - header_len);
         let offset = seq.since(self.snd_una) as usize;
         let copied = self.tx.read_at(offset, &mut buf[header_len..header_len + len]);
         let fin = fin && offset + copied == self.tx.len();
@@ -1337,7 +1486,11 @@ impl Connection {
 
         let end = seq + copied + usize::from(fin);
         let is_retransmission = seq < self.snd_max;
+        if target.is_some() && self.sack_enabled {
+            self.sack.mark_retransmitted(end, self.snd_max.max(end));
+        }
         if is_retransmission {
+            self.stats.retransmitted_segments += 1;
             self.rtt.on_retransmit();
         }
         if end > self.snd_nxt {

@@ -11,6 +11,7 @@ mod connection;
 mod isn;
 mod recv_buffer;
 mod rtt;
+mod sack;
 mod send_buffer;
 mod seq;
 mod state;
@@ -25,6 +26,7 @@ pub use connection::Connection;
 pub use isn::IsnGenerator;
 pub use recv_buffer::{RecvBuffer, MAX_OOO_RANGES};
 pub use rtt::RttEstimator;
+pub use sack::Scoreboard;
 pub use send_buffer::SendBuffer;
 pub use seq::SeqNumber;
 pub use state::State;
@@ -87,6 +89,31 @@ impl Segment<'_> {
             + usize::from(self.repr.flags.contains(TcpFlags::SYN))
             + usize::from(self.repr.flags.contains(TcpFlags::FIN))
     }
+}
+
+/// Loss-recovery counters of one connection, read-only for diagnostics and tests
+/// ([`Connection::stats`]). They restart when the connection is reused.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ConnectionStats {
+    /// Data segments (or FINs) sent again, whatever the cause.
+    pub retransmitted_segments: u64,
+    /// Retransmission timeouts that fired in a synchronized state (RFC 6298 5.4).
+    pub rto_timeouts: u64,
+    /// Fast retransmits: loss recoveries entered on duplicate ACKs (RFC 5681 3.2, RFC 6675).
+    pub fast_retransmits: u64,
+    /// Loss recoveries entered when the reordering window passed with SND.UNA missing below
+    /// SACKed data (RFC 8985 6.3), with too few duplicates for fast retransmit.
+    pub early_retransmits: u64,
+    /// Retransmissions triggered by a partial ACK during recovery (RFC 6582 3.2 step 4).
+    pub partial_ack_retransmits: u64,
+    /// Holes retransmitted because the peer's SACK blocks revealed them (RFC 6675).
+    pub sack_retransmits: u64,
+    /// Retransmissions found lost from later SACKs, and sent again without waiting for the RTO.
+    pub lost_retransmissions: u64,
+    /// Duplicate ACKs received.
+    pub dup_acks_received: u64,
+    /// Segments received out of order (beyond RCV.NXT), each ACKed at once.
+    pub out_of_order_received: u64,
 }
 
 /// Why a segment was not taken in, for counters.

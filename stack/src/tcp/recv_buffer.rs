@@ -91,6 +91,11 @@ impl RecvBuffer {
         self.range_count > 0
     }
 
+    /// How many out-of-order ranges are held (the SACK blocks available).
+    pub fn out_of_order_ranges(&self) -> usize {
+        self.range_count
+    }
+
     /// Forgets all contents (connection reuse).
     pub fn clear(&mut self) {
         self.head = 0;
