@@ -235,17 +235,20 @@ impl Connection {
             last_unacceptable_ack,
             segments_since_ack,
             rst_pending,
-            retransmit_now,
+            retransmits_due,
+            reorder_timer,
             persist_probe,
             keepalive_probe,
             timers,
             rtt,
             cc,
+            sack,
             retries,
             keepalive_probes,
             events,
             send_blocked,
             close_reason,
+            stats,
         } = self;
         let c = &*config;
         *isn = IsnGenerator::with_key([0, 0]);
@@ -277,7 +280,8 @@ impl Connection {
         *last_unacceptable_ack = None;
         *segments_since_ack = 0;
         *rst_pending = None;
-        *retransmit_now = false;
+        *retransmits_due = 0;
+        *reorder_timer = None;
         *persist_probe = false;
         *keepalive_probe = false;
         *timers = TimerTable::default();
@@ -288,6 +292,8 @@ impl Connection {
         *events = 0;
         *send_blocked = false;
         *close_reason = None;
+        *sack = Scoreboard::default();
+        *stats = ConnectionStats::default();
     }
 
     /// Makes the connection CLOSED and reusable at once, keeping its rings: for a table that
@@ -1298,7 +1304,7 @@ impl Connection {
     /// obligations that make a segment, before the full computation of `transmit_data`.
     #[inline]
     fn nothing_to_send(&self) -> bool {
-        if self.ack_now || self.retransmit_now || self.persist_probe || self.keepalive_probe {
+        if self.ack_now || self.retransmits_due > 0 || self.persist_probe || self.keepalive_probe {
             return false;
         }
         match self.state {
