@@ -619,6 +619,10 @@ impl TcpRepr {
 ///
 /// Panics if `buf` is shorter than `repr.buffer_len(payload_len)` or the segment is longer
 /// than 65535 bytes (a caller's bug).
+// Inlined into each of the core's few call sites (data, pure ACK, SYN, RST): the call and
+// its register saves cost about 17 instructions a segment, and each site's options are
+// partly known there (callgrind: 10,958 -> 10,739 instructions per connection lifecycle).
+#[inline(always)]
 pub fn emit_header(buf: &mut [u8], repr: &TcpRepr, src: Ipv4Addr, dst: Ipv4Addr, payload_len: usize) -> usize {
     let options_len = repr.options.buffer_len();
     let header_len = HEADER_LEN + options_len;
