@@ -274,7 +274,14 @@ impl TestNet {
 
     /// Installs nftables rules in the peer namespace that drop `percent` % of packets at
     /// random in both directions (input and output hooks), with counters.
+    ///
+    /// Segmentation and receive offloads go off on both ends first: with them a Linux
+    /// sender hands nftables a few dozen 64 KB super-packets for megabytes of data, so a
+    /// 2 % rule may drop nothing at all, and a drop would cost a whole burst at once.
     pub fn peer_random_loss(&self, percent: u32) {
+        for host in [&self.peer, &self.synack] {
+            host.run_ok("ethtool", &["-K", &host.iface, "gso", "off", "tso", "off", "gro", "off"], SETUP_TIMEOUT);
+        }
         let rules = format!(
             "table inet e2e_loss {{\n\
              chain input {{ type filter hook input priority 0; policy accept; numgen random mod 100 < {percent} counter drop; }}\n\
