@@ -784,6 +784,7 @@ fn random_scenario(seed: u64) -> Result<(usize, bool, u64), String> {
     let mut buf = vec![0u8; 4096];
     let deadline = sim.now + Duration::from_secs(3_000);
     let mut steps = 0u64;
+    let mut idle_turns = 0u32;
     while sim.now < deadline {
         // Virtual time bounds a scenario only while it advances: an ACK loop moves it by
         // microseconds per step. The step budget turns such a livelock into a failure.
@@ -830,8 +831,15 @@ fn random_scenario(seed: u64) -> Result<(usize, bool, u64), String> {
             }
         }
         steps += 1;
-        if !sim.step() {
-            break;
+        // A quiet network does not end the scenario while the applications still act: they
+        // get a few dozen turns (each acts at random) to send, read or close before it ends.
+        if sim.step() {
+            idle_turns = 0;
+        } else {
+            idle_turns += 1;
+            if idle_turns > 50 {
+                break;
+            }
         }
         if sim.a.state(&ta) == State::Closed && sim.b.state(&tb) == State::Closed {
             break;

@@ -105,6 +105,8 @@ pub struct Connection {
     reorder_timer: Option<Instant>,
     persist_probe: bool,
     keepalive_probe: bool,
+    /// `close` found us in FIN-WAIT-2: the next timer update arms the orphan timeout.
+    orphan_timer_due: bool,
 
     timers: TimerTable,
     rtt: RttEstimator,
@@ -177,6 +179,7 @@ impl Connection {
             reorder_timer: None,
             persist_probe: false,
             keepalive_probe: false,
+            orphan_timer_due: false,
             timers: TimerTable::default(),
             sack: Scoreboard::default(),
             retries: 0,
@@ -239,6 +242,7 @@ impl Connection {
             reorder_timer,
             persist_probe,
             keepalive_probe,
+            orphan_timer_due,
             timers,
             rtt,
             cc,
@@ -284,6 +288,7 @@ impl Connection {
         *reorder_timer = None;
         *persist_probe = false;
         *keepalive_probe = false;
+        *orphan_timer_due = false;
         *timers = TimerTable::default();
         *rtt = RttEstimator::new(c.rto_initial, c.rto_min, c.rto_max);
         *cc = NewReno::new(u32::from(c.mss), c.initial_window_segments, SeqNumber(0));
@@ -566,6 +571,10 @@ impl Connection {
         }
         self.orphaned = true;
         self.shutdown();
+        // Half-closed earlier and our FIN acknowledged: nothing of ours is in flight to time
+        // out, so only the orphan timeout can end a peer that never sends its FIN. `close`
+        // has no clock; the next timer update arms it.
+        self.orphan_timer_due = self.state == State::FinWait2;
     }
 
     /// Aborts: sends RST (in synchronized states) and closes at once.
@@ -1084,7 +1093,7 @@ impl Connection {
             }
         }
 
-        let fin_acked = self.fin_seq.is_some_and(|f| self.snd_una > f);
+        let fin_acked = self.fin_acked();
         match self.state {
             State::FinWait1 if fin_acked => {
                 self.state = State::FinWait2;
@@ -1199,6 +1208,12 @@ impl Connection {
             State::Closed | State::Listen | State::TimeWait => return,
             _ => {}
         }
+        if self.orphan_timer_due {
+            self.orphan_timer_due = false;
+            if self.state == State::FinWait2 && !self.timers.is_armed(Timer::Close) {
+                self.timers.set(Timer::Close, now + self.config.fin_wait_2_timeout);
+            }
+        }
         let can_send_data = matches!(
             self.state,
             State::Established | State::CloseWait | State::FinWait1 | State::Closing | State::LastAck
@@ -1300,11 +1315,22 @@ impl Connection {
         len
     }
 
+    /// Whether our FIN was sent and acknowledged.
+    #[inline]
+    fn fin_acked(&self) -> bool {
+        self.fin_seq.is_some_and(|f| self.snd_una > f)
+    }
+
     /// Whether `poll_transmit` would certainly find nothing to send: a cheap test of the
     /// obligations that make a segment, before the full computation of `transmit_data`.
     #[inline]
     fn nothing_to_send(&self) -> bool {
-        if self.ack_now || self.retransmits_due > 0 || self.persist_probe || self.keepalive_probe {
+        if self.ack_now
+            || self.retransmits_due > 0
+            || self.persist_probe
+            || self.keepalive_probe
+            || self.orphan_timer_due
+        {
             return false;
         }
         match self.state {
@@ -1312,7 +1338,7 @@ impl Connection {
             State::SynSent | State::SynReceived => self.snd_nxt != self.iss,
             _ => {
                 let offset = self.snd_nxt.since(self.snd_una) as usize;
-                let fin_unsent = self.fin_queued && offset <= self.tx.len();
+                let fin_unsent = self.fin_queued && offset <= self.tx.len() && !self.fin_acked();
                 offset >= self.tx.len() && !fin_unsent
             }
         }
@@ -1445,7 +1471,9 @@ impl Connection {
         } else {
             self.retransmits_due = 0;
             let offset = self.snd_nxt.since(self.snd_una) as usize;
-            let fin_sent = offset > self.tx.len();
+            // Once acknowledged the FIN is out of the ring's reckoning (SND.UNA is past it and
+            // the ring empty), so the offset alone would call it unsent.
+            let fin_sent = offset > self.tx.len() || self.fin_acked();
             let unsent = self.tx.len().saturating_sub(offset);
             let in_flight = self.snd_nxt.since(self.snd_una);
             let usable = self.snd_wnd.saturating_sub(in_flight).min(self.congestion_room(in_flight)) as usize;

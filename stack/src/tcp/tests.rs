@@ -474,6 +474,27 @@ mod closing_states {
     }
 
     #[test]
+    fn fin_wait_2_sends_nothing_once_data_and_fin_are_acked() {
+        // A FIN acknowledged together with the data before it must not go out again: the
+        // connection once re-sent it at SND.NXT, one past the first, in FIN-WAIT-2.
+        let (mut h, iss) = established(plain());
+        assert_eq!(h.conn.send(b"response"), Ok(8));
+        h.conn.shutdown();
+        let (seg, data) = h.sent().unwrap();
+        assert_eq!(
+            (seg.flags, seg.seq, data.as_slice()),
+            (TcpFlags::FIN | TcpFlags::PSH | TcpFlags::ACK, iss + 1, &b"response"[..])
+        );
+        assert!(h.sent().is_none());
+        assert_eq!(h.recv(TcpFlags::ACK, PEER_ISS + 1, iss + 10, b""), Outcome::Accepted);
+        assert_eq!(h.conn.state(), State::FinWait2);
+        assert!(h.sent_all().is_empty(), "nothing is left to send in FIN-WAIT-2");
+        assert_eq!(h.recv(TcpFlags::FIN | TcpFlags::ACK, PEER_ISS + 1, iss + 10, b""), Outcome::Accepted);
+        let (ack, _) = h.sent().unwrap();
+        assert_eq!((ack.flags, ack.seq, ack.ack), (TcpFlags::ACK, iss + 10, PEER_ISS + 2));
+    }
+
+    #[test]
     fn close_wait_to_last_ack_to_closed() {
         let (mut h, iss) = established(plain());
         assert_eq!(h.recv(TcpFlags::FIN | TcpFlags::ACK, PEER_ISS + 1, iss + 1, b""), Outcome::Accepted);
@@ -519,6 +540,25 @@ mod closing_states {
         h.sent_all();
         assert_eq!(h.recv(TcpFlags::ACK, PEER_ISS + 1, iss + 2, b""), Outcome::Accepted);
         assert_eq!(h.conn.state(), State::FinWait2);
+        h.advance(Duration::from_secs(5));
+        assert_eq!(h.conn.state(), State::Closed);
+        let (rst, _) = h.sent().unwrap();
+        assert!(rst.flags.contains(TcpFlags::RST));
+    }
+
+    #[test]
+    fn close_after_half_close_in_fin_wait_2_arms_the_orphan_timeout() {
+        // shutdown(), FIN acknowledged, and only then close(): the orphan timeout must still
+        // run, or a peer that never sends its FIN holds the connection for ever.
+        let (mut h, iss) = established(TcpConfig { fin_wait_2_timeout: Duration::from_secs(5), ..plain() });
+        h.conn.shutdown();
+        h.sent_all();
+        assert_eq!(h.recv(TcpFlags::ACK, PEER_ISS + 1, iss + 2, b""), Outcome::Accepted);
+        assert_eq!(h.conn.state(), State::FinWait2);
+        assert_eq!(h.conn.poll_timeout(), None, "not orphaned yet: no timeout");
+        h.conn.close();
+        assert!(h.sent().is_none());
+        assert_eq!(h.conn.poll_timeout(), Some(h.now + Duration::from_secs(5)));
         h.advance(Duration::from_secs(5));
         assert_eq!(h.conn.state(), State::Closed);
         let (rst, _) = h.sent().unwrap();
