@@ -104,6 +104,17 @@ impl Pair {
         }
     }
 
+    /// One side transmits everything it has due to the other (the other does not answer yet).
+    fn turn(&mut self, from_client: bool) {
+        let (moved, rejected) = if from_client {
+            Pair::carry(&mut self.client, &mut self.server, self.now, &mut self.buf, CLIENT_ADDR, SERVER_ADDR)
+        } else {
+            Pair::carry(&mut self.server, &mut self.client, self.now, &mut self.buf, SERVER_ADDR, CLIENT_ADDR)
+        };
+        self.segments += moved;
+        self.rejected += rejected;
+    }
+
     /// Opens a connection (the client from a fresh port) and completes the handshake.
     pub fn open(&mut self) -> FourTuple {
         self.next_port = if self.next_port >= 60_000 { 10_000 } else { self.next_port + 1 };
@@ -118,16 +129,38 @@ impl Pair {
     /// One whole connection lifetime, as an HTTP/1.1 `Connection: close` exchange: handshake,
     /// request, response, server closes first, client closes, and the server's TIME_WAIT runs
     /// out. Both connections end CLOSED and reusable. `scratch` receives the data.
+    ///
+    /// Each side runs as [`Interface`](crate::iface::Interface) runs a connection: the
+    /// segments of a batch go in, the application acts on the events they raised, and only
+    /// then does the side transmit. So the client's request rides on the ACK of the SYN-ACK
+    /// (it is sent from the `Connected` callback), the response and the server's FIN ride on
+    /// the ACK of the request, and the client's FIN on the ACK of the server's FIN: six
+    /// segments, as an event-driven client and server put them on the wire.
     pub fn lifecycle(&mut self, request: &[u8], response: &[u8], scratch: &mut [u8]) {
-        self.open();
+        self.next_port = if self.next_port >= 60_000 { 10_000 } else { self.next_port + 1 };
+        let local = Endpoint::new(CLIENT_ADDR, self.next_port);
+        let remote = Endpoint::new(SERVER_ADDR, SERVER_PORT);
+        self.server.listen(remote, self.isn).expect("server is closed");
+        self.client.connect(self.now, local, remote, self.isn).expect("client is closed");
+        self.turn(true); // SYN
+        self.turn(false); // SYN-ACK
+                          // Client: connected; the request goes out with the handshake's ACK.
+        while self.client.poll_event().is_some() {}
         let _ = self.client.send(request);
-        self.exchange();
+        self.turn(true); // ACK + request
+                         // Server: accepted and readable; it answers and closes.
+        while self.server.poll_event().is_some() {}
         let _ = self.server.recv(scratch);
         let _ = self.server.send(response);
         self.server.close();
-        self.exchange();
+        self.turn(false); // ACK + response + FIN
+                          // Client: readable and closed by the peer; it reads and closes.
+        while self.client.poll_event().is_some() {}
         let _ = self.client.recv(scratch);
         self.client.close();
+        self.turn(true); // ACK + FIN
+        self.turn(false); // ACK: TIME_WAIT on the server, CLOSED on the client
+                          // Anything left (nothing, on a clean pair) is carried to quiescence.
         self.exchange();
         // Jump to the end of TIME_WAIT on the server.
         self.now += self.server.config().time_wait;
@@ -136,5 +169,25 @@ impl Pair {
         while self.server.poll_event().is_some() {}
         debug_assert_eq!(self.server.state(), State::Closed);
         debug_assert_eq!(self.client.state(), State::Closed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lifecycle_is_six_segments_and_ends_closed_on_both_sides() {
+        let mut pair = Pair::new(TcpConfig::default());
+        let mut scratch = [0u8; 256];
+        for _ in 0..3 {
+            let before = pair.segments;
+            pair.lifecycle(b"GET / HTTP/1.1\r\n\r\n", b"HTTP/1.1 200 OK\r\n\r\n", &mut scratch);
+            // SYN, SYN-ACK, ACK+request, ACK+response+FIN, ACK+FIN, ACK.
+            assert_eq!(pair.segments - before, 6);
+            assert_eq!(pair.rejected, 0);
+            assert_eq!(pair.client.state(), State::Closed);
+            assert_eq!(pair.server.state(), State::Closed);
+        }
     }
 }
