@@ -20,6 +20,8 @@ pub(crate) type NeighborLookup = Box<dyn Fn(Ipv4Addr) -> Option<EthernetAddress>
 
 /// How often a worker publishes its statistics and checks the neighbour map.
 const HOUSEKEEPING: Duration = Duration::from_millis(100);
+/// Batches of handed-off frames a worker takes in per loop iteration, at most.
+const HANDOFF_BATCHES: usize = 4;
 /// The longest a sleeping worker sleeps, so that it sees a stop request.
 const MAX_SLEEP: Duration = Duration::from_millis(100);
 
@@ -98,11 +100,13 @@ impl<A: App> Worker<A> {
             // One clock read per batch: everything in it happens "now".
             let now = Instant::now_monotonic();
             let iface = &mut self.iface;
-            // Frames other workers received for our connections go first: they are older.
+            // Frames other workers received for our connections go first: they are older. Up to
+            // several batches: after this worker was descheduled, the backlog must shrink even
+            // while the other workers keep handing off a batch per iteration.
             let mut received = match &mut self.handoff {
                 Some((_, handoff)) => {
                     let socket = &mut self.socket;
-                    handoff.drain(self.batch_size, |buf, len| {
+                    handoff.drain(HANDOFF_BATCHES * self.batch_size, |buf, len| {
                         if let RxAction::Transmit(n) = iface.receive(now, buf, len) {
                             // A reply written in place (an RST, an ACK from TIME_WAIT) goes out
                             // through a TX frame of ours: the buffer is not a UMEM frame.
