@@ -246,6 +246,67 @@ def echo_client(args):
     emit(result)
 
 
+def echo_many(args):
+    """--connections echo exchanges of --bytes each, at most --parallel at once: connect, send
+    the pattern, half-close, read the echo to the server's FIN, compare. Reports how many
+    succeeded and the first errors."""
+    result = {"connections": args.connections, "ok": 0, "failed": 0, "errors": [], "seconds": None}
+    expected = pattern_sha256(args.bytes)
+    lock = threading.Lock()
+    next_index = [0]
+    start = time.monotonic()
+    deadline = start + args.timeout
+
+    def one():
+        sock = socket.create_connection((args.ip, args.port), timeout=max(0.1, deadline - time.monotonic()))
+        try:
+            sock.settimeout(max(0.1, deadline - time.monotonic()))
+            for chunk in pattern_chunks(args.bytes):
+                sock.sendall(chunk)
+            sock.shutdown(socket.SHUT_WR)
+            h = hashlib.sha256()
+            received = 0
+            while True:
+                data = sock.recv(262144)
+                if not data:
+                    break
+                received += len(data)
+                h.update(data)
+            if received != args.bytes or h.hexdigest() != expected:
+                raise ValueError(f"echo of {received} bytes differs from the {args.bytes} sent")
+        finally:
+            sock.close()
+
+    def worker():
+        while True:
+            with lock:
+                if next_index[0] >= args.connections:
+                    return
+                next_index[0] += 1
+            try:
+                one()
+                ok = True
+            except Exception as e:  # noqa: BLE001
+                ok = False
+                error = f"{type(e).__name__}: {e}"
+            with lock:
+                if ok:
+                    result["ok"] += 1
+                else:
+                    result["failed"] += 1
+                    if len(result["errors"]) < 5:
+                        result["errors"].append(error)
+
+    threads = [threading.Thread(target=worker, daemon=True) for _ in range(min(args.parallel, args.connections))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(max(0.0, deadline - time.monotonic()) + 1)
+    result["seconds"] = round(time.monotonic() - start, 3)
+    result["errors"] = "; ".join(result["errors"]) or None
+    emit(result)
+
+
 def http_get(args):
     """One `GET path` with `Connection: close` over a raw socket: status, Content-Length, body
     length and sha256, and whether the server closed first (we never close before EOF)."""
@@ -415,6 +476,15 @@ def main():
     s.add_argument("--bytes", type=int, required=True)
     s.add_argument("--timeout", type=float, default=60)
     s.set_defaults(func=echo_client)
+
+    s = sub.add_parser("echo-many")
+    s.add_argument("--ip", required=True)
+    s.add_argument("--port", type=int, required=True)
+    s.add_argument("--connections", type=int, required=True)
+    s.add_argument("--parallel", type=int, default=50)
+    s.add_argument("--bytes", type=int, default=1000)
+    s.add_argument("--timeout", type=float, default=60)
+    s.set_defaults(func=echo_many)
 
     s = sub.add_parser("http-get")
     s.add_argument("--ip", required=True)

@@ -10,12 +10,14 @@
 //! - `server`: the server under test (`synack serve` or a kernel stand-in) and its guard.
 //! - `peer`: the Linux peers of `py/peer.py` (kernel TCP clients and servers) and their reports.
 //! - `scenarios`: the end-to-end scenarios, each runnable against either backend.
+//! - `queue_stats`: the per-queue lines synack prints at stop (accepted, connected, hand-offs).
 //! - [`is_root`], [`require_root`], [`skip_unless_root`]: the privilege checks.
 #![deny(unsafe_code)]
 
 pub mod netns;
 pub mod peer;
 pub mod process;
+pub mod queue_stats;
 pub mod scenarios;
 pub mod server;
 

@@ -27,6 +27,8 @@
 //! # Ok(()) }
 //! ```
 
+mod handoff;
+mod ownership;
 mod worker;
 
 use core::time::Duration;
@@ -35,6 +37,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
+pub use handoff::HandoffCounters;
+use ownership::PortOwnership;
+pub use ownership::{owner_of_port, port_slice, tcp_dst_port};
 pub use worker::WorkerStats;
 use worker::{NeighborLookup, Worker};
 
@@ -72,8 +77,14 @@ pub struct RuntimeConfig {
     pub max_time_wait: usize,
     /// Ports listened on by every worker.
     pub listen_ports: Vec<u16>,
-    /// Local ports for connections the workers open.
+    /// Local ports for connections the workers open: worker `w` of `n` opens its connections
+    /// from slice `w` of the range ([`port_slice`]), and segments to a port of another
+    /// worker's slice are handed to it.
     pub local_ports: (u16, u16),
+    /// Frames a worker can have in transit to other workers, and frames its inbox holds (2048
+    /// by default, as many as a socket's RX ring: an owner that is descheduled for a while
+    /// loses no more of its handed-off frames than of its own). 2 KiB of buffer each.
+    pub handoff_capacity: usize,
     /// UMEM frames per socket.
     pub frame_count: u32,
     /// Answer ICMP echo (dedicated addresses only: the kernel answers for a shared one).
@@ -99,6 +110,7 @@ impl RuntimeConfig {
             max_time_wait: 1 << 20,
             listen_ports: Vec::new(),
             local_ports: (61000, 65535),
+            handoff_capacity: 2048,
             frame_count: 8192,
             icmp_echo: true,
         }
@@ -217,6 +229,12 @@ impl Runtime {
         if address_mode == AddressMode::Shared {
             check_port_range(lo, hi)?;
         }
+        let workers = config.queues as usize;
+        if port_slice(0, (lo, hi), workers).is_none() {
+            return Err(RuntimeError::Config(format!(
+                "the local port range {lo}-{hi} has fewer ports than the {workers} workers that share it"
+            )));
+        }
 
         let mut steer = synack_xdp::SteerProgram::attach(&config.ifname)?;
         let owned_mode = match address_mode {
@@ -243,10 +261,20 @@ impl Runtime {
             sockets.push(socket);
         }
 
+        // One worker needs no hand-off: every port is its own.
+        let mut handoffs = if workers > 1 {
+            let frame_len = sockets.first().map_or(2048, |s| s.config().frame_size as usize);
+            handoff::mesh(workers, config.handoff_capacity, frame_len)
+                .map_err(|e| RuntimeError::Config(format!("cannot make the hand-off queues: {e}")))?
+                .into_iter()
+                .map(Some)
+                .collect()
+        } else {
+            vec![None]
+        };
         let mut runtime =
             Runtime { stop: stop.clone(), workers: Vec::new(), stats: Vec::new(), address_mode, steer: None };
         for (queue, socket) in sockets.into_iter().enumerate() {
-            let queue = queue as u32;
             let mut iface_config = InterfaceConfig::new(mac, config.addr);
             iface_config.prefix_len = config.prefix_len;
             iface_config.gateway = config.gateway;
@@ -256,7 +284,9 @@ impl Runtime {
             iface_config.tcp = config.tcp;
             iface_config.max_connections = config.max_connections;
             iface_config.max_time_wait = config.max_time_wait;
-            iface_config.local_ports = config.local_ports;
+            // Checked above: every worker has a slice.
+            iface_config.local_ports = port_slice(queue, (lo, hi), workers).unwrap_or((lo, hi));
+            let ownership = PortOwnership { me: queue, workers, range: (lo, hi) };
             let neighbors: Option<NeighborLookup> = match address_mode {
                 // The kernel receives the ARP replies for a shared address; the XDP program
                 // notes them, and the worker reads them from its map.
@@ -267,6 +297,8 @@ impl Runtime {
                 AddressMode::Dedicated => None,
             };
             let stats = Arc::new(Mutex::new(WorkerStats::default()));
+            let handoff = handoffs.get_mut(queue).and_then(Option::take).map(|h| (ownership, h));
+            let queue = queue as u32;
             let worker = Worker {
                 queue,
                 core: config.cores.get(queue as usize).copied(),
@@ -279,6 +311,7 @@ impl Runtime {
                 stop: stop.clone(),
                 stats: stats.clone(),
                 neighbors,
+                handoff,
             };
             let handle = std::thread::Builder::new()
                 .name(format!("synack-q{queue}"))
@@ -379,6 +412,9 @@ fn covers(list: &str, (lo, hi): (u16, u16)) -> bool {
         .collect();
     (lo..=hi).all(|p| ranges.iter().any(|&(a, b)| (a..=b).contains(&p)))
 }
+
+#[cfg(test)]
+mod handoff_tests;
 
 #[cfg(test)]
 mod tests {

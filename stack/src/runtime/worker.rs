@@ -6,6 +6,10 @@ use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
+use rustix::event::{poll, PollFd, PollFlags};
+
+use super::handoff::{Handoff, HandoffCounters};
+use super::ownership::PortOwnership;
 use crate::iface::{App, Counters, Interface, RxAction, TxSink};
 use crate::time::Instant;
 use crate::wire::EthernetAddress;
@@ -16,6 +20,8 @@ pub(crate) type NeighborLookup = Box<dyn Fn(Ipv4Addr) -> Option<EthernetAddress>
 
 /// How often a worker publishes its statistics and checks the neighbour map.
 const HOUSEKEEPING: Duration = Duration::from_millis(100);
+/// Batches of handed-off frames a worker takes in per loop iteration, at most.
+const HANDOFF_BATCHES: usize = 4;
 /// The longest a sleeping worker sleeps, so that it sees a stop request.
 const MAX_SLEEP: Duration = Duration::from_millis(100);
 
@@ -40,6 +46,8 @@ pub struct WorkerStats {
     pub slots: usize,
     /// Loop iterations.
     pub iterations: u64,
+    /// Frames passed to and received from other workers.
+    pub handoff: HandoffCounters,
 }
 
 pub(crate) struct Worker<A> {
@@ -54,6 +62,8 @@ pub(crate) struct Worker<A> {
     pub stop: Arc<AtomicBool>,
     pub stats: Arc<Mutex<WorkerStats>>,
     pub neighbors: Option<NeighborLookup>,
+    /// With more than one worker: who owns which client port, and the queues to the others.
+    pub handoff: Option<(PortOwnership, Handoff)>,
 }
 
 /// The socket's TX ring as the interface's [`TxSink`].
@@ -90,8 +100,37 @@ impl<A: App> Worker<A> {
             // One clock read per batch: everything in it happens "now".
             let now = Instant::now_monotonic();
             let iface = &mut self.iface;
-            let received = self.socket.rx_batch(self.batch_size, |frame| {
+            // Frames other workers received for our connections go first: they are older. Up to
+            // several batches: after this worker was descheduled, the backlog must shrink even
+            // while the other workers keep handing off a batch per iteration.
+            let mut received = match &mut self.handoff {
+                Some((_, handoff)) => {
+                    let socket = &mut self.socket;
+                    handoff.drain(HANDOFF_BATCHES * self.batch_size, |buf, len| {
+                        if let RxAction::Transmit(n) = iface.receive(now, buf, len) {
+                            // A reply written in place (an RST, an ACK from TIME_WAIT) goes out
+                            // through a TX frame of ours: the buffer is not a UMEM frame.
+                            let _ = RingSink(socket).send_with(|out| {
+                                let n = n.min(out.len());
+                                out[..n].copy_from_slice(&buf[..n]);
+                                Some(n)
+                            });
+                        }
+                    })
+                }
+                None => 0,
+            };
+            let handoff = &mut self.handoff;
+            received += self.socket.rx_batch(self.batch_size, |frame| {
                 let len = frame.len();
+                if let Some((ownership, handoff)) = handoff {
+                    if let Some(owner) = ownership.foreign_owner(&frame[..len], |port| iface.is_listening(port)) {
+                        // Another worker opened this connection. Handed off or dropped
+                        // (counted either way), the frame is ours to release.
+                        handoff.offer(owner, &frame[..len]);
+                        return RxVerdict::Release;
+                    }
+                }
                 match iface.receive(now, frame.buffer_mut(), len) {
                     RxAction::Release => RxVerdict::Release,
                     RxAction::Transmit(n) => RxVerdict::Transmit(n),
@@ -116,7 +155,7 @@ impl<A: App> Worker<A> {
                     let until = self.iface.next_deadline().unwrap_or(now + MAX_SLEEP).min(housekeeping_at);
                     let sleep = until.saturating_duration_since(now).min(MAX_SLEEP);
                     if !sleep.is_zero() {
-                        let _ = self.socket.wait_idle(sleep);
+                        self.sleep(sleep);
                     }
                 }
             }
@@ -124,6 +163,23 @@ impl<A: App> Worker<A> {
         let _ = self.socket.drain_tx(Duration::from_millis(100));
         self.housekeeping(iterations);
         self.snapshot(iterations)
+    }
+
+    /// Sleeps in `poll()` until a frame arrives, another worker hands one off, or `timeout`.
+    fn sleep(&mut self, timeout: Duration) {
+        let Some((_, handoff)) = &self.handoff else {
+            let _ = self.socket.wait_idle(timeout);
+            return;
+        };
+        if handoff.prepare_sleep() {
+            let timeout = rustix::time::Timespec::try_from(timeout)
+                .unwrap_or(rustix::time::Timespec { tv_sec: i64::MAX, tv_nsec: 0 });
+            let wake_fd = handoff.wake_fd();
+            let mut fds = [PollFd::new(&self.socket, PollFlags::IN), PollFd::new(&wake_fd, PollFlags::IN)];
+            // EINTR or another error: the loop comes round again, as after a timeout.
+            let _ = poll(&mut fds, Some(&timeout));
+        }
+        handoff.woke();
     }
 
     /// Resolutions waiting on a shared address: the kernel got the ARP reply, and the XDP
@@ -162,6 +218,7 @@ impl<A: App> Worker<A> {
             time_wait: self.iface.time_wait_count(),
             slots: self.iface.slots_created(),
             iterations,
+            handoff: self.handoff.as_ref().map(|(_, h)| h.counters()).unwrap_or_default(),
         }
     }
 }

@@ -1,5 +1,7 @@
-//! `synack connect`: one active open to an echo server, N bytes there and back, a close in
-//! the order asked, and a sha256 of what came back.
+//! `synack connect`: active opens to an echo server, N bytes there and back on each, a close in
+//! the order asked, and a sha256 of what came back. One connection by default; with
+//! `--connections K` and `--queues N`, K concurrent exchanges spread over N workers (connection
+//! i on worker i mod N, from that worker's slice of the client port range).
 
 use std::net::SocketAddrV4;
 use std::sync::mpsc;
@@ -12,24 +14,42 @@ use synack::runtime::{Runtime, RuntimeConfig};
 use synack::tcp::{CloseReason, Endpoint};
 use synack::time::Instant;
 
-/// What the client reports to the main thread.
+/// Connections a worker opens per poll, so that a large `--connections` does not flood the TX
+/// ring in one burst.
+const OPENS_PER_POLL: usize = 32;
+/// Marks a connection slot that is not one of ours.
+const NO_EXCHANGE: u32 = u32::MAX;
+
+/// What a worker reports to the main thread, per connection (`id`: its number, 0..K).
 enum Progress {
-    Received { bytes: u64, sha256: String },
-    Closed(CloseReason),
+    Received { id: usize, bytes: u64, sha256: String },
+    Closed { id: usize, reason: CloseReason },
     Failed(String),
 }
 
-struct Client {
-    target: Endpoint,
-    total: u64,
-    close_first_local: bool,
-    conn: Option<ConnId>,
-    started: bool,
+/// One connection's exchange.
+struct Exchange {
+    id: usize,
+    conn: ConnId,
     sent: u64,
     received: u64,
     hash: Sha256,
     peer_closed: bool,
     closing: bool,
+}
+
+/// One worker's client: opens its share of the connections and runs each exchange.
+struct Client {
+    target: Endpoint,
+    total: u64,
+    close_first_local: bool,
+    /// Connection numbers of this worker: `first_id`, `first_id + stride`, ...
+    first_id: usize,
+    stride: usize,
+    to_open: usize,
+    exchanges: Vec<Exchange>,
+    /// Connection slot index -> position in `exchanges`.
+    by_slot: Vec<u32>,
     report: mpsc::Sender<Progress>,
 }
 
@@ -45,23 +65,32 @@ static PATTERN: [u8; 65536 + 251] = {
 };
 
 impl Client {
+    fn exchange(&mut self, conn: ConnId) -> Option<&mut Exchange> {
+        let at = *self.by_slot.get(conn.index() as usize)?;
+        self.exchanges.get_mut(at as usize).filter(|e| e.conn == conn)
+    }
+
     fn push(&mut self, iface: &mut Interface, conn: ConnId) {
-        while self.sent < self.total {
-            let phase = (self.sent % 251) as usize;
-            let want = (self.total - self.sent).min(65536) as usize;
+        let total = self.total;
+        let Some(x) = self.exchange(conn) else { return };
+        while x.sent < total {
+            let phase = (x.sent % 251) as usize;
+            let want = (total - x.sent).min(65536) as usize;
             match iface.send(conn, &PATTERN[phase..phase + want]) {
-                Ok(n) if n > 0 => self.sent += n as u64,
+                Ok(n) if n > 0 => x.sent += n as u64,
                 _ => return,
             }
         }
     }
 
     fn maybe_close(&mut self, iface: &mut Interface, conn: ConnId) {
-        if self.closing || self.received < self.total {
+        let (total, local_first) = (self.total, self.close_first_local);
+        let Some(x) = self.exchange(conn) else { return };
+        if x.closing || x.received < total {
             return;
         }
-        if self.close_first_local || self.peer_closed {
-            self.closing = true;
+        if local_first || x.peer_closed {
+            x.closing = true;
             iface.close(conn);
         }
     }
@@ -69,12 +98,26 @@ impl Client {
 
 impl App for Client {
     fn on_poll(&mut self, iface: &mut Interface, _: Instant) {
-        if !self.started {
-            self.started = true;
+        for _ in 0..self.to_open.min(OPENS_PER_POLL) {
+            self.to_open -= 1;
+            let id = self.first_id + self.exchanges.len() * self.stride;
             match iface.connect(self.target) {
-                Ok(conn) => self.conn = Some(conn),
+                Ok(conn) => {
+                    if let Some(slot) = self.by_slot.get_mut(conn.index() as usize) {
+                        *slot = self.exchanges.len() as u32;
+                    }
+                    self.exchanges.push(Exchange {
+                        id,
+                        conn,
+                        sent: 0,
+                        received: 0,
+                        hash: Sha256::new(),
+                        peer_closed: false,
+                        closing: false,
+                    });
+                }
                 Err(e) => {
-                    let _ = self.report.send(Progress::Failed(format!("connect: {e}")));
+                    let _ = self.report.send(Progress::Failed(format!("connect (connection {id}): {e}")));
                 }
             }
         }
@@ -86,81 +129,133 @@ impl App for Client {
         self.push(iface, conn);
     }
     fn on_readable(&mut self, iface: &mut Interface, conn: ConnId) {
+        let total = self.total;
+        let Some(at) = self.by_slot.get(conn.index() as usize).copied() else { return };
+        let Some(x) = self.exchanges.get_mut(at as usize).filter(|e| e.conn == conn) else { return };
         let (a, b) = iface.recv_slices(conn);
         let n = a.len() + b.len();
-        self.hash.update(a);
-        self.hash.update(b);
+        x.hash.update(a);
+        x.hash.update(b);
         iface.recv_consume(conn, n);
-        let before = self.received;
-        self.received += n as u64;
-        if before < self.total && self.received >= self.total {
-            let sha256 = self.hash.clone().finalize().iter().map(|b| format!("{b:02x}")).collect();
-            let _ = self.report.send(Progress::Received { bytes: self.received, sha256 });
+        let before = x.received;
+        x.received += n as u64;
+        if before < total && x.received >= total {
+            let sha256 = x.hash.clone().finalize().iter().map(|b| format!("{b:02x}")).collect();
+            let _ = self.report.send(Progress::Received { id: x.id, bytes: x.received, sha256 });
         }
         self.maybe_close(iface, conn);
     }
     fn on_peer_closed(&mut self, iface: &mut Interface, conn: ConnId) {
-        self.peer_closed = true;
+        if let Some(x) = self.exchange(conn) {
+            x.peer_closed = true;
+        }
         self.maybe_close(iface, conn);
     }
-    fn on_closed(&mut self, _: &mut Interface, _: ConnId, reason: CloseReason) {
-        let _ = self.report.send(Progress::Closed(reason));
+    fn on_closed(&mut self, _: &mut Interface, conn: ConnId, reason: CloseReason) {
+        if let Some(id) = self.exchange(conn).map(|x| x.id) {
+            let _ = self.report.send(Progress::Closed { id, reason });
+        }
     }
 }
 
-pub fn run(
-    config: RuntimeConfig,
-    target: SocketAddrV4,
-    bytes: u64,
-    close_first_local: bool,
-    timeout_s: u64,
-) -> anyhow::Result<()> {
+/// What `synack connect` does.
+pub struct Plan {
+    pub target: SocketAddrV4,
+    pub bytes: u64,
+    pub connections: usize,
+    pub close_first_local: bool,
+    pub timeout_s: u64,
+}
+
+pub fn run(config: RuntimeConfig, plan: Plan) -> anyhow::Result<()> {
+    let Plan { target, bytes, connections, close_first_local, timeout_s } = plan;
     if bytes == 0 {
         bail!("--bytes must be at least 1");
     }
+    if connections == 0 {
+        bail!("--connections must be at least 1");
+    }
+    let workers = config.queues as usize;
+    let max_connections = config.max_connections;
+    if connections.div_ceil(workers) > max_connections {
+        bail!("--connections {connections} over {workers} worker(s) exceeds --max-connections {max_connections}");
+    }
     let (tx, rx) = mpsc::channel();
-    let client = Client {
-        target: Endpoint::new(*target.ip(), target.port()),
-        total: bytes,
-        close_first_local,
-        conn: None,
-        started: false,
-        sent: 0,
-        received: 0,
-        hash: Sha256::new(),
-        peer_closed: false,
-        closing: false,
-        report: tx,
+    let make_client = |worker: u32| {
+        let w = worker as usize;
+        Client {
+            target: Endpoint::new(*target.ip(), target.port()),
+            total: bytes,
+            close_first_local,
+            first_id: w,
+            stride: workers,
+            to_open: connections / workers + usize::from(w < connections % workers),
+            exchanges: Vec::with_capacity(connections.div_ceil(workers)),
+            by_slot: vec![NO_EXCHANGE; max_connections],
+            report: tx.clone(),
+        }
     };
-    let mut config = config;
-    config.queues = 1;
     let ifname = config.ifname.clone();
-    let mut slot = Some(client);
-    let runtime = Runtime::start(config, move |_| slot.take().expect("one worker"))
-        .with_context(|| format!("cannot start on {ifname}"))?;
+    let runtime = Runtime::start(config, make_client).with_context(|| format!("cannot start on {ifname}"))?;
+    drop(tx);
+    let expected_sha256: String = {
+        let mut hash = Sha256::new();
+        let mut fed = 0u64;
+        while fed < bytes {
+            let want = (bytes - fed).min(65536) as usize;
+            let phase = (fed % 251) as usize;
+            hash.update(&PATTERN[phase..phase + want]);
+            fed += want as u64;
+        }
+        hash.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    };
+
     let deadline = std::time::Instant::now() + Duration::from_secs(timeout_s);
-    let mut received = None;
+    let mut received = vec![None::<u64>; connections];
+    let (mut echoed, mut closed) = (0usize, 0usize);
     let outcome = loop {
         let left = deadline.saturating_duration_since(std::time::Instant::now());
         if left.is_zero() {
-            break Err(anyhow!("timed out after {timeout_s} s (received {:?})", received));
+            break Err(anyhow!(
+                "timed out after {timeout_s} s: {echoed} of {connections} connection(s) echoed, {closed} closed"
+            ));
         }
         match rx.recv_timeout(left.min(Duration::from_millis(100))) {
-            Ok(Progress::Received { bytes, sha256 }) => {
-                println!("received {bytes} bytes sha256 {sha256}");
-                received = Some(bytes);
+            Ok(Progress::Received { id, bytes: n, sha256 }) => {
+                if connections == 1 {
+                    println!("received {n} bytes sha256 {sha256}");
+                } else if sha256 != expected_sha256 {
+                    break Err(anyhow!("connection {id}: the echo differs from what was sent (sha256 {sha256})"));
+                }
+                if let Some(r) = received.get_mut(id) {
+                    *r = Some(n);
+                }
+                echoed += 1;
             }
-            Ok(Progress::Closed(CloseReason::Normal)) if received.is_some() => {
-                println!("closed");
-                break Ok(());
+            Ok(Progress::Closed { id, reason: CloseReason::Normal })
+                if received.get(id).is_some_and(Option::is_some) =>
+            {
+                closed += 1;
+                if connections == 1 {
+                    println!("closed");
+                }
+                if closed == connections {
+                    break Ok(());
+                }
             }
-            Ok(Progress::Closed(reason)) => break Err(anyhow!("connection ended: {reason:?}")),
+            Ok(Progress::Closed { id, reason }) => break Err(anyhow!("connection {id} ended: {reason:?}")),
             Ok(Progress::Failed(message)) => break Err(anyhow!(message)),
             Err(mpsc::RecvTimeoutError::Timeout) => {}
-            Err(mpsc::RecvTimeoutError::Disconnected) => break Err(anyhow!("the worker stopped")),
+            Err(mpsc::RecvTimeoutError::Disconnected) => break Err(anyhow!("the workers stopped")),
         }
     };
     let report = runtime.stop();
+    if connections > 1 {
+        println!(
+            "connections {connections}: {echoed} echoed {bytes} bytes, {closed} closed cleanly, over {workers} worker(s)"
+        );
+    }
     eprintln!("synack counters: {}", report.counters);
+    crate::stats::print_workers(&report);
     outcome
 }

@@ -5,10 +5,12 @@
 //!              [--queues N] [--cores LIST] [--poll busy|sleep]
 //!              [--time-wait-ms MS] [--trust-checksums]
 //! synack connect --iface IF --ip IPV4 --target IP:PORT --bytes N [--close-first local|remote]
+//!                [--connections K] [--queues N] [--cores LIST]
 //! ```
 
 mod apps;
 mod connect;
+mod stats;
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::process::ExitCode;
@@ -84,7 +86,7 @@ enum Command {
         #[arg(long, value_enum)]
         app: AppKind,
     },
-    /// Open one connection to an echo server, send N bytes, read them back, close.
+    /// Open connections to an echo server, send N bytes on each, read them back, close.
     Connect {
         #[command(flatten)]
         common: Common,
@@ -94,6 +96,10 @@ enum Command {
         /// Bytes to send (byte i is i % 251).
         #[arg(long, default_value_t = 1_000_000)]
         bytes: u64,
+        /// Concurrent connections, spread over the workers (connection i on worker i mod
+        /// --queues, from that worker's share of the client ports).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+        connections: u32,
         /// Which side closes first.
         #[arg(long, value_enum, default_value_t = CloseFirst::Local)]
         close_first: CloseFirst,
@@ -217,12 +223,7 @@ fn serve(common: Common, port: u16, app: AppKind) -> anyhow::Result<()> {
     let xdp = runtime.xdp_counters();
     let report = runtime.stop();
     println!("synack stopped; counters: {}", report.counters);
-    for w in &report.workers {
-        println!(
-            "  queue {}: connections {} time_wait {} slots {} frames_in_use {} iterations {} socket {:?}",
-            w.queue, w.connections, w.time_wait, w.slots, w.frames_in_use, w.iterations, w.socket
-        );
-    }
+    stats::print_workers(&report);
     if let Some(xdp) = xdp {
         println!("  xdp: {xdp}");
     }
@@ -236,8 +237,15 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve { common, port, app } => serve(common, port, app),
-        Command::Connect { common, target, bytes, close_first, timeout_s } => {
-            connect::run(common.runtime_config(), target, bytes, close_first == CloseFirst::Local, timeout_s)
+        Command::Connect { common, target, bytes, connections, close_first, timeout_s } => {
+            let plan = connect::Plan {
+                target,
+                bytes,
+                connections: connections as usize,
+                close_first_local: close_first == CloseFirst::Local,
+                timeout_s,
+            };
+            connect::run(common.runtime_config(), plan)
         }
     };
     match result {
@@ -290,6 +298,19 @@ mod tests {
             args.extend(bad);
             assert!(Cli::try_parse_from(args).is_err(), "{bad:?} is refused");
         }
+    }
+
+    #[test]
+    fn connect_takes_connections_and_queues() {
+        let args = ["synack", "connect", "--iface", "eth0", "--ip", "198.18.0.1", "--target", "198.18.0.2:7"];
+        let cli = Cli::try_parse_from(args).expect("parses");
+        let Command::Connect { common, connections, .. } = cli.command else { panic!("connect") };
+        assert_eq!((connections, common.queues), (1, 1), "one connection on one worker by default");
+        let more = [&args[..], &["--connections", "200", "--queues", "2", "--cores", "0"]].concat();
+        let cli = Cli::try_parse_from(more).expect("parses");
+        let Command::Connect { common, connections, .. } = cli.command else { panic!("connect") };
+        assert_eq!((connections, common.runtime_config().queues), (200, 2));
+        assert!(Cli::try_parse_from([&args[..], &["--connections", "0"]].concat()).is_err());
     }
 
     #[test]
