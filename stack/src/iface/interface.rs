@@ -143,6 +143,11 @@ impl Interface {
         self.time_wait.len()
     }
 
+    /// Bytes allocated by the TIME_WAIT table (what it holds, not what it could hold).
+    pub fn time_wait_table_bytes(&self) -> usize {
+        self.time_wait.allocated_bytes()
+    }
+
     /// The neighbour cache, for static entries.
     pub fn neighbors_mut(&mut self) -> &mut NeighborCache {
         &mut self.neighbors

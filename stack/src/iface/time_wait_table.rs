@@ -99,4 +99,48 @@ impl TimeWaitTable {
     pub fn len(&self) -> usize {
         self.map.len()
     }
+
+    /// Bytes the table holds allocated: the map's buckets and control bytes as hashbrown
+    /// reports them, and the FIFO's buffer. Memory per record is this over `len`.
+    pub fn allocated_bytes(&self) -> usize {
+        self.map.allocation_size() + self.fifo.capacity() * core::mem::size_of::<(FourTuple, Instant)>()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tcp::{Endpoint, SeqNumber};
+    use std::net::Ipv4Addr;
+
+    fn record(port: u16, expiry: Instant) -> TimeWaitRecord {
+        TimeWaitRecord {
+            tuple: FourTuple {
+                local: Endpoint::new(Ipv4Addr::new(198, 18, 0, 1), 80),
+                remote: Endpoint::new(Ipv4Addr::new(198, 18, 0, 2), port),
+            },
+            snd_nxt: SeqNumber(1),
+            rcv_nxt: SeqNumber(1),
+            ts_recent: 0,
+            ts_offset: 0,
+            expiry,
+            window: 0,
+            timestamps: false,
+        }
+    }
+
+    #[test]
+    fn allocated_bytes_covers_the_preallocated_room_and_stays_put_while_filling() {
+        let mut table = TimeWaitTable::new(1000);
+        let empty = table.allocated_bytes();
+        let per_record =
+            core::mem::size_of::<(FourTuple, TimeWaitRecord)>() + core::mem::size_of::<(FourTuple, Instant)>();
+        assert!(empty >= 1000 * per_record, "{empty} bytes for 1000 records of at least {per_record}");
+        for port in 0..1000 {
+            assert_eq!(table.insert(record(port, Instant::from_millis(5))), Inserted::Stored);
+        }
+        assert_eq!(table.allocated_bytes(), empty, "room was allocated up front");
+        assert_eq!(table.expire(Instant::from_millis(5)), 1000);
+        assert_eq!(table.allocated_bytes(), empty);
+    }
 }
