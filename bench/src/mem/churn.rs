@@ -248,7 +248,7 @@ pub fn run(config: ChurnConfig, mut progress: impl FnMut(&ChurnSample)) -> Resul
             sim_s: (tick as u128 * tick_ns) as f64 / 1e9,
             time_wait_start,
             time_wait: net.server.time_wait_count(),
-            table_bytes: net.server.time_wait_table_bytes(),
+            table_bytes: super::harness::time_wait_table_bytes(&net.server),
             rss_bytes: rss::self_rss_bytes().context("cannot read this process's RSS")?,
             lifecycles: done,
             per_s: done as f64 / wall,

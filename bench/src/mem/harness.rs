@@ -330,6 +330,12 @@ impl BackToBack {
     }
 }
 
+/// Bytes the TIME_WAIT table of `iface` holds allocated: what it reports per record it can
+/// hold (slab, hash table, wheel entries, all allocated at start) times that room.
+pub fn time_wait_table_bytes(iface: &Interface) -> usize {
+    (iface.time_wait_bytes_per_entry() * iface.config().max_time_wait as f64) as usize
+}
+
 /// The client a frame from the server is for, by its destination address (198.18.1.N).
 fn client_of(frame: &[u8]) -> Option<usize> {
     // Ethernet (14 bytes), then IPv4 with the destination at offset 16.

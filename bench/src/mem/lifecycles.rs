@@ -126,7 +126,7 @@ fn sample(net: &BackToBack, start: synack::time::Instant, rates: (f64, f64)) -> 
         client_connections: net.client_connections(),
         slab_slots_created: net.server.slots_created(),
         time_wait: net.server.time_wait_count(),
-        time_wait_table_bytes: net.server.time_wait_table_bytes(),
+        time_wait_table_bytes: super::harness::time_wait_table_bytes(&net.server),
         frames_in_use: net.pool.in_use(),
         frames_peak: net.pool.peak_in_use,
         rss_bytes: rss::self_rss_bytes().context("cannot read this process's RSS")?,
