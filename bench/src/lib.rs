@@ -3,4 +3,6 @@
 //! synack with the Linux kernel stack over a veth pair and measures the AF_XDP packet ceiling.
 #![deny(unsafe_code)]
 
+pub mod curve;
+pub mod mem;
 pub mod sys;

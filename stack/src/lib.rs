@@ -19,6 +19,8 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+#[doc(hidden)]
+pub use iface::bench_api;
 pub mod iface;
 #[cfg(feature = "xdp")]
 pub mod runtime;

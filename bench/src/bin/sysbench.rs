@@ -5,14 +5,16 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use synack_bench::sys::{cleanup, run};
+use synack_bench::mem::cases::{self as memory, MEMORY_CASES};
+use synack_bench::sys::{cleanup, report, run};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-const CASES: &str = "connection_rate,keepalive,ping_pong,ceiling";
+const CASES: &str = "memory_lifecycles,memory_time_wait,connection_rate,keepalive,ping_pong,time_wait_churn,ceiling";
 
-/// synack against the Linux kernel stack over veth, and the AF_XDP packet ceiling.
+/// synack against the Linux kernel stack over veth, and the AF_XDP packet ceiling; first, the
+/// in-memory cases (`memory_*`: no network, no root).
 #[derive(Debug, Parser)]
 #[command(name = "synack-sysbench", version)]
 struct Args {
@@ -76,6 +78,29 @@ fn main() -> ExitCode {
         eprintln!("synack-sysbench: cannot install signal handling: {e}");
         return ExitCode::FAILURE;
     }
+    let results_dir = args.results_dir.clone().unwrap_or_else(|| workspace_dir().join("bench/results"));
+    let (_, stamp) = report::utc_stamps(report::unix_now());
+    let mut failed = false;
+    for case in args.cases.iter().filter(|c| MEMORY_CASES.contains(&c.as_str())) {
+        if let Err(e) = std::fs::create_dir_all(&results_dir) {
+            eprintln!("synack-sysbench: cannot create {}: {e}", results_dir.display());
+            return ExitCode::FAILURE;
+        }
+        let outcome = match case.as_str() {
+            "memory_lifecycles" => memory::run_lifecycles(args.quick, &results_dir, &stamp),
+            _ => memory::run_time_wait(args.quick, &results_dir, &stamp),
+        };
+        if let Err(e) = outcome {
+            eprintln!("synack-sysbench: {case}: {e:#}");
+            failed = true;
+        }
+        println!();
+    }
+    let system_cases: Vec<String> =
+        args.cases.iter().filter(|c| !MEMORY_CASES.contains(&c.as_str())).cloned().collect();
+    if system_cases.is_empty() {
+        return if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS };
+    }
     let seconds = args.seconds.unwrap_or(if args.quick { 3 } else { 8 });
     let (synack_path, synack_exists) = locate_synack(args.synack_bin);
     let config = run::Config {
@@ -90,11 +115,12 @@ fn main() -> ExitCode {
         subnet: (std::process::id() % 250) as u8 + 1,
         synack_bin: synack_exists.then(|| synack_path.clone()),
         synack_bin_looked_for: synack_path,
-        results_dir: args.results_dir.unwrap_or_else(|| workspace_dir().join("bench/results")),
+        results_dir,
         quick: args.quick,
-        cases: args.cases,
+        cases: system_cases,
     };
     match run::run(&config) {
+        Ok(_) if failed => ExitCode::FAILURE,
         Ok(_) => ExitCode::SUCCESS,
         Err(e) if e.is::<cleanup::Interrupted>() => {
             eprintln!("synack-sysbench: interrupted; namespaces and processes removed");

@@ -6,12 +6,15 @@
 //! - [`net`]: namespaces and the veth pair (198.18.N.0/24).
 //! - [`procs`]: servers and load generators, pinned with `taskset`.
 //! - [`cleanup`]: guards, the panic hook and the signal thread that remove everything.
-//! - [`parse`]: wrk and sockperf output.
+//! - [`parse`]: wrk and sockperf output; [`load`]: `synack load` and `synack serve` stats lines.
+//! - [`churn`]: TIME_WAIT churn over veth, the server closing first, for longer than 2MSL.
 //! - [`xsk`]: the AF_XDP packet ceiling (the only user of the AF_XDP layer), with [`frame`].
 //! - [`report`]: medians, table rendering, time stamps.
 
+pub mod churn;
 pub mod cleanup;
 pub mod frame;
+pub mod load;
 pub mod net;
 pub mod parse;
 pub mod procs;

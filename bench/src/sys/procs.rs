@@ -254,6 +254,7 @@ pub fn start_synack(
     ifname: &str,
     addr: SocketAddr,
     app: &str,
+    extra: &[&str],
 ) -> Result<Running> {
     let mut command = netns.command_on_cpu(cpu, &binary.to_string_lossy());
     command.args([
@@ -271,6 +272,7 @@ pub fn start_synack(
         "--poll",
         "busy",
     ]);
+    command.args(extra);
     let mut server = Running::spawn(format!("synack serve --app {app} on {addr}"), &mut command)?;
     server.wait_for_output("ready", Duration::from_secs(15))?;
     Ok(server)

@@ -50,7 +50,7 @@ pub struct Config {
     pub results_dir: PathBuf,
     /// Whether `--quick` was given (recorded in the JSON).
     pub quick: bool,
-    /// Cases to run (`connection_rate`, `keepalive`, `ping_pong`, `ceiling`).
+    /// Cases to run (`connection_rate`, `keepalive`, `ping_pong`, `time_wait_churn`, `ceiling`).
     pub cases: Vec<String>,
 }
 
@@ -321,6 +321,34 @@ pub fn run(config: &Config) -> Result<PathBuf> {
         }));
     }
 
+    let mut churn_json = Value::Null;
+    if wants("time_wait_churn") {
+        match &config.synack_bin {
+            Some(bin) => {
+                std::fs::create_dir_all(&config.results_dir)
+                    .with_context(|| format!("cannot create {}", config.results_dir.display()))?;
+                let outcome = super::churn::run(
+                    &link,
+                    bin,
+                    config.server_cpu,
+                    config.client_cpu,
+                    config.quick,
+                    &config.results_dir,
+                    &stamp,
+                );
+                churn_json = match outcome {
+                    Ok(v) => v,
+                    Err(e) if e.is::<Interrupted>() => return Err(e),
+                    Err(e) => {
+                        println!("  TIME_WAIT churn FAILED: {e:#}");
+                        json!({ "error": format!("{e:#}") })
+                    }
+                };
+            }
+            None => println!("== TIME_WAIT churn over veth: n/a (synack binary missing)"),
+        }
+    }
+
     let mut ceiling_json = Value::Null;
     let mut ceiling_pps = None;
     if wants("ceiling") {
@@ -447,6 +475,7 @@ pub fn run(config: &Config) -> Result<PathBuf> {
         "rows": rows_json,
         "cases": case_json,
         "ceiling": ceiling_json,
+        "time_wait_churn": churn_json,
         "connection_rate_share_of_ceiling": {
             "packets_per_connection": PACKETS_PER_CONNECTION,
             "synack": share(synack_conn_rate),
@@ -489,7 +518,8 @@ fn server_addr(link: &TestLink, port: u16) -> SocketAddr {
 /// Starts synack's http app once and reads the body length of its answer.
 fn probe_synack_body(config: &Config, link: &TestLink, bin: &Path) -> Result<usize> {
     let addr = server_addr(link, PORTS.synack_http);
-    let server = procs::start_synack(&link.server.netns, config.server_cpu, bin, &link.server.ifname, addr, "http")?;
+    let server =
+        procs::start_synack(&link.server.netns, config.server_cpu, bin, &link.server.ifname, addr, "http", &[])?;
     let response = procs::http_get(&link.client.netns, addr);
     server.stop();
     parse::http_body_len(&response?).context("synack's answer is not an HTTP response")
@@ -518,7 +548,7 @@ fn start_server(
     let server = match target {
         Target::Synack => {
             let bin = config.synack_bin.as_deref().context("no synack binary")?;
-            procs::start_synack(netns, cpu, bin, &link.server.ifname, addr, app)?
+            procs::start_synack(netns, cpu, bin, &link.server.ifname, addr, app, &[])?
         }
         Target::Kernel if http => procs::start_nginx(netns, cpu, dir.path(), addr, body_len)?,
         Target::Kernel => procs::start_sockperf_server(netns, cpu, addr)?,

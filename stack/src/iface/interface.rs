@@ -10,7 +10,7 @@ use super::neighbor::{NeighborAction, NeighborCache};
 use super::ports::PortAllocator;
 use super::table::ConnTable;
 use super::time_wait_table::{Inserted, TimeWaitTable};
-use super::timer_queue::TimerQueue;
+use super::timer_wheel::{tick_ceil, Lane, TimerWheel};
 use crate::tcp::{
     reset_for_unmatched, CloseReason, Endpoint, Event, FourTuple, IsnGenerator, Outcome, RecvError, Segment, SendError,
     State, TimeWaitAction,
@@ -66,7 +66,8 @@ pub struct Interface {
     isn: IsnGenerator,
     table: ConnTable,
     time_wait: TimeWaitTable,
-    timers: TimerQueue,
+    /// Every timer: connection slot `i` is entry `i`, TIME_WAIT record `j` is entry `max + j`.
+    timers: TimerWheel,
     neighbors: NeighborCache,
     /// Listening ports as a bitmap.
     listen_ports: Box<[u64; 1024]>,
@@ -91,11 +92,13 @@ impl Interface {
     /// An interface with `config`, whose ISNs and timestamp offsets come from `isn`. Allocates
     /// its tables now; connection rings are allocated as the slab grows to its high-water mark.
     pub fn new(config: InterfaceConfig, isn: IsnGenerator) -> Interface {
-        let max = config.max_connections.max(1);
+        // Wheel entries are u32 indices below 2^31: the two ranges share that space.
+        let max = config.max_connections.clamp(1, 1 << 30);
+        let max_time_wait = config.max_time_wait.clamp(1, (1 << 31) - 1 - max);
         Interface {
             table: ConnTable::new(max, config.tcp),
-            time_wait: TimeWaitTable::new(config.max_time_wait),
-            timers: TimerQueue::new(max),
+            time_wait: TimeWaitTable::new(max_time_wait, max as u32),
+            timers: TimerWheel::new(max + max_time_wait),
             neighbors: NeighborCache::new(config.neighbor_ttl, config.arp_retry_interval, config.arp_retries),
             listen_ports: Box::new([0; 1024]),
             half_open: 0,
@@ -143,6 +146,12 @@ impl Interface {
         self.time_wait.len()
     }
 
+    /// Bytes the TIME_WAIT records take per record the table can hold: slab, hash table and
+    /// timer wheel entries, allocated up to `max_time_wait` at start.
+    pub fn time_wait_bytes_per_entry(&self) -> f64 {
+        self.time_wait.bytes_per_entry()
+    }
+
     /// The neighbour cache, for static entries.
     pub fn neighbors_mut(&mut self) -> &mut NeighborCache {
         &mut self.neighbors
@@ -176,10 +185,7 @@ impl Interface {
 
     /// The earliest time `poll` has timer work: sleep no longer than this.
     pub fn next_deadline(&self) -> Option<Instant> {
-        [self.timers.next_deadline(), self.time_wait.next_deadline(), self.neighbors.next_deadline()]
-            .into_iter()
-            .flatten()
-            .min()
+        [self.timers.next_deadline(), self.neighbors.next_deadline()].into_iter().flatten().min()
     }
 
     /// Whether the last `poll` left work for lack of TX frames.
@@ -236,7 +242,7 @@ impl Interface {
         let mac = self.neighbors.lookup(hop, now);
         let slot = self.table.slot_mut(id.index);
         if slot.conn.connect(now, local, remote, self.isn).is_err() {
-            self.table.remove(id.index, &FourTuple { local, remote });
+            self.free_slot(id.index, &FourTuple { local, remote });
             return Err(ConnectError::Unspecified);
         }
         slot.active = true;
@@ -576,8 +582,9 @@ impl Interface {
         }
 
         let mut forced_iss = None;
-        if let Some(record) = self.time_wait.get_mut(&tuple) {
+        if let Some(i) = self.time_wait.find(&tuple) {
             self.counters.rx_segments += 1;
+            let mut record = self.time_wait.get(i, &self.timers);
             match record.on_segment(now, &repr, seg.payload.len(), self.config.tcp.time_wait) {
                 TimeWaitAction::Drop => {
                     if repr.flags.contains(TcpFlags::RST) {
@@ -587,13 +594,17 @@ impl Interface {
                     }
                     return RxAction::Release;
                 }
-                TimeWaitAction::Ack | TimeWaitAction::AckAndRestart => {
+                action @ (TimeWaitAction::Ack | TimeWaitAction::AckAndRestart) => {
                     let ack = record.ack_repr(now);
+                    if action == TimeWaitAction::AckAndRestart {
+                        // RFC 9293 3.10.7.4: the restarted 2MSL (and TS.Recent) go back.
+                        self.time_wait.update(i, &record, &mut self.timers);
+                    }
                     self.counters.time_wait_acks += 1;
                     return self.reply_tcp(buf, src_mac, ip.src_addr, &ack);
                 }
                 TimeWaitAction::Reopen { iss } => {
-                    self.time_wait.remove(&tuple);
+                    self.time_wait.remove(i, &mut self.timers);
                     self.counters.time_wait_reopened += 1;
                     forced_iss = Some(iss);
                 }
@@ -657,7 +668,7 @@ impl Interface {
                 if let Outcome::Dropped(reason) = other {
                     self.counters.tcp_drop(reason);
                 }
-                self.table.remove(id.index, &tuple);
+                self.free_slot(id.index, &tuple);
             }
         }
         false
@@ -723,30 +734,29 @@ impl Interface {
     pub fn poll<A: App + ?Sized, S: TxSink + ?Sized>(&mut self, now: Instant, app: &mut A, tx: &mut S) {
         self.now = now;
         self.run_timers(now);
-        let expired = self.time_wait.expire(now);
-        self.counters.time_wait_expired += expired as u64;
         self.poll_neighbors(now);
         app.on_poll(self, now);
         self.deliver_events(app);
         self.transmit(now, tx);
     }
 
+    /// Runs the wheel's due entries: TIME_WAIT records end, connections run their timers.
+    /// A connection's entry may be early (it is not moved when its deadline moves later, see
+    /// `retire_or_arm`); then it is armed again for the real deadline.
     fn run_timers(&mut self, now: Instant) {
-        while let Some((deadline, index, generation)) = self.timers.pop_due(now) {
-            let slot = self.table.slot_mut(index);
-            if !slot.in_use || slot.generation != generation || slot.armed != Some(deadline) {
-                continue; // stale: the slot moved on, or its deadline moved earlier
+        while let Some((entry, lane)) = self.timers.pop_due(now) {
+            if lane == Lane::TimeWait {
+                self.time_wait.expired(entry);
+                self.counters.time_wait_expired += 1;
+                continue;
             }
-            slot.armed = None;
+            let Some(slot) = self.table.slot_in_use_mut(entry) else { continue };
             match slot.conn.poll_timeout() {
                 Some(due) if due <= now => {
                     slot.conn.handle_timeout(now);
-                    self.mark_dirty(index);
+                    self.mark_dirty(entry);
                 }
-                Some(later) => {
-                    slot.armed = Some(later);
-                    self.timers.push(later, index, generation);
-                }
+                Some(later) => self.timers.schedule(entry, Lane::Connection, later),
                 None => {}
             }
         }
@@ -980,7 +990,7 @@ impl Interface {
                 if state == State::TimeWait {
                     if let Some(record) = slot.conn.time_wait_record() {
                         self.counters.time_wait_entered += 1;
-                        if self.time_wait.insert(record) == Inserted::EvictedOldest {
+                        if self.time_wait.insert(&record, &mut self.timers) == Inserted::EvictedOldest {
                             self.counters.time_wait_evicted += 1;
                         }
                     }
@@ -989,20 +999,28 @@ impl Interface {
                     slot.half_open = false;
                     self.half_open -= 1;
                 }
-                self.table.remove(index, &tuple);
+                self.free_slot(index, &tuple);
                 true
             }
             _ => {
+                // Armed only when the deadline moves earlier than the entry's tick: a later
+                // one (the retransmission timer restarting on each ACK) leaves the entry, which
+                // fires early and re-arms (`run_timers`). So the common re-arm is a compare.
                 if let Some(deadline) = slot.conn.poll_timeout() {
-                    if slot.armed.is_none_or(|armed| deadline < armed) {
-                        slot.armed = Some(deadline);
-                        let generation = slot.generation;
-                        self.timers.push(deadline, index, generation);
+                    let tick = tick_ceil(deadline);
+                    if self.timers.armed_tick(index).is_none_or(|armed| tick < armed) {
+                        self.timers.schedule_tick(index, Lane::Connection, tick);
                     }
                 }
                 true
             }
         }
+    }
+
+    /// Frees a connection's slot and disarms its timer.
+    fn free_slot(&mut self, index: u32, tuple: &FourTuple) {
+        self.timers.cancel(index);
+        self.table.remove(index, tuple);
     }
 
     /// The close reason a connection would report; for tests and diagnostics.

@@ -12,6 +12,8 @@
 //! ([`RxAction::Transmit`]): no copy, no extra frame.
 
 mod app;
+#[doc(hidden)]
+pub mod bench_api;
 mod config;
 mod counters;
 mod interface;
@@ -19,7 +21,7 @@ mod neighbor;
 mod ports;
 mod table;
 mod time_wait_table;
-mod timer_queue;
+mod timer_wheel;
 
 pub use app::{App, ConnId, RxAction, TxSink, VecSink};
 pub use config::{AddressMode, InterfaceConfig, TableFullPolicy};

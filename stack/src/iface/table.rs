@@ -9,7 +9,6 @@ use hashbrown::HashMap;
 
 use super::ConnId;
 use crate::tcp::{Connection, FourTuple, TcpConfig};
-use crate::time::Instant;
 use crate::wire::EthernetAddress;
 
 /// One slot of the slab.
@@ -28,8 +27,6 @@ pub(crate) struct Slot {
     pub half_open: bool,
     /// On the interface's dirty list.
     pub dirty: bool,
-    /// The deadline the timer queue holds for this slot, if any.
-    pub armed: Option<Instant>,
 }
 
 /// The slab and the 4-tuple map.
@@ -76,7 +73,6 @@ impl ConnTable {
                     announced: false,
                     half_open: false,
                     dirty: false,
-                    armed: None,
                 });
                 (self.slots.len() - 1) as u32
             }
@@ -89,7 +85,6 @@ impl ConnTable {
         slot.announced = false;
         slot.half_open = false;
         slot.dirty = false;
-        slot.armed = None;
         self.map.insert(tuple, index);
         Some(ConnId { index, generation: slot.generation })
     }
@@ -102,7 +97,6 @@ impl ConnTable {
         slot.in_use = false;
         slot.conn.recycle();
         slot.generation = slot.generation.wrapping_add(1);
-        slot.armed = None;
         self.map.remove(tuple);
         self.free.push(index);
     }
@@ -111,6 +105,12 @@ impl ConnTable {
     #[inline]
     pub fn slot_mut(&mut self, index: u32) -> &mut Slot {
         &mut self.slots[index as usize]
+    }
+
+    /// The slot at `index` if it exists and is in use, writable.
+    #[inline]
+    pub fn slot_in_use_mut(&mut self, index: u32) -> Option<&mut Slot> {
+        self.slots.get_mut(index as usize).filter(|s| s.in_use)
     }
 
     /// The slot a handle names, if the handle is current.

@@ -68,6 +68,9 @@ struct Common {
     /// Send and receive buffer bytes per connection.
     #[arg(long, default_value_t = 64 * 1024)]
     buffer_bytes: usize,
+    /// TIME_WAIT records each worker holds at most (allocated at start).
+    #[arg(long, default_value_t = 1 << 20)]
+    max_time_wait: usize,
     /// RX batch size.
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=1024))]
     batch: u32,
@@ -85,6 +88,9 @@ enum Command {
         /// The application.
         #[arg(long, value_enum)]
         app: AppKind,
+        /// Print a `stats:` line (connections, TIME_WAIT, RSS) every this many seconds; 0: never.
+        #[arg(long, default_value_t = 0)]
+        stats_interval_s: u64,
     },
     /// Open connections to an echo server, send N bytes on each, read them back, close.
     Connect {
@@ -179,6 +185,7 @@ impl Common {
         config.batch_size = self.batch;
         config.checksum = if self.trust_checksums { ChecksumMode::Trust } else { ChecksumMode::Verify };
         config.max_connections = self.max_connections;
+        config.max_time_wait = self.max_time_wait;
         config.tcp.time_wait = Duration::from_millis(self.time_wait_ms);
         config.tcp.send_buffer_len = self.buffer_bytes;
         config.tcp.recv_buffer_len = self.buffer_bytes;
@@ -197,7 +204,7 @@ fn stop_flag() -> anyhow::Result<Arc<AtomicBool>> {
     Ok(stop)
 }
 
-fn serve(common: Common, port: u16, app: AppKind) -> anyhow::Result<()> {
+fn serve(common: Common, port: u16, app: AppKind, stats_interval_s: u64) -> anyhow::Result<()> {
     let stop = stop_flag()?;
     let mut config = common.runtime_config();
     config.listen_ports = vec![port];
@@ -216,8 +223,14 @@ fn serve(common: Common, port: u16, app: AppKind) -> anyhow::Result<()> {
         runtime.address_mode(),
         if common.trust_checksums { "trusted" } else { "verified" }
     );
+    let ready = std::time::Instant::now();
+    let mut next_stats = Duration::from_secs(stats_interval_s);
     while !stop.load(Ordering::Relaxed) && runtime.is_running() {
         std::thread::sleep(Duration::from_millis(50));
+        if stats_interval_s > 0 && ready.elapsed() >= next_stats {
+            next_stats += Duration::from_secs(stats_interval_s);
+            println!("{}", stats::line(ready.elapsed().as_secs_f64(), &runtime.stats(), stats::rss_kb()));
+        }
     }
     let failed = !runtime.is_running();
     let xdp = runtime.xdp_counters();
@@ -236,7 +249,7 @@ fn serve(common: Common, port: u16, app: AppKind) -> anyhow::Result<()> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Serve { common, port, app } => serve(common, port, app),
+        Command::Serve { common, port, app, stats_interval_s } => serve(common, port, app, stats_interval_s),
         Command::Connect { common, target, bytes, connections, close_first, timeout_s } => {
             let plan = connect::Plan {
                 target,
@@ -285,7 +298,7 @@ mod tests {
             "--trust-checksums",
         ])
         .expect("parses");
-        let Command::Serve { common, port, app } = cli.command else { panic!("serve") };
+        let Command::Serve { common, port, app, .. } = cli.command else { panic!("serve") };
         assert_eq!((port, app), (80, AppKind::Http));
         let config = common.runtime_config();
         assert_eq!(config.cores, vec![0]);
