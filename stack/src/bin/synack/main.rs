@@ -219,8 +219,16 @@ fn serve(common: Common, port: u16, app: AppKind) -> anyhow::Result<()> {
     println!("synack stopped; counters: {}", report.counters);
     for w in &report.workers {
         println!(
-            "  queue {}: connections {} time_wait {} slots {} frames_in_use {} iterations {} socket {:?}",
-            w.queue, w.connections, w.time_wait, w.slots, w.frames_in_use, w.iterations, w.socket
+            "  queue {}: connections {} time_wait {} ({:.1} bytes per TIME_WAIT entry) slots {} frames_in_use {} \
+             iterations {} socket {:?}",
+            w.queue,
+            w.connections,
+            w.time_wait,
+            w.time_wait_bytes_per_entry,
+            w.slots,
+            w.frames_in_use,
+            w.iterations,
+            w.socket
         );
     }
     if let Some(xdp) = xdp {
