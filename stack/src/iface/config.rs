@@ -54,7 +54,9 @@ pub struct InterfaceConfig {
     pub syn_backlog: usize,
     /// What a SYN meets when the table or the backlog is full.
     pub table_full: TableFullPolicy,
-    /// The most TIME_WAIT records held; when full, the oldest is ended early (and counted).
+    /// The most TIME_WAIT records held, allocated at start (about 58 bytes each); when full,
+    /// the record nearest to expiry (the oldest, to within a timer-wheel slot) is ended early
+    /// and counted in `time_wait_evicted`.
     pub max_time_wait: usize,
     /// The local ports connections opened by [`connect`](super::Interface::connect) use.
     pub local_ports: (u16, u16),

@@ -489,6 +489,35 @@ fn server_closing_first_puts_time_wait_on_the_server_and_slots_are_reused() {
 }
 
 #[test]
+fn a_full_time_wait_table_evicts_its_oldest_records_and_counts_them() {
+    let mut a = iface(MAC_A, ADDR_A);
+    let mut config_b = config(MAC_B, ADDR_B);
+    config_b.max_time_wait = 15;
+    let mut b = Interface::new(config_b, IsnGenerator::with_key([3, 4]));
+    b.listen(PORT).unwrap();
+    struct CloseAfterEcho;
+    impl App for CloseAfterEcho {
+        fn on_readable(&mut self, iface: &mut Interface, conn: ConnId) {
+            let _ = iface.splice(conn, conn, usize::MAX);
+            iface.close(conn);
+        }
+    }
+    for round in 0..2 {
+        let mut client = Client::new(10, vec![1u8; 100], false);
+        run(&mut a, &mut client, &mut b, &mut CloseAfterEcho, Duration::from_millis(500), None);
+        assert_eq!(client.done.len(), 10, "round {round}");
+    }
+    assert_eq!(b.counters().time_wait_entered, 20);
+    assert_eq!(b.counters().time_wait_evicted, 5, "the table holds 15");
+    assert_eq!(b.time_wait_count(), 15);
+    // The survivors expire 2MSL (2 s) on; which ones are evicted is tested on the table.
+    let mut c = Client::new(0, Vec::new(), false);
+    run(&mut a, &mut c, &mut b, &mut (), Duration::from_secs(4), None);
+    assert_eq!(b.time_wait_count(), 0);
+    assert_eq!(b.counters().time_wait_expired, 15);
+}
+
+#[test]
 fn transfers_complete_when_tx_frames_are_scarce() {
     let mut a = iface(MAC_A, ADDR_A);
     let mut b = iface(MAC_B, ADDR_B);

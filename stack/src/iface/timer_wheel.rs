@@ -167,7 +167,10 @@ impl TimerWheel {
         loop {
             for lane in [Lane::Connection, Lane::TimeWait] {
                 let head = self.heads[list_id(lane, DUE)];
-                if head != NIL {
+                // A due entry is at or before `elapsed`, so at or before `now` unless the
+                // caller's clock went back: then it waits (rather than firing early, and
+                // rather than being re-armed into the due list over and over).
+                if head != NIL && self.entries[head as usize].tick <= now_tick {
                     self.unlink(head);
                     self.len -= 1;
                     return Some((head, lane));
@@ -396,6 +399,17 @@ mod tests {
         assert_eq!(drain(&mut wheel, tick_start(far)), vec![(0, Lane::Connection)]);
         assert_eq!(wheel.earliest(Lane::TimeWait), Some(1));
         assert_eq!(drain(&mut wheel, Instant::from_nanos(u64::MAX)), vec![(1, Lane::TimeWait)]);
+    }
+
+    #[test]
+    fn a_clock_that_goes_back_delays_but_never_fires_early_or_spins() {
+        let mut wheel = TimerWheel::new(4);
+        assert!(drain(&mut wheel, Instant::from_millis(5_000)).is_empty());
+        // Armed for 3 s while the wheel has seen 5 s: due at once for a monotonic caller...
+        wheel.schedule(0, Lane::Connection, Instant::from_millis(3_000));
+        // ...but a caller whose clock reads 1 s does not get it before 3 s.
+        assert!(drain(&mut wheel, Instant::from_millis(1_000)).is_empty());
+        assert_eq!(drain(&mut wheel, Instant::from_millis(3_002)), vec![(0, Lane::Connection)]);
     }
 
     #[test]

@@ -42,6 +42,8 @@ pub struct WorkerStats {
     pub connections: usize,
     /// TIME_WAIT records.
     pub time_wait: usize,
+    /// Bytes per TIME_WAIT record the table can hold (slab, hash table, wheel entries).
+    pub time_wait_bytes_per_entry: f64,
     /// Connection slots created (the high-water mark).
     pub slots: usize,
     /// Loop iterations.
@@ -216,6 +218,7 @@ impl<A: App> Worker<A> {
             frames_free: accounting.free,
             connections: self.iface.connection_count(),
             time_wait: self.iface.time_wait_count(),
+            time_wait_bytes_per_entry: self.iface.time_wait_bytes_per_entry(),
             slots: self.iface.slots_created(),
             iterations,
             handoff: self.handoff.as_ref().map(|(_, h)| h.counters()).unwrap_or_default(),

@@ -15,7 +15,8 @@ pub fn print_workers(report: &Report) {
         let h = &w.handoff;
         println!(
             "  queue {}: accepted {} connected {} handed_off {} handoff_received {} handoff_dropped_full {} \
-             connections {} time_wait {} slots {} frames_in_use {} iterations {} socket {:?}",
+             connections {} time_wait {} ({:.1} bytes per TIME_WAIT entry) slots {} frames_in_use {} iterations {} \
+             socket {:?}",
             w.queue,
             c.accepted,
             c.connected,
@@ -24,6 +25,7 @@ pub fn print_workers(report: &Report) {
             h.handoff_dropped_full,
             w.connections,
             w.time_wait,
+            w.time_wait_bytes_per_entry,
             w.slots,
             w.frames_in_use,
             w.iterations,
