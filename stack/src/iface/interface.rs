@@ -221,23 +221,37 @@ impl Interface {
             return Err(ConnectError::Unspecified);
         }
         let hop = self.config.next_hop(remote.addr).ok_or(ConnectError::NoRoute)?;
-        let local_addr = self.config.addr;
+        let (local_addr, now, reuse) = (self.config.addr, self.now, self.config.time_wait_reuse);
         let (table, time_wait) = (&self.table, &self.time_wait);
-        let port = self
+        // Each port is free (`Some(None)`), reusable from TIME_WAIT with an ISS (`Some(Some)`),
+        // or in use (`None`).
+        let (port, reuse_iss) = self
             .ports
             .allocate(remote.addr, |port| {
                 let tuple = FourTuple { local: Endpoint::new(local_addr, port), remote };
-                table.find(&tuple).is_none() && !time_wait.contains(&tuple)
+                if table.find(&tuple).is_some() {
+                    return None;
+                }
+                match time_wait.get(&tuple) {
+                    None => Some(None),
+                    Some(record) => Some(Some(record.reuse_iss(now, reuse?)?)),
+                }
             })
             .ok_or(ConnectError::NoPortAvailable)?;
         let local = Endpoint::new(local_addr, port);
-        let id = self.table.insert(FourTuple { local, remote }).ok_or(ConnectError::TableFull)?;
-        let now = self.now;
+        let tuple = FourTuple { local, remote };
+        let id = self.table.insert(tuple).ok_or(ConnectError::TableFull)?;
         let mac = self.neighbors.lookup(hop, now);
         let slot = self.table.slot_mut(id.index);
         if slot.conn.connect(now, local, remote, self.isn).is_err() {
-            self.table.remove(id.index, &FourTuple { local, remote });
+            self.table.remove(id.index, &tuple);
             return Err(ConnectError::Unspecified);
+        }
+        if let Some(iss) = reuse_iss {
+            // The old incarnation's TIME_WAIT ends here (RFC 6191, as the closer).
+            slot.conn.force_iss(iss);
+            self.time_wait.remove(&tuple);
+            self.counters.time_wait_reused += 1;
         }
         slot.active = true;
         slot.announced = true;
@@ -978,7 +992,9 @@ impl Interface {
             State::TimeWait | State::Closed => {
                 let tuple = slot.conn.tuple();
                 if state == State::TimeWait {
-                    if let Some(record) = slot.conn.time_wait_record() {
+                    if let Some(mut record) = slot.conn.time_wait_record() {
+                        // Our last segment (the ACK of the peer's FIN) went out in this poll.
+                        record.last_segment = record.last_segment.max(self.now);
                         self.counters.time_wait_entered += 1;
                         if self.time_wait.insert(record) == Inserted::EvictedOldest {
                             self.counters.time_wait_evicted += 1;
