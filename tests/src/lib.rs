@@ -10,9 +10,11 @@
 //! - `server`: the server under test (`synack serve` or a kernel stand-in) and its guard.
 //! - `peer`: the Linux peers of `py/peer.py` (kernel TCP clients and servers) and their reports.
 //! - `scenarios`: the end-to-end scenarios, each runnable against either backend.
+//! - `load_report`: reads the output of `synack load` (per-second lines and the summary).
 //! - [`is_root`], [`require_root`], [`skip_unless_root`]: the privilege checks.
 #![deny(unsafe_code)]
 
+pub mod load_report;
 pub mod netns;
 pub mod peer;
 pub mod process;

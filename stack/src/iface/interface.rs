@@ -576,6 +576,15 @@ impl Interface {
                     self.counters.tcp_drop(reason);
                     RxAction::Release
                 }
+                // The connection ended in this batch and leaves the table at the next poll. A
+                // new SYN for its 4-tuple is dropped, not refused: the listener (or a reused
+                // client port's owner) will meet its retransmission.
+                Outcome::NoConnection
+                    if repr.flags & (TcpFlags::SYN | TcpFlags::ACK | TcpFlags::RST) == TcpFlags::SYN =>
+                {
+                    self.counters.drop_unexpected += 1;
+                    RxAction::Release
+                }
                 Outcome::NoConnection => {
                     let rst = reset_for_unmatched(&seg);
                     self.reply_reset(buf, src_mac, ip.src_addr, rst)

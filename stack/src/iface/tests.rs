@@ -576,6 +576,38 @@ fn an_unanswered_arp_aborts_the_connection() {
     );
 }
 
+/// A connection reset in this batch stays in the table until the next poll; a new SYN for its
+/// 4-tuple in the same batch must not be refused with an RST (the client would give up): it
+/// is dropped, and its retransmission opens the connection.
+#[test]
+fn a_syn_meeting_a_connection_closed_in_the_same_batch_is_dropped_not_refused() {
+    let mut b = iface(MAC_A, ADDR_A);
+    b.listen(PORT).unwrap();
+    let mut server = Echo::default();
+    let now = Instant::from_millis(1000);
+    assert_eq!(feed(&mut b, now, &tcp_frame(&syn(40000, PORT), &[], ADDR_B, ADDR_A)), None);
+    let mut sink = VecSink::new();
+    b.poll(now, &mut server, &mut sink);
+    assert_eq!(sink.frames.len(), 1, "SYN-ACK");
+    // The client resets it (exactly at RCV.NXT), and in the same batch opens anew.
+    let rst = TcpRepr { src_port: 40000, dst_port: PORT, seq: 1001, flags: TcpFlags::RST, ..TcpRepr::default() };
+    assert_eq!(feed(&mut b, now, &tcp_frame(&rst, &[], ADDR_B, ADDR_A)), None);
+    let mut again = syn(40000, PORT);
+    again.seq = 90_000;
+    assert_eq!(feed(&mut b, now, &tcp_frame(&again, &[], ADDR_B, ADDR_A)), None, "no RST to the SYN");
+    assert_eq!(b.counters().resets_sent, 0);
+    let mut sink = VecSink::new();
+    b.poll(now, &mut server, &mut sink);
+    assert_eq!(b.connection_count(), 0, "the reset connection left");
+    // The SYN's retransmission is accepted.
+    let later = now + Duration::from_secs(1);
+    assert_eq!(feed(&mut b, later, &tcp_frame(&again, &[], ADDR_B, ADDR_A)), None);
+    let mut sink = VecSink::new();
+    b.poll(later, &mut server, &mut sink);
+    let (_, syn_ack) = parse_tcp(&sink.frames[0]);
+    assert_eq!((syn_ack.flags, syn_ack.ack), (TcpFlags::SYN | TcpFlags::ACK, 90_001));
+}
+
 // ----- Client port reuse from TIME_WAIT (RFC 6191, as the closer) -----
 
 /// Opens `count` connections on its first poll and leaves them idle.

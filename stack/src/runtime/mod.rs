@@ -74,6 +74,9 @@ pub struct RuntimeConfig {
     pub listen_ports: Vec<u16>,
     /// Local ports for connections the workers open.
     pub local_ports: (u16, u16),
+    /// Reuse local ports from TIME_WAIT after this quiet time (see
+    /// [`InterfaceConfig::time_wait_reuse`]); `None`: never.
+    pub time_wait_reuse: Option<Duration>,
     /// UMEM frames per socket.
     pub frame_count: u32,
     /// Answer ICMP echo (dedicated addresses only: the kernel answers for a shared one).
@@ -99,6 +102,7 @@ impl RuntimeConfig {
             max_time_wait: 1 << 20,
             listen_ports: Vec::new(),
             local_ports: (61000, 65535),
+            time_wait_reuse: Some(Duration::from_millis(1)),
             frame_count: 8192,
             icmp_echo: true,
         }
@@ -257,6 +261,7 @@ impl Runtime {
             iface_config.max_connections = config.max_connections;
             iface_config.max_time_wait = config.max_time_wait;
             iface_config.local_ports = config.local_ports;
+            iface_config.time_wait_reuse = config.time_wait_reuse;
             let neighbors: Option<NeighborLookup> = match address_mode {
                 // The kernel receives the ARP replies for a shared address; the XDP program
                 // notes them, and the worker reads them from its map.
