@@ -143,8 +143,8 @@ impl Churn {
         );
         assert_eq!(last.time_wait, 0, "TIME_WAIT expired {} s after the load", self.linger_s);
         assert_eq!(r.get("time_wait_end"), 0.0);
-        // The seconds after the load carry no new connections.
-        assert!(after.iter().skip(1).all(|l| l.conn_per_s == 0 && l.reused == 0));
+        // Nothing starts after the load (in-flight connections may still finish).
+        assert!(after.iter().all(|l| l.reused == 0));
     }
 }
 
