@@ -43,6 +43,7 @@ fn record(n: u32, expiry: Instant) -> TimeWaitRecord {
         ts_recent: n,
         ts_offset: 0,
         expiry,
+        last_segment: Instant::ZERO,
         window: 512,
         timestamps: true,
     }

@@ -11,9 +11,11 @@
 //! - `peer`: the Linux peers of `py/peer.py` (kernel TCP clients and servers) and their reports.
 //! - `scenarios`: the end-to-end scenarios, each runnable against either backend.
 //! - `queue_stats`: the per-queue lines synack prints at stop (accepted, connected, hand-offs).
+//! - `load_report`: reads the output of `synack load` (per-second lines and the summary).
 //! - [`is_root`], [`require_root`], [`skip_unless_root`]: the privilege checks.
 #![deny(unsafe_code)]
 
+pub mod load_report;
 pub mod netns;
 pub mod peer;
 pub mod process;

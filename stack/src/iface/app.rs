@@ -54,6 +54,11 @@ pub trait App {
     fn on_poll(&mut self, iface: &mut Interface, now: Instant) {
         let _ = (iface, now);
     }
+    /// When the application next needs [`App::on_poll`] although no frame arrives and no timer
+    /// is due (a load generator's next scheduled start): a sleeping worker wakes by then.
+    fn next_wakeup(&self) -> Option<Instant> {
+        None
+    }
 }
 
 /// An application that does nothing (a listener-less interface, or tests).

@@ -60,6 +60,10 @@ pub struct InterfaceConfig {
     pub max_time_wait: usize,
     /// The local ports connections opened by [`connect`](super::Interface::connect) use.
     pub local_ports: (u16, u16),
+    /// Reuse a local port whose 4-tuple is in TIME_WAIT on our side once timestamps make it
+    /// safe and this long (at least 1 ms) has passed since its last segment (RFC 6191; see
+    /// `TimeWaitRecord::reuse_iss`); `None`: never.
+    pub time_wait_reuse: Option<Duration>,
     /// How long a learned neighbour entry is trusted without being heard from.
     pub neighbor_ttl: Duration,
     /// Time between ARP requests for an unresolved neighbour.
@@ -73,7 +77,7 @@ pub struct InterfaceConfig {
 impl InterfaceConfig {
     /// Defaults for `mac` and `addr` on a /24: 4096 connections, 1024 half-open, TIME_WAIT
     /// records for up to 1 M 4-tuples, client ports 61000-65535 (above Linux's default
-    /// `ip_local_port_range`), checksums verified.
+    /// `ip_local_port_range`) reused from TIME_WAIT after 1 ms, checksums verified.
     pub fn new(mac: EthernetAddress, addr: Ipv4Addr) -> InterfaceConfig {
         InterfaceConfig {
             mac,
@@ -89,6 +93,7 @@ impl InterfaceConfig {
             table_full: TableFullPolicy::Drop,
             max_time_wait: 1 << 20,
             local_ports: (61000, 65535),
+            time_wait_reuse: Some(Duration::from_millis(1)),
             neighbor_ttl: Duration::from_secs(60),
             arp_retry_interval: Duration::from_secs(1),
             arp_retries: 3,

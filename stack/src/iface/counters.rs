@@ -58,6 +58,8 @@ counters! {
     time_wait_evicted,
     /// TIME_WAIT 4-tuples reopened by a SYN that RFC 6191 allows.
     time_wait_reopened,
+    /// TIME_WAIT 4-tuples of ours ended early to reuse their local port for a new connection.
+    time_wait_reused,
     /// Dropped: a frame shorter than its headers.
     drop_truncated,
     /// Dropped: a header field with an impossible value.

@@ -227,23 +227,39 @@ impl Interface {
             return Err(ConnectError::Unspecified);
         }
         let hop = self.config.next_hop(remote.addr).ok_or(ConnectError::NoRoute)?;
-        let local_addr = self.config.addr;
-        let (table, time_wait) = (&self.table, &self.time_wait);
-        let port = self
+        let (local_addr, now, reuse) = (self.config.addr, self.now, self.config.time_wait_reuse);
+        let (table, time_wait, timers) = (&self.table, &self.time_wait, &self.timers);
+        // Each port is free (`Some(None)`), reusable from TIME_WAIT with an ISS (`Some(Some)`),
+        // or in use (`None`).
+        let (port, reuse_iss) = self
             .ports
             .allocate(remote.addr, |port| {
                 let tuple = FourTuple { local: Endpoint::new(local_addr, port), remote };
-                table.find(&tuple).is_none() && !time_wait.contains(&tuple)
+                if table.find(&tuple).is_some() {
+                    return None;
+                }
+                match time_wait.find(&tuple) {
+                    None => Some(None),
+                    Some(i) => Some(Some(time_wait.get(i, timers).reuse_iss(now, reuse?)?)),
+                }
             })
             .ok_or(ConnectError::NoPortAvailable)?;
         let local = Endpoint::new(local_addr, port);
-        let id = self.table.insert(FourTuple { local, remote }).ok_or(ConnectError::TableFull)?;
-        let now = self.now;
+        let tuple = FourTuple { local, remote };
+        let id = self.table.insert(tuple).ok_or(ConnectError::TableFull)?;
         let mac = self.neighbors.lookup(hop, now);
         let slot = self.table.slot_mut(id.index);
         if slot.conn.connect(now, local, remote, self.isn).is_err() {
-            self.free_slot(id.index, &FourTuple { local, remote });
+            self.free_slot(id.index, &tuple);
             return Err(ConnectError::Unspecified);
+        }
+        if let Some(iss) = reuse_iss {
+            // The old incarnation's TIME_WAIT ends here (RFC 6191, as the closer).
+            slot.conn.force_iss(iss);
+            if let Some(i) = self.time_wait.find(&tuple) {
+                self.time_wait.remove(i, &mut self.timers);
+            }
+            self.counters.time_wait_reused += 1;
         }
         slot.active = true;
         slot.announced = true;
@@ -568,6 +584,15 @@ impl Interface {
                     self.counters.tcp_drop(reason);
                     RxAction::Release
                 }
+                // The connection ended in this batch and leaves the table at the next poll. A
+                // new SYN for its 4-tuple is dropped, not refused: the listener (or a reused
+                // client port's owner) will meet its retransmission.
+                Outcome::NoConnection
+                    if repr.flags & (TcpFlags::SYN | TcpFlags::ACK | TcpFlags::RST) == TcpFlags::SYN =>
+                {
+                    self.counters.drop_unexpected += 1;
+                    RxAction::Release
+                }
                 Outcome::NoConnection => {
                     let rst = reset_for_unmatched(&seg);
                     self.reply_reset(buf, src_mac, ip.src_addr, rst)
@@ -587,6 +612,8 @@ impl Interface {
             let mut record = self.time_wait.get(i, &self.timers);
             match record.on_segment(now, &repr, seg.payload.len(), self.config.tcp.time_wait) {
                 TimeWaitAction::Drop => {
+                    // The record noted the segment (port reuse waits for a quiet 4-tuple).
+                    self.time_wait.update(i, &record, &mut self.timers);
                     if repr.flags.contains(TcpFlags::RST) {
                         self.counters.drop_rst_ignored += 1;
                     } else {
@@ -594,12 +621,11 @@ impl Interface {
                     }
                     return RxAction::Release;
                 }
-                action @ (TimeWaitAction::Ack | TimeWaitAction::AckAndRestart) => {
+                TimeWaitAction::Ack | TimeWaitAction::AckAndRestart => {
                     let ack = record.ack_repr(now);
-                    if action == TimeWaitAction::AckAndRestart {
-                        // RFC 9293 3.10.7.4: the restarted 2MSL (and TS.Recent) go back.
-                        self.time_wait.update(i, &record, &mut self.timers);
-                    }
+                    // RFC 9293 3.10.7.4: a restarted 2MSL (and TS.Recent) go back, and the
+                    // time of this segment, which port reuse waits out.
+                    self.time_wait.update(i, &record, &mut self.timers);
                     self.counters.time_wait_acks += 1;
                     return self.reply_tcp(buf, src_mac, ip.src_addr, &ack);
                 }
@@ -988,7 +1014,9 @@ impl Interface {
             State::TimeWait | State::Closed => {
                 let tuple = slot.conn.tuple();
                 if state == State::TimeWait {
-                    if let Some(record) = slot.conn.time_wait_record() {
+                    if let Some(mut record) = slot.conn.time_wait_record() {
+                        // Our last segment (the ACK of the peer's FIN) went out in this poll.
+                        record.last_segment = record.last_segment.max(self.now);
                         self.counters.time_wait_entered += 1;
                         if self.time_wait.insert(&record, &mut self.timers) == Inserted::EvictedOldest {
                             self.counters.time_wait_evicted += 1;

@@ -390,7 +390,24 @@ fn run(
     limit: Duration,
     tx_limit: Option<usize>,
 ) -> Instant {
-    let mut now = Instant::from_millis(1_000);
+    run_from(Instant::from_millis(1_000), a, app_a, b, app_b, limit, tx_limit, &mut Vec::new()).0
+}
+
+/// [`run`] from `start`; every frame sent either way is also appended to `wire` (with `true`
+/// for A to B). Returns where time stopped and the last instant a frame moved.
+#[allow(clippy::too_many_arguments)]
+fn run_from(
+    start: Instant,
+    a: &mut Interface,
+    app_a: &mut dyn App,
+    b: &mut Interface,
+    app_b: &mut dyn App,
+    limit: Duration,
+    tx_limit: Option<usize>,
+    wire: &mut Vec<(bool, Vec<u8>)>,
+) -> (Instant, Instant) {
+    let mut now = start;
+    let mut last_moved = start;
     let end = now + limit;
     let mut to_a: Vec<Vec<u8>> = Vec::new();
     let mut to_b: Vec<Vec<u8>> = Vec::new();
@@ -402,15 +419,20 @@ fn run(
         b.poll(now, app_b, &mut sink);
         to_a.append(&mut sink.frames);
         let moved = !to_a.is_empty() || !to_b.is_empty();
+        if moved {
+            last_moved = now;
+        }
         for f in core::mem::take(&mut to_b) {
             if let Some(reply) = feed(b, now, &f) {
                 to_a.push(reply);
             }
+            wire.push((true, f));
         }
         for f in core::mem::take(&mut to_a) {
             if let Some(reply) = feed(a, now, &f) {
                 to_b.push(reply);
             }
+            wire.push((false, f));
         }
         if moved || !to_a.is_empty() || !to_b.is_empty() || a.has_pending_output() || b.has_pending_output() {
             now += Duration::from_micros(10);
@@ -421,7 +443,7 @@ fn run(
             None => break,
         }
     }
-    now
+    (now, last_moved)
 }
 
 #[test]
@@ -581,4 +603,201 @@ fn an_unanswered_arp_aborts_the_connection() {
         Err(ConnectError::NoRoute),
         "off-link without a gateway"
     );
+}
+
+/// A connection reset in this batch stays in the table until the next poll; a new SYN for its
+/// 4-tuple in the same batch must not be refused with an RST (the client would give up): it
+/// is dropped, and its retransmission opens the connection.
+#[test]
+fn a_syn_meeting_a_connection_closed_in_the_same_batch_is_dropped_not_refused() {
+    let mut b = iface(MAC_A, ADDR_A);
+    b.listen(PORT).unwrap();
+    let mut server = Echo::default();
+    let now = Instant::from_millis(1000);
+    assert_eq!(feed(&mut b, now, &tcp_frame(&syn(40000, PORT), &[], ADDR_B, ADDR_A)), None);
+    let mut sink = VecSink::new();
+    b.poll(now, &mut server, &mut sink);
+    assert_eq!(sink.frames.len(), 1, "SYN-ACK");
+    // The client resets it (exactly at RCV.NXT), and in the same batch opens anew.
+    let rst = TcpRepr { src_port: 40000, dst_port: PORT, seq: 1001, flags: TcpFlags::RST, ..TcpRepr::default() };
+    assert_eq!(feed(&mut b, now, &tcp_frame(&rst, &[], ADDR_B, ADDR_A)), None);
+    let mut again = syn(40000, PORT);
+    again.seq = 90_000;
+    assert_eq!(feed(&mut b, now, &tcp_frame(&again, &[], ADDR_B, ADDR_A)), None, "no RST to the SYN");
+    assert_eq!(b.counters().resets_sent, 0);
+    let mut sink = VecSink::new();
+    b.poll(now, &mut server, &mut sink);
+    assert_eq!(b.connection_count(), 0, "the reset connection left");
+    // The SYN's retransmission is accepted.
+    let later = now + Duration::from_secs(1);
+    assert_eq!(feed(&mut b, later, &tcp_frame(&again, &[], ADDR_B, ADDR_A)), None);
+    let mut sink = VecSink::new();
+    b.poll(later, &mut server, &mut sink);
+    let (_, syn_ack) = parse_tcp(&sink.frames[0]);
+    assert_eq!((syn_ack.flags, syn_ack.ack), (TcpFlags::SYN | TcpFlags::ACK, 90_001));
+}
+
+// ----- Client port reuse from TIME_WAIT (RFC 6191, as the closer) -----
+
+/// Opens `count` connections on its first poll and leaves them idle.
+struct Opener {
+    count: usize,
+    opened: Vec<ConnId>,
+    connected: usize,
+}
+
+impl App for Opener {
+    fn on_poll(&mut self, iface: &mut Interface, _: Instant) {
+        while self.opened.len() < self.count {
+            self.opened.push(iface.connect(Endpoint::new(ADDR_B, PORT)).expect("connect"));
+        }
+    }
+    fn on_connected(&mut self, _: &mut Interface, _: ConnId) {
+        self.connected += 1;
+    }
+}
+
+/// The TCP segments of `wire` in one direction, with their payload lengths.
+fn segments(wire: &[(bool, Vec<u8>)], a_to_b: bool) -> Vec<(TcpRepr, usize)> {
+    wire.iter()
+        .filter(|(dir, f)| *dir == a_to_b && EthernetFrame::new_checked(&f[..]).unwrap().ethertype() == EtherType::IPV4)
+        .map(|(_, f)| {
+            let (ip, tcp) = parse_tcp(f);
+            (tcp, ip.payload_len - tcp.header_len())
+        })
+        .collect()
+}
+
+/// A client with two ports and a 60 s TIME_WAIT closes first twice; its next connections
+/// reuse the ports from TIME_WAIT once a millisecond has passed, with ISS and TSval beyond the
+/// old incarnation's, and the old incarnation's duplicates are still rejected by PAWS.
+#[test]
+fn a_client_reuses_its_ports_from_time_wait_and_old_duplicates_stay_out() {
+    let mut config_a = config(MAC_A, ADDR_A);
+    config_a.local_ports = (40000, 40001);
+    config_a.tcp.time_wait = Duration::from_secs(60);
+    let mut a = Interface::new(config_a, IsnGenerator::with_key([1, 2]));
+    let mut b = iface(MAC_B, ADDR_B);
+    b.listen(PORT).unwrap();
+
+    let mut old_wire = Vec::new();
+    let mut client = Client::new(2, b"hello".to_vec(), false);
+    let (_, quiet_from) = run_from(
+        Instant::from_millis(1_000),
+        &mut a,
+        &mut client,
+        &mut b,
+        &mut Echo::default(),
+        Duration::from_millis(500),
+        None,
+        &mut old_wire,
+    );
+    assert!(client.done.iter().all(|(got, r)| got == b"hello" && *r == CloseReason::Normal));
+    assert_eq!((a.time_wait_count(), b.time_wait_count()), (2, 0), "the client closed first");
+
+    // Within the same millisecond as the last segment, both ports are still taken.
+    let mut sink = VecSink::new();
+    a.poll(quiet_from + Duration::from_micros(500), &mut (), &mut sink);
+    assert_eq!(a.connect(Endpoint::new(ADDR_B, PORT)), Err(ConnectError::NoPortAvailable));
+    assert_eq!(a.counters().time_wait_reused, 0);
+
+    // A few milliseconds later both are reused (1 ms of quiet, plus up to 4 ms the packed
+    // record rounds its last segment up by): the handshakes complete, TIME_WAIT ended early.
+    let mut opener = Opener { count: 2, opened: Vec::new(), connected: 0 };
+    let mut new_wire = Vec::new();
+    let (now, _) = run_from(
+        quiet_from + Duration::from_millis(5),
+        &mut a,
+        &mut opener,
+        &mut b,
+        &mut Echo::default(),
+        Duration::from_millis(100),
+        None,
+        &mut new_wire,
+    );
+    assert_eq!(opener.connected, 2);
+    assert_eq!(a.counters().time_wait_reused, 2);
+    assert_eq!(a.time_wait_count(), 0);
+    assert_eq!(a.counters().time_wait_expired, 0, "ended by reuse, not by expiry");
+    for &id in &opener.opened {
+        assert_eq!(a.state(id), State::Established);
+    }
+
+    // Each new SYN starts beyond the old SND.NXT (after the old FIN) and carries a newer TSval
+    // than anything the old incarnation sent on that port.
+    let old_from_a = segments(&old_wire, true);
+    for (syn, _) in segments(&new_wire, true).iter().filter(|(r, _)| r.flags.contains(TcpFlags::SYN)) {
+        let old: Vec<&TcpRepr> = old_from_a.iter().map(|(r, _)| r).filter(|r| r.src_port == syn.src_port).collect();
+        let old_fin = old.iter().find(|r| r.flags.contains(TcpFlags::FIN)).expect("old FIN");
+        assert_eq!(syn.seq, old_fin.seq.wrapping_add(1).wrapping_add(65_537));
+        let new_tsval = syn.options.timestamp.expect("timestamps").tsval;
+        for r in &old {
+            let old_tsval = r.options.timestamp.unwrap().tsval;
+            assert!((new_tsval.wrapping_sub(old_tsval) as i32) > 0, "TSval {new_tsval} after {old_tsval}");
+        }
+    }
+
+    // Old duplicates from the server's first incarnation (its echo and its FIN) reach the new
+    // connections: PAWS drops them, nothing is delivered, the connections go on.
+    let paws_before = a.counters().drop_paws;
+    let mut replayed = 0;
+    for (dir, frame) in &old_wire {
+        if EthernetFrame::new_checked(&frame[..]).unwrap().ethertype() != EtherType::IPV4 {
+            continue;
+        }
+        let (_, tcp) = parse_tcp(frame);
+        if !dir && (tcp.flags.contains(TcpFlags::FIN) || frame.len() > 14 + 20 + tcp.header_len()) {
+            let reply = feed(&mut a, now, frame);
+            // The drop is answered with an ACK of the new connection's state (RFC 7323 5.3).
+            if let Some(reply) = reply {
+                let (_, ack) = parse_tcp(&reply);
+                assert!(ack.flags == TcpFlags::ACK, "an ACK, not an RST: {:?}", ack.flags);
+            }
+            replayed += 1;
+        }
+    }
+    assert_eq!(replayed, 4, "two echoes and two FINs");
+    let mut sink = VecSink::new();
+    a.poll(now, &mut (), &mut sink);
+    assert_eq!(a.counters().drop_paws - paws_before, 4, "{}", a.counters());
+    for &id in &opener.opened {
+        assert_eq!((a.state(id), a.recv_queue_len(id)), (State::Established, 0));
+    }
+}
+
+/// Without timestamps (or with reuse switched off) a port in TIME_WAIT stays taken for 2MSL.
+#[test]
+fn without_timestamps_or_with_reuse_off_time_wait_ports_stay_taken() {
+    for timestamps in [false, true] {
+        let mut config_a = config(MAC_A, ADDR_A);
+        config_a.local_ports = (40000, 40000);
+        config_a.tcp.timestamps = timestamps;
+        if timestamps {
+            config_a.time_wait_reuse = None;
+        }
+        let mut a = Interface::new(config_a, IsnGenerator::with_key([1, 2]));
+        let mut b = iface(MAC_B, ADDR_B);
+        b.listen(PORT).unwrap();
+        let mut client = Client::new(1, b"x".to_vec(), false);
+        let (_, quiet_from) = run_from(
+            Instant::from_millis(1_000),
+            &mut a,
+            &mut client,
+            &mut b,
+            &mut Echo::default(),
+            Duration::from_millis(500),
+            None,
+            &mut Vec::new(),
+        );
+        assert_eq!(client.done.len(), 1);
+        assert_eq!(a.time_wait_count(), 1);
+        let mut sink = VecSink::new();
+        a.poll(quiet_from + Duration::from_secs(1), &mut (), &mut sink);
+        assert_eq!(a.connect(Endpoint::new(ADDR_B, PORT)), Err(ConnectError::NoPortAvailable), "ts {timestamps}");
+        // After 2MSL the record is gone and the port free again.
+        a.poll(quiet_from + Duration::from_secs(3), &mut (), &mut sink);
+        assert_eq!(a.time_wait_count(), 0);
+        assert!(a.connect(Endpoint::new(ADDR_B, PORT)).is_ok());
+        assert_eq!(a.counters().time_wait_reused, 0);
+    }
 }

@@ -85,6 +85,9 @@ pub struct RuntimeConfig {
     /// by default, as many as a socket's RX ring: an owner that is descheduled for a while
     /// loses no more of its handed-off frames than of its own). 2 KiB of buffer each.
     pub handoff_capacity: usize,
+    /// Reuse local ports from TIME_WAIT after this quiet time (see
+    /// [`InterfaceConfig::time_wait_reuse`]); `None`: never.
+    pub time_wait_reuse: Option<Duration>,
     /// UMEM frames per socket.
     pub frame_count: u32,
     /// Answer ICMP echo (dedicated addresses only: the kernel answers for a shared one).
@@ -111,6 +114,7 @@ impl RuntimeConfig {
             listen_ports: Vec::new(),
             local_ports: (61000, 65535),
             handoff_capacity: 2048,
+            time_wait_reuse: Some(Duration::from_millis(1)),
             frame_count: 8192,
             icmp_echo: true,
         }
@@ -287,6 +291,7 @@ impl Runtime {
             // Checked above: every worker has a slice.
             iface_config.local_ports = port_slice(queue, (lo, hi), workers).unwrap_or((lo, hi));
             let ownership = PortOwnership { me: queue, workers, range: (lo, hi) };
+            iface_config.time_wait_reuse = config.time_wait_reuse;
             let neighbors: Option<NeighborLookup> = match address_mode {
                 // The kernel receives the ARP replies for a shared address; the XDP program
                 // notes them, and the worker reads them from its map.

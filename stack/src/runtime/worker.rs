@@ -154,7 +154,12 @@ impl<A: App> Worker<A> {
                 if self.busy_poll {
                     std::hint::spin_loop();
                 } else {
-                    let until = self.iface.next_deadline().unwrap_or(now + MAX_SLEEP).min(housekeeping_at);
+                    let until = [self.iface.next_deadline(), self.app.next_wakeup()]
+                        .into_iter()
+                        .flatten()
+                        .min()
+                        .unwrap_or(now + MAX_SLEEP)
+                        .min(housekeeping_at);
                     let sleep = until.saturating_duration_since(now).min(MAX_SLEEP);
                     if !sleep.is_zero() {
                         self.sleep(sleep);

@@ -340,10 +340,13 @@ impl Connection {
     }
 
     /// In LISTEN, makes the next SYN use `iss` instead of a generated one (RFC 6191 reopening
-    /// of a TIME_WAIT 4-tuple, see [`Outcome::Reopen`]).
+    /// of a TIME_WAIT 4-tuple, see [`Outcome::Reopen`]). In SYN-SENT before the SYN went out,
+    /// starts the sequence space at `iss` (a client reusing a port in TIME_WAIT).
     pub fn force_iss(&mut self, iss: SeqNumber) {
         if self.state == State::Listen {
             self.iss_forced = Some(iss);
+        } else if self.state == State::SynSent && self.snd_max == self.iss {
+            self.start_sequence(iss);
         }
     }
 
@@ -472,6 +475,9 @@ impl Connection {
             ts_recent: self.ts_recent,
             ts_offset: self.ts_offset,
             expiry: self.timers.get(Timer::Close).unwrap_or(Instant::ZERO),
+            // The peer's last timestamped segment; the interface stamps the record with its
+            // own clock when it stores it (the ACK of that segment goes out then).
+            last_segment: self.ts_recent_at,
             window: self.advertised_window_raw(),
             timestamps: self.ts_enabled,
         })

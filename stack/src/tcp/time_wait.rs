@@ -43,6 +43,10 @@ pub struct TimeWaitRecord {
     pub ts_offset: u32,
     /// When 2MSL ends.
     pub expiry: Instant,
+    /// When this 4-tuple last saw a segment, either way: the last one received (and the ACK
+    /// answering it, sent at the same instant). Port reuse waits for both timestamp clocks to
+    /// move past it ([`TimeWaitRecord::reuse_iss`]).
+    pub last_segment: Instant,
     /// The raw window field we advertise in ACKs from this state.
     pub window: u16,
     /// Whether timestamps were negotiated.
@@ -53,6 +57,9 @@ impl TimeWaitRecord {
     /// Decides what a segment does to this record; updates the expiry on restart.
     pub fn on_segment(&mut self, now: Instant, seg: &TcpRepr, payload_len: usize, two_msl: Duration) -> TimeWaitAction {
         let flags = seg.flags;
+        // Every segment counts, even one dropped below: whatever answers it carries a TSval
+        // of this millisecond, and a reused port must send newer ones.
+        self.last_segment = self.last_segment.max(now);
         // RFC 1337: an RST must not cut TIME_WAIT short (TIME-WAIT assassination).
         if flags.contains(TcpFlags::RST) {
             return TimeWaitAction::Drop;
@@ -91,6 +98,34 @@ impl TimeWaitRecord {
             return TimeWaitAction::Drop;
         }
         TimeWaitAction::Ack
+    }
+
+    /// Whether the side holding this TIME_WAIT may open a new connection on the same 4-tuple
+    /// now, and with which ISS: RFC 6191 applied by the closer, as Linux's `tcp_tw_reuse`
+    /// does, at millisecond rather than second granularity.
+    ///
+    /// It is safe when timestamps were on and at least `quiet` (never under 1 ms) has passed
+    /// since the 4-tuple's last segment:
+    /// - our TSvals are `ts_offset + now_ms` with the same offset for the same 4-tuple, so the
+    ///   new SYN's TSval is above every one the old incarnation sent, and a peer that still
+    ///   holds its own TIME_WAIT accepts the SYN (RFC 6191 2);
+    /// - the peer's timestamp clock has ticked too (at 1 kHz or faster, as Linux's does), so
+    ///   its new TSvals are above those of the old incarnation's segments, and PAWS (RFC 7323
+    ///   5) drops an old duplicate that reaches the new connection;
+    /// - the new ISS starts beyond anything the old incarnation sent (as Linux does:
+    ///   `tw_snd_nxt + 65535 + 2`), so no old ACK acknowledges new data.
+    ///
+    /// `None` when reuse is not safe: no timestamps (the sequence-number rule alone cannot
+    /// protect the new connection from old duplicates), or too soon.
+    pub fn reuse_iss(&self, now: Instant, quiet: Duration) -> Option<SeqNumber> {
+        if !self.timestamps {
+            return None;
+        }
+        let quiet = quiet.max(Duration::from_millis(1));
+        if now.saturating_duration_since(self.last_segment) < quiet {
+            return None;
+        }
+        Some(self.snd_nxt + 65_537u32)
     }
 
     /// The ACK this record sends.
@@ -136,6 +171,7 @@ mod tests {
             ts_recent: 700,
             ts_offset: 0,
             expiry: Instant::from_millis(60_000),
+            last_segment: Instant::ZERO,
             window: 1000,
             timestamps,
         }
@@ -189,6 +225,34 @@ mod tests {
         let ack = tw.ack_repr(Instant::from_millis(5));
         assert_eq!((ack.seq, ack.ack, ack.flags), (5000, 9000, TcpFlags::ACK));
         assert_eq!(ack.options.timestamp, Some(Timestamp { tsval: 5, tsecr: 700 }));
+    }
+
+    #[test]
+    fn reuse_needs_timestamps_and_a_quiet_millisecond() {
+        let quiet = Duration::from_millis(1);
+        let mut tw = record(true);
+        tw.last_segment = Instant::from_millis(100);
+        // Same millisecond, or under the quiet time: our TSval could equal one already sent.
+        assert_eq!(tw.reuse_iss(Instant::from_millis(100), quiet), None);
+        assert_eq!(tw.reuse_iss(Instant::from_micros(100_999), quiet), None);
+        // 1 ms later: reusable, with an ISS beyond the old SND.NXT.
+        let iss = tw.reuse_iss(Instant::from_millis(101), quiet).expect("reusable");
+        assert_eq!(iss, SeqNumber(5000 + 65_537));
+        assert!(iss > tw.snd_nxt);
+        // A longer quiet time is honoured; a shorter one than 1 ms is raised to 1 ms.
+        assert_eq!(tw.reuse_iss(Instant::from_millis(101), Duration::from_secs(1)), None);
+        assert!(tw.reuse_iss(Instant::from_millis(1100), Duration::from_secs(1)).is_some());
+        assert_eq!(tw.reuse_iss(Instant::from_micros(100_500), Duration::ZERO), None);
+        // A segment received in TIME_WAIT (here an old duplicate, answered with an ACK) moves
+        // the quiet time on: the ACK carried this millisecond's TSval.
+        let dup = seg(TcpFlags::ACK, 8000, Some(650));
+        assert_eq!(tw.on_segment(Instant::from_millis(150), &dup, 0, MSL2), TimeWaitAction::Ack);
+        assert_eq!(tw.reuse_iss(Instant::from_millis(150), quiet), None);
+        assert!(tw.reuse_iss(Instant::from_millis(151), quiet).is_some());
+        // Without timestamps the new connection could not tell old duplicates: never reused.
+        let mut tw = record(false);
+        tw.last_segment = Instant::from_millis(100);
+        assert_eq!(tw.reuse_iss(Instant::from_millis(50_000), quiet), None);
     }
 
     #[test]

@@ -6,10 +6,13 @@
 //!              [--time-wait-ms MS] [--trust-checksums]
 //! synack connect --iface IF --ip IPV4 --target IP:PORT --bytes N [--close-first local|remote]
 //!                [--connections K] [--queues N] [--cores LIST]
+//! synack load --iface IF --ip IPV4 --target IP:PORT (--rate CPS | --concurrency N) --duration S
+//!             [--request 'GET / HTTP/1.1 ...'] [--keepalive] [--queues N] [--cores LIST] ...
 //! ```
 
 mod apps;
 mod connect;
+mod load;
 mod stats;
 
 use std::net::{Ipv4Addr, SocketAddrV4};
@@ -112,6 +115,14 @@ enum Command {
         /// Give up after this many seconds.
         #[arg(long, default_value_t = 60)]
         timeout_s: u64,
+    },
+    /// Generate load: open connections to an HTTP server at a rate or a concurrency, print
+    /// connections/s, requests/s, latency percentiles, errors and TIME_WAIT once a second.
+    Load {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        load: load::LoadArgs,
     },
 }
 
@@ -260,6 +271,7 @@ fn main() -> ExitCode {
             };
             connect::run(common.runtime_config(), plan)
         }
+        Command::Load { common, load } => stop_flag().and_then(|stop| load::run(common, load, stop)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -324,6 +336,41 @@ mod tests {
         let Command::Connect { common, connections, .. } = cli.command else { panic!("connect") };
         assert_eq!((connections, common.runtime_config().queues), (200, 2));
         assert!(Cli::try_parse_from([&args[..], &["--connections", "0"]].concat()).is_err());
+    }
+
+    #[test]
+    fn the_load_command_line_parses() {
+        let base = ["synack", "load", "--iface", "eth0", "--ip", "198.18.0.3", "--target", "198.18.0.2:80"];
+        let parse = |extra: &[&str]| Cli::try_parse_from(base.iter().chain(extra)).map(|cli| cli.command);
+        let Ok(Command::Load { common, load }) = parse(&[
+            "--rate",
+            "5000",
+            "--duration",
+            "5",
+            "--local-ports",
+            "40000-40999",
+            "--time-wait-ms",
+            "2000",
+            "--linger",
+            "3",
+        ]) else {
+            panic!("load parses")
+        };
+        assert_eq!((load.rate, load.concurrency, load.duration, load.linger), (Some(5000), None, 5, 3));
+        assert_eq!(load.local_ports, Some(load::PortRange(40000, 40999)));
+        assert_eq!(common.runtime_config().tcp.time_wait, Duration::from_millis(2000));
+        assert!(!load.keepalive);
+        assert!(parse(&["--concurrency", "10", "--duration", "1", "--keepalive"]).is_ok());
+        // Exactly one of --rate and --concurrency; a duration; sane values.
+        for bad in [
+            &["--duration", "5"][..],
+            &["--rate", "10", "--concurrency", "10", "--duration", "5"],
+            &["--rate", "10"],
+            &["--rate", "0", "--duration", "5"],
+            &["--rate", "10", "--duration", "5", "--local-ports", "9-1"],
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?} is refused");
+        }
     }
 
     #[test]
