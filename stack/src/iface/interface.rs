@@ -3,6 +3,9 @@
 
 use std::net::Ipv4Addr;
 
+mod syn_cookies;
+
+use self::syn_cookies::CookieAck;
 use super::app::{App, ConnId, RxAction, TxSink};
 use super::config::{AddressMode, InterfaceConfig, TableFullPolicy};
 use super::counters::Counters;
@@ -13,7 +16,7 @@ use super::time_wait_table::{Inserted, TimeWaitTable};
 use super::timer_queue::TimerQueue;
 use crate::tcp::{
     reset_for_unmatched, CloseReason, Endpoint, Event, FourTuple, IsnGenerator, Outcome, RecvError, Segment, SendError,
-    State, TimeWaitAction,
+    State, SynCookies, TimeWaitAction,
 };
 use crate::time::Instant;
 use crate::wire::{
@@ -64,6 +67,11 @@ pub enum ListenError {
 pub struct Interface {
     config: InterfaceConfig,
     isn: IsnGenerator,
+    /// SYN cookies, keyed from the same secret as `isn`.
+    cookies: SynCookies,
+    /// When the last SYN cookie went out: unmatched ACKs are checked for cookies only shortly
+    /// after.
+    cookie_sent_at: Option<Instant>,
     table: ConnTable,
     time_wait: TimeWaitTable,
     timers: TimerQueue,
@@ -108,6 +116,8 @@ impl Interface {
             scratch: vec![0; SCRATCH_LEN].into_boxed_slice(),
             counters: Counters::default(),
             now: Instant::ZERO,
+            cookies: SynCookies::from_isn(&isn),
+            cookie_sent_at: None,
             config,
             isn,
         }
@@ -602,11 +612,22 @@ impl Interface {
 
         let is_syn = repr.flags.contains(TcpFlags::SYN) && !repr.flags.intersects(TcpFlags::ACK | TcpFlags::RST);
         if is_syn && self.is_listening(repr.dst_port) {
+            if self.half_open >= self.config.syn_backlog && self.config.syn_cookies && forced_iss.is_none() {
+                // RFC 4987: the backlog is full, so a cookie stands in for the SYN's state.
+                self.counters.rx_segments += 1;
+                return self.reply_syn_cookie(now, buf, &repr, tuple, src_mac);
+            }
             if self.accept_syn(now, &seg, tuple, src_mac, forced_iss) {
                 let rst = reset_for_unmatched(&seg);
                 return self.reply_reset(buf, src_mac, ip.src_addr, rst);
             }
             return RxAction::Release;
+        }
+        if self.may_return_cookie(now, repr.flags) && self.is_listening(repr.dst_port) {
+            match self.accept_cookie_ack(now, &seg, tuple, src_mac) {
+                CookieAck::Accepted | CookieAck::TableFull => return RxAction::Release,
+                CookieAck::Invalid => {}
+            }
         }
         // RFC 9293 3.10.7.1: a segment for no connection gets an RST (none for an RST).
         self.counters.rx_segments += 1;

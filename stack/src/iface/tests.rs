@@ -227,6 +227,7 @@ fn a_full_table_refuses_syns_by_the_configured_policy() {
 fn the_syn_backlog_is_bounded() {
     let mut c = config(MAC_A, ADDR_A);
     c.syn_backlog = 3;
+    c.syn_cookies = false;
     let mut a = Interface::new(c, IsnGenerator::with_key([1, 2]));
     a.listen(PORT).unwrap();
     for port in 5000..5010 {
@@ -553,3 +554,5 @@ fn an_unanswered_arp_aborts_the_connection() {
         "off-link without a gateway"
     );
 }
+
+mod syn_cookies;
