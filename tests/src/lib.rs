@@ -18,6 +18,7 @@ pub mod peer;
 pub mod process;
 pub mod scenarios;
 pub mod server;
+pub mod syn_flood;
 
 pub use netns::{Host, TestNet};
 pub use process::{Output, Proc};

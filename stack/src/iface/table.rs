@@ -5,7 +5,9 @@
 //! allocates while it grows to its high-water mark and never after, and a handle
 //! ([`ConnId`]) carries the slot's generation so that a stale one is refused.
 
-use hashbrown::HashMap;
+use core::hash::BuildHasher;
+
+use hashbrown::{DefaultHashBuilder, HashTable};
 
 use super::ConnId;
 use crate::tcp::{Connection, FourTuple, TcpConfig};
@@ -32,12 +34,14 @@ pub(crate) struct Slot {
     pub armed: Option<Instant>,
 }
 
-/// The slab and the 4-tuple map.
+/// The slab and the 4-tuple map. The map is a raw `HashTable` so that a batch can hash its
+/// 4-tuples once, up front, and look them up later with the hash in hand.
 #[derive(Debug)]
 pub(crate) struct ConnTable {
     slots: Vec<Slot>,
     free: Vec<u32>,
-    map: HashMap<FourTuple, u32>,
+    map: HashTable<(FourTuple, u32)>,
+    hasher: DefaultHashBuilder,
     max: usize,
     config: TcpConfig,
 }
@@ -49,7 +53,8 @@ impl ConnTable {
         ConnTable {
             slots: Vec::with_capacity(max),
             free: Vec::with_capacity(max),
-            map: HashMap::with_capacity(max),
+            map: HashTable::with_capacity(max),
+            hasher: DefaultHashBuilder::default(),
             max,
             config,
         }
@@ -58,7 +63,19 @@ impl ConnTable {
     /// The slot of a 4-tuple.
     #[inline]
     pub fn find(&self, tuple: &FourTuple) -> Option<u32> {
-        self.map.get(tuple).copied()
+        self.find_hashed(self.hash(tuple), tuple)
+    }
+
+    /// The map's hash of a 4-tuple, for [`ConnTable::find_hashed`].
+    #[inline]
+    pub fn hash(&self, tuple: &FourTuple) -> u64 {
+        self.hasher.hash_one(tuple)
+    }
+
+    /// The slot of a 4-tuple whose [`ConnTable::hash`] is `hash`.
+    #[inline]
+    pub fn find_hashed(&self, hash: u64, tuple: &FourTuple) -> Option<u32> {
+        self.map.find(hash, |(t, _)| t == tuple).map(|&(_, index)| index)
     }
 
     /// Takes a free slot for `tuple` (its connection CLOSED, ready for `listen` or
@@ -90,7 +107,16 @@ impl ConnTable {
         slot.half_open = false;
         slot.dirty = false;
         slot.armed = None;
-        self.map.insert(tuple, index);
+        let hash = self.hasher.hash_one(tuple);
+        match self.map.find_mut(hash, |(t, _)| *t == tuple) {
+            // Callers look the tuple up first; should one be there, the new slot replaces it,
+            // as a map insert would.
+            Some(entry) => entry.1 = index,
+            None => {
+                let hasher = &self.hasher;
+                self.map.insert_unique(hash, (tuple, index), |(t, _)| hasher.hash_one(t));
+            }
+        }
         Some(ConnId { index, generation: slot.generation })
     }
 
@@ -103,7 +129,9 @@ impl ConnTable {
         slot.conn.recycle();
         slot.generation = slot.generation.wrapping_add(1);
         slot.armed = None;
-        self.map.remove(tuple);
+        if let Ok(entry) = self.map.find_entry(self.hasher.hash_one(tuple), |(t, _)| t == tuple) {
+            entry.remove();
+        }
         self.free.push(index);
     }
 

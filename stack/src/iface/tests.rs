@@ -555,4 +555,5 @@ fn an_unanswered_arp_aborts_the_connection() {
     );
 }
 
+mod batch;
 mod syn_cookies;
