@@ -34,7 +34,7 @@ fn syn_cookies_keep_curl_fetching_through_a_syn_flood() {
     assert_eq!(run.fetched, run.fetches, "every fetch succeeds under the flood");
     assert!(run.resets_dropped > 0, "the flood's SYN-ACKs were answered (and their RSTs dropped)");
     // The flood's SYNs get cookies too and never return them, so far more go out than come back.
-    assert!(sent > accepted + 1000, "sent {sent} accepted {accepted}");
+    assert!(sent > accepted + 500, "sent {sent} accepted {accepted}");
     // With the backlog full all along, (almost) every fetch went through a cookie.
     assert!(accepted as usize >= run.fetches * 9 / 10, "accepted {accepted} of {} fetches", run.fetches);
     assert_eq!(rejected, 0, "no ACK returned a bad cookie");
