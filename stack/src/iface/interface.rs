@@ -407,18 +407,22 @@ impl Interface {
     /// Every frame is counted, and none can make this panic.
     pub fn receive(&mut self, now: Instant, buf: &mut [u8], len: usize) -> RxAction {
         self.now = now;
-        match self.classify(now, buf, len) {
-            Rx::Done(action) => action,
+        // Matched by reference: moving the parsed segment out is a copy of ~150 bytes.
+        let rx = self.classify(now, buf, len);
+        match &rx {
+            Rx::Done(action) => *action,
             Rx::Tcp(meta) => {
                 let found = self.table.find(&meta.tuple);
-                self.on_segment(now, buf, &meta, found)
+                self.on_segment(now, buf, meta, found)
             }
         }
     }
 
     /// The first step of `receive`: checks the frame, handles everything but a TCP segment,
-    /// and parses a segment for the lookup.
-    #[inline]
+    /// and parses a segment for the lookup. Inlined with `on_ipv4` and `parse_tcp`, so that
+    /// the parsed segment is built where it is used rather than copied out through returns
+    /// (a copy per level cost about 80 instructions per frame).
+    #[inline(always)]
     fn classify(&mut self, now: Instant, buf: &mut [u8], len: usize) -> Rx {
         self.counters.rx_frames += 1;
         let len = len.min(buf.len());
@@ -487,6 +491,7 @@ impl Interface {
         RxAction::Transmit(ARP_FRAME_LEN)
     }
 
+    #[inline(always)]
     fn on_ipv4(&mut self, buf: &mut [u8], len: usize, src_mac: EthernetAddress) -> Rx {
         let (ip, ip_header_len) = {
             let packet = match Ipv4Packet::new_checked(&buf[ETH_LEN..len]) {
@@ -555,7 +560,7 @@ impl Interface {
     }
 
     /// Parses a TCP segment (checksum included) for `on_segment`.
-    #[inline]
+    #[inline(always)]
     fn parse_tcp(&mut self, buf: &[u8], start: usize, end: usize, ip: &Ipv4Repr, src_mac: EthernetAddress) -> Rx {
         let (repr, header_len) = {
             let packet = match TcpPacket::new_checked(&buf[start..end]) {
@@ -578,10 +583,15 @@ impl Interface {
     /// (`receive` one frame at a time, `receive_batch` for a whole batch).
     #[inline]
     fn on_segment(&mut self, now: Instant, buf: &mut [u8], meta: &TcpMeta, found: Option<u32>) -> RxAction {
-        let (repr, tuple, src_mac) = (meta.repr, meta.tuple, meta.src_mac);
+        let (tuple, src_mac) = (meta.tuple, meta.src_mac);
         let peer = tuple.remote.addr;
-        let seg =
-            Segment { src_addr: peer, dst_addr: tuple.local.addr, repr, payload: &buf[meta.payload_start..meta.end] };
+        let seg = Segment {
+            src_addr: peer,
+            dst_addr: tuple.local.addr,
+            repr: meta.repr,
+            payload: &buf[meta.payload_start..meta.end],
+        };
+        let repr = &seg.repr;
 
         if let Some(index) = found {
             let slot = self.table.slot_mut(index);
@@ -612,7 +622,7 @@ impl Interface {
         let mut forced_iss = None;
         if let Some(record) = self.time_wait.get_mut(&tuple) {
             self.counters.rx_segments += 1;
-            match record.on_segment(now, &repr, seg.payload.len(), self.config.tcp.time_wait) {
+            match record.on_segment(now, repr, seg.payload.len(), self.config.tcp.time_wait) {
                 TimeWaitAction::Drop => {
                     if repr.flags.contains(TcpFlags::RST) {
                         self.counters.drop_rst_ignored += 1;
@@ -639,7 +649,7 @@ impl Interface {
             if self.half_open >= self.config.syn_backlog && self.config.syn_cookies && forced_iss.is_none() {
                 // RFC 4987: the backlog is full, so a cookie stands in for the SYN's state.
                 self.counters.rx_segments += 1;
-                return self.reply_syn_cookie(now, buf, &repr, tuple, src_mac);
+                return self.reply_syn_cookie(now, buf, repr, tuple, src_mac);
             }
             if self.accept_syn(now, &seg, tuple, src_mac, forced_iss) {
                 let rst = reset_for_unmatched(&seg);

@@ -78,8 +78,8 @@ impl ConnTable {
         self.map.find(hash, |(t, _)| t == tuple).map(|&(_, index)| index)
     }
 
-    /// Takes a free slot for `tuple` (its connection CLOSED, ready for `listen` or
-    /// `connect`), or `None` when the table is full.
+    /// Takes a free slot for `tuple`, which must not be in the table (its connection CLOSED,
+    /// ready for `listen` or `connect`), or `None` when the table is full.
     pub fn insert(&mut self, tuple: FourTuple) -> Option<ConnId> {
         let index = match self.free.pop() {
             Some(i) => i,
@@ -107,17 +107,13 @@ impl ConnTable {
         slot.half_open = false;
         slot.dirty = false;
         slot.armed = None;
-        let hash = self.hasher.hash_one(tuple);
-        match self.map.find_mut(hash, |(t, _)| *t == tuple) {
-            // Callers look the tuple up first; should one be there, the new slot replaces it,
-            // as a map insert would.
-            Some(entry) => entry.1 = index,
-            None => {
-                let hasher = &self.hasher;
-                self.map.insert_unique(hash, (tuple, index), |(t, _)| hasher.hash_one(t));
-            }
-        }
-        Some(ConnId { index, generation: slot.generation })
+        let generation = slot.generation;
+        // Callers insert only a 4-tuple they just looked up and did not find (`connect`, a SYN
+        // or a cookie ACK that matched nothing), so no second lookup here.
+        debug_assert!(self.find(&tuple).is_none(), "{tuple:?} inserted twice");
+        let hasher = &self.hasher;
+        self.map.insert_unique(hasher.hash_one(tuple), (tuple, index), |(t, _)| hasher.hash_one(t));
+        Some(ConnId { index, generation })
     }
 
     /// Frees the slot of `index` (its connection must be CLOSED or in TIME_WAIT, with nothing
