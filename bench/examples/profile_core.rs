@@ -71,14 +71,14 @@ const ADDR_B: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
 
 /// Frames in fixed buffers: a TX sink, then the peer's RX batch. Allocates only when made.
 struct Frames {
-    bufs: Vec<Box<[u8; 2048]>>,
+    bufs: Vec<[u8; 2048]>,
     lens: Vec<usize>,
     n: usize,
 }
 
 impl Frames {
     fn new() -> Frames {
-        Frames { bufs: (0..128).map(|_| Box::new([0u8; 2048])).collect(), lens: vec![0; 128], n: 0 }
+        Frames { bufs: vec![[0u8; 2048]; 128], lens: vec![0; 128], n: 0 }
     }
 }
 
