@@ -22,6 +22,7 @@ pub mod process;
 pub mod queue_stats;
 pub mod scenarios;
 pub mod server;
+pub mod syn_flood;
 
 pub use netns::{Host, TestNet};
 pub use process::{Output, Proc};

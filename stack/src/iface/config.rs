@@ -52,8 +52,13 @@ pub struct InterfaceConfig {
     pub max_connections: usize,
     /// The most passive connections that may sit in SYN-RECEIVED at once.
     pub syn_backlog: usize,
-    /// What a SYN meets when the table or the backlog is full.
+    /// What a SYN meets when the table or the backlog is full (with `syn_cookies` on, only
+    /// when the table is full).
     pub table_full: TableFullPolicy,
+    /// Answer SYNs with SYN cookies (RFC 4987) while the SYN backlog is full, instead of
+    /// applying `table_full`: no state is kept until the client's ACK returns a valid cookie.
+    /// Default on, as Linux's `tcp_syncookies=1`.
+    pub syn_cookies: bool,
     /// The most TIME_WAIT records held, allocated at start (about 58 bytes each); when full,
     /// the record nearest to expiry (the oldest, to within a timer-wheel slot) is ended early
     /// and counted in `time_wait_evicted`.
@@ -91,6 +96,7 @@ impl InterfaceConfig {
             max_connections: 4096,
             syn_backlog: 1024,
             table_full: TableFullPolicy::Drop,
+            syn_cookies: true,
             max_time_wait: 1 << 20,
             local_ports: (61000, 65535),
             time_wait_reuse: Some(Duration::from_millis(1)),

@@ -92,8 +92,14 @@ counters! {
     drop_time_wait,
     /// SYNs refused: the connection table was full.
     drop_table_full,
-    /// SYNs refused: the SYN backlog was full.
+    /// SYNs refused: the SYN backlog was full (and SYN cookies are off).
     drop_backlog_full,
+    /// SYNs answered with a SYN cookie (the backlog was full): SYN-ACKs sent in place.
+    syn_cookies_sent,
+    /// ACKs that returned a valid SYN cookie and opened a connection.
+    syn_cookies_accepted,
+    /// ACKs checked for a SYN cookie and refused (answered with an RST, or dropped).
+    syn_cookies_rejected,
     /// Segments not sent yet because no TX frame was free (retried on the next poll).
     tx_no_frame,
     /// Connections aborted because their neighbour never answered ARP.

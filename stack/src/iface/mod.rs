@@ -26,7 +26,7 @@ mod timer_wheel;
 pub use app::{App, ConnId, RxAction, TxSink, VecSink};
 pub use config::{AddressMode, InterfaceConfig, TableFullPolicy};
 pub use counters::Counters;
-pub use interface::{ConnectError, Interface, ListenError};
+pub use interface::{ConnectError, Interface, ListenError, RxFrames, VecFrames, RX_BATCH_MAX};
 pub use neighbor::NeighborCache;
 
 #[cfg(test)]

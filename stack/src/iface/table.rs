@@ -5,7 +5,9 @@
 //! allocates while it grows to its high-water mark and never after, and a handle
 //! ([`ConnId`]) carries the slot's generation so that a stale one is refused.
 
-use hashbrown::HashMap;
+use core::hash::BuildHasher;
+
+use hashbrown::{DefaultHashBuilder, HashTable};
 
 use super::ConnId;
 use crate::tcp::{Connection, FourTuple, TcpConfig};
@@ -29,12 +31,14 @@ pub(crate) struct Slot {
     pub dirty: bool,
 }
 
-/// The slab and the 4-tuple map.
+/// The slab and the 4-tuple map. The map is a raw `HashTable` so that a batch can hash its
+/// 4-tuples once, up front, and look them up later with the hash in hand.
 #[derive(Debug)]
 pub(crate) struct ConnTable {
     slots: Vec<Slot>,
     free: Vec<u32>,
-    map: HashMap<FourTuple, u32>,
+    map: HashTable<(FourTuple, u32)>,
+    hasher: DefaultHashBuilder,
     max: usize,
     config: TcpConfig,
 }
@@ -46,7 +50,8 @@ impl ConnTable {
         ConnTable {
             slots: Vec::with_capacity(max),
             free: Vec::with_capacity(max),
-            map: HashMap::with_capacity(max),
+            map: HashTable::with_capacity(max),
+            hasher: DefaultHashBuilder::default(),
             max,
             config,
         }
@@ -55,11 +60,23 @@ impl ConnTable {
     /// The slot of a 4-tuple.
     #[inline]
     pub fn find(&self, tuple: &FourTuple) -> Option<u32> {
-        self.map.get(tuple).copied()
+        self.find_hashed(self.hash(tuple), tuple)
     }
 
-    /// Takes a free slot for `tuple` (its connection CLOSED, ready for `listen` or
-    /// `connect`), or `None` when the table is full.
+    /// The map's hash of a 4-tuple, for [`ConnTable::find_hashed`].
+    #[inline]
+    pub fn hash(&self, tuple: &FourTuple) -> u64 {
+        self.hasher.hash_one(tuple)
+    }
+
+    /// The slot of a 4-tuple whose [`ConnTable::hash`] is `hash`.
+    #[inline]
+    pub fn find_hashed(&self, hash: u64, tuple: &FourTuple) -> Option<u32> {
+        self.map.find(hash, |(t, _)| t == tuple).map(|&(_, index)| index)
+    }
+
+    /// Takes a free slot for `tuple`, which must not be in the table (its connection CLOSED,
+    /// ready for `listen` or `connect`), or `None` when the table is full.
     pub fn insert(&mut self, tuple: FourTuple) -> Option<ConnId> {
         let index = match self.free.pop() {
             Some(i) => i,
@@ -85,8 +102,13 @@ impl ConnTable {
         slot.announced = false;
         slot.half_open = false;
         slot.dirty = false;
-        self.map.insert(tuple, index);
-        Some(ConnId { index, generation: slot.generation })
+        let generation = slot.generation;
+        // Callers insert only a 4-tuple they just looked up and did not find (`connect`, a SYN
+        // or a cookie ACK that matched nothing), so no second lookup here.
+        debug_assert!(self.find(&tuple).is_none(), "{tuple:?} inserted twice");
+        let hasher = &self.hasher;
+        self.map.insert_unique(hasher.hash_one(tuple), (tuple, index), |(t, _)| hasher.hash_one(t));
+        Some(ConnId { index, generation })
     }
 
     /// Frees the slot of `index` (its connection must be CLOSED or in TIME_WAIT, with nothing
@@ -97,7 +119,9 @@ impl ConnTable {
         slot.in_use = false;
         slot.conn.recycle();
         slot.generation = slot.generation.wrapping_add(1);
-        self.map.remove(tuple);
+        if let Ok(entry) = self.map.find_entry(self.hasher.hash_one(tuple), |(t, _)| t == tuple) {
+            entry.remove();
+        }
         self.free.push(index);
     }
 

@@ -227,6 +227,7 @@ fn a_full_table_refuses_syns_by_the_configured_policy() {
 fn the_syn_backlog_is_bounded() {
     let mut c = config(MAC_A, ADDR_A);
     c.syn_backlog = 3;
+    c.syn_cookies = false;
     let mut a = Interface::new(c, IsnGenerator::with_key([1, 2]));
     a.listen(PORT).unwrap();
     for port in 5000..5010 {
@@ -801,3 +802,5 @@ fn without_timestamps_or_with_reuse_off_time_wait_ports_stay_taken() {
         assert_eq!(a.counters().time_wait_reused, 0);
     }
 }
+mod batch;
+mod syn_cookies;

@@ -73,6 +73,10 @@ pub struct RuntimeConfig {
     pub tcp: TcpConfig,
     /// Connections per worker.
     pub max_connections: usize,
+    /// Passive connections per worker that may wait in SYN-RECEIVED.
+    pub syn_backlog: usize,
+    /// SYN cookies while the SYN backlog is full (RFC 4987; see `InterfaceConfig::syn_cookies`).
+    pub syn_cookies: bool,
     /// TIME_WAIT records per worker.
     pub max_time_wait: usize,
     /// Ports listened on by every worker.
@@ -96,7 +100,8 @@ pub struct RuntimeConfig {
 
 impl RuntimeConfig {
     /// Defaults: one queue, unpinned, batches of 64, sleeping poll, checksums verified, 4096
-    /// connections per worker, client ports 61000-65535.
+    /// connections per worker, a SYN backlog of 1024 with SYN cookies beyond it, client ports
+    /// 61000-65535.
     pub fn new(ifname: impl Into<String>, addr: Ipv4Addr) -> RuntimeConfig {
         RuntimeConfig {
             ifname: ifname.into(),
@@ -110,6 +115,8 @@ impl RuntimeConfig {
             checksum: ChecksumMode::Verify,
             tcp: TcpConfig::default(),
             max_connections: 4096,
+            syn_backlog: 1024,
+            syn_cookies: true,
             max_time_wait: 1 << 20,
             listen_ports: Vec::new(),
             local_ports: (61000, 65535),
@@ -287,6 +294,8 @@ impl Runtime {
             iface_config.checksum = config.checksum;
             iface_config.tcp = config.tcp;
             iface_config.max_connections = config.max_connections;
+            iface_config.syn_backlog = config.syn_backlog;
+            iface_config.syn_cookies = config.syn_cookies;
             iface_config.max_time_wait = config.max_time_wait;
             // Checked above: every worker has a slice.
             iface_config.local_ports = port_slice(queue, (lo, hi), workers).unwrap_or((lo, hi));

@@ -10,10 +10,10 @@ use rustix::event::{poll, PollFd, PollFlags};
 
 use super::handoff::{Handoff, HandoffCounters};
 use super::ownership::PortOwnership;
-use crate::iface::{App, Counters, Interface, RxAction, TxSink};
+use crate::iface::{App, Counters, Interface, RxAction, RxFrames, TxSink};
 use crate::time::Instant;
 use crate::wire::EthernetAddress;
-use crate::xsk::{self, RxVerdict, XskSocket};
+use crate::xsk::{self, RxBatch, RxVerdict, XskSocket};
 
 /// Reads a neighbour the XDP program learned (shared addresses).
 pub(crate) type NeighborLookup = Box<dyn Fn(Ipv4Addr) -> Option<EthernetAddress> + Send>;
@@ -85,6 +85,32 @@ impl TxSink for RingSink<'_> {
     }
 }
 
+/// The socket's RX batch as the interface's [`RxFrames`].
+struct BatchFrames<'a, 'b>(&'a mut RxBatch<'b>);
+
+impl RxFrames for BatchFrames<'_, '_> {
+    #[inline]
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    #[inline]
+    fn with_frame<R>(&mut self, i: usize, f: impl FnOnce(&mut [u8], usize) -> R) -> R {
+        let mut frame = self.0.frame(i);
+        let len = frame.len();
+        f(frame.buffer_mut(), len)
+    }
+
+    #[inline]
+    fn set_action(&mut self, i: usize, action: RxAction) {
+        let verdict = match action {
+            RxAction::Release => RxVerdict::Release,
+            RxAction::Transmit(n) => RxVerdict::Transmit(n),
+        };
+        self.0.set_verdict(i, verdict);
+    }
+}
+
 impl<A: App> Worker<A> {
     pub fn run(mut self) -> WorkerStats {
         if let Some(core) = self.core {
@@ -122,22 +148,30 @@ impl<A: App> Worker<A> {
                 }
                 None => 0,
             };
-            let handoff = &mut self.handoff;
-            received += self.socket.rx_batch(self.batch_size, |frame| {
-                let len = frame.len();
-                if let Some((ownership, handoff)) = handoff {
-                    if let Some(owner) = ownership.foreign_owner(&frame[..len], |port| iface.is_listening(port)) {
-                        // Another worker opened this connection. Handed off or dropped
-                        // (counted either way), the frame is ours to release.
-                        handoff.offer(owner, &frame[..len]);
-                        return RxVerdict::Release;
+            received += if self.handoff.is_some() {
+                // Several workers: each frame is first checked for another worker's port, so
+                // they go one by one.
+                let handoff = &mut self.handoff;
+                self.socket.rx_batch(self.batch_size, |frame| {
+                    let len = frame.len();
+                    if let Some((ownership, handoff)) = handoff {
+                        if let Some(owner) = ownership.foreign_owner(&frame[..len], |port| iface.is_listening(port)) {
+                            // Another worker opened this connection. Handed off or dropped
+                            // (counted either way), the frame is ours to release.
+                            handoff.offer(owner, &frame[..len]);
+                            return RxVerdict::Release;
+                        }
                     }
-                }
-                match iface.receive(now, frame.buffer_mut(), len) {
-                    RxAction::Release => RxVerdict::Release,
-                    RxAction::Transmit(n) => RxVerdict::Transmit(n),
-                }
-            });
+                    match iface.receive(now, frame.buffer_mut(), len) {
+                        RxAction::Release => RxVerdict::Release,
+                        RxAction::Transmit(n) => RxVerdict::Transmit(n),
+                    }
+                })
+            } else {
+                // One worker: the whole batch at once, parsed, looked up, then processed
+                // (`receive_batch`).
+                self.socket.rx_batch_all(self.batch_size, |batch| iface.receive_batch(now, &mut BatchFrames(batch)))
+            };
             self.iface.poll(now, &mut self.app, &mut RingSink(&mut self.socket));
             let _ = self.socket.flush();
             self.socket.reap_completions();

@@ -80,11 +80,18 @@ impl IsnGenerator {
     pub fn ts_offset(&self, tuple: &FourTuple) -> u32 {
         (self.hash(tuple) >> 32) as u32
     }
+
+    /// A key for another use of the same secret (SYN cookies), derived by hashing `label`
+    /// under this key, so one random seed serves both and neither reveals the other.
+    pub(crate) fn derived_key(&self, label: u64) -> [u64; 2] {
+        // SipHash of the 8-byte message `label`: one word, then the length in the top byte.
+        [siphash24(self.key, [label, 8 << 56]), siphash24(self.key, [!label, 8 << 56])]
+    }
 }
 
 /// SipHash-2-4 (Aumasson and Bernstein) of a message already padded into 64-bit words, the
 /// last carrying the length in its top byte.
-fn siphash24(key: [u64; 2], words: [u64; 2]) -> u64 {
+pub(super) fn siphash24(key: [u64; 2], words: [u64; 2]) -> u64 {
     #[inline(always)]
     fn round(v: &mut [u64; 4]) {
         v[0] = v[0].wrapping_add(v[1]);

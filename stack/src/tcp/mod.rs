@@ -15,6 +15,7 @@ mod sack;
 mod send_buffer;
 mod seq;
 mod state;
+mod syn_cookie;
 mod time_wait;
 mod timer;
 
@@ -30,6 +31,7 @@ pub use sack::Scoreboard;
 pub use send_buffer::SendBuffer;
 pub use seq::SeqNumber;
 pub use state::State;
+pub use syn_cookie::{decode_timestamp, encode_timestamp, CookieError, CookieOptions, SynCookies, MSS_TABLE};
 pub use time_wait::{TimeWaitAction, TimeWaitRecord};
 pub use timer::{Timer, TimerTable};
 

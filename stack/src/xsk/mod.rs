@@ -71,6 +71,6 @@ pub mod umem;
 pub use config::{BindMode, BoundMode, PollMode, XskConfig};
 pub use error::{BindFailure, KickError, TxSubmitError, XskError};
 pub use pool::{AccountingError, FrameAccounting, FramePool};
-pub use socket::{RxFrame, RxVerdict, TxBuf, XskSocket};
+pub use socket::{RxBatch, RxFrame, RxVerdict, TxBuf, XskSocket};
 pub use stats::{Counters, XdpStats};
 pub use umem::Umem;

@@ -101,6 +101,50 @@ impl DerefMut for RxFrame<'_> {
     }
 }
 
+/// The frames of one RX batch, lent all together by [`XskSocket::rx_batch_all`], so that the
+/// application can make several passes over them (parse them all, then look them all up, then
+/// process them). Each frame gets a verdict; [`RxVerdict::Release`] unless set.
+pub struct RxBatch<'a> {
+    umem: &'a xsk_rs::Umem,
+    descs: &'a mut [FrameDesc],
+    /// Bytes received per frame (the descriptors' lengths change when a frame is viewed whole).
+    lens: &'a [usize],
+    verdicts: &'a mut [RxVerdict],
+}
+
+impl RxBatch<'_> {
+    /// Frames in the batch.
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.descs.len()
+    }
+
+    /// True for an empty batch (never lent).
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.descs.is_empty()
+    }
+
+    /// Frame `i`, for as long as this borrow of the batch lasts; it can be visited again.
+    #[inline]
+    pub fn frame(&mut self, i: usize) -> RxFrame<'_> {
+        // Safety: every descriptor of the batch came from the RX ring in this batch and is in
+        // no ring until the batch ends (accounted as rx_held); the view borrows the whole batch
+        // mutably, so no other view of any of its frames exists meanwhile.
+        let mut data = unsafe { self.umem.data_mut(&mut self.descs[i]) };
+        let mut cursor = data.cursor();
+        let capacity = cursor.buf_len();
+        cursor.set_pos(capacity);
+        RxFrame { data, len: self.lens[i] }
+    }
+
+    /// What becomes of frame `i` when the batch ends.
+    #[inline]
+    pub fn set_verdict(&mut self, i: usize, verdict: RxVerdict) {
+        self.verdicts[i] = verdict;
+    }
+}
+
 /// A free frame to write a packet into, from [`XskSocket::tx_alloc`]. Dereferences to the
 /// whole frame (capacity bytes); how much of it to send is given to
 /// [`XskSocket::tx_submit`].
@@ -138,6 +182,9 @@ pub struct XskSocket {
     counters: Counters,
     /// Descriptors taken from the RX ring in one batch.
     rx_scratch: Box<[FrameDesc]>,
+    /// Bytes received and verdicts of the frames of one `rx_batch_all`.
+    rx_lens: Box<[usize]>,
+    rx_verdicts: Box<[RxVerdict]>,
     /// Descriptors taken from the completion ring in one reap.
     comp_scratch: Box<[FrameDesc]>,
     /// Descriptors handed to the fill ring in one refill.
@@ -228,6 +275,8 @@ impl XskSocket {
             accounting: FrameAccounting::all_free(frame_count),
             counters: Counters::default(),
             rx_scratch: vec![FrameDesc::default(); batch].into_boxed_slice(),
+            rx_lens: vec![0; batch].into_boxed_slice(),
+            rx_verdicts: vec![RxVerdict::Release; batch].into_boxed_slice(),
             comp_scratch: vec![FrameDesc::default(); config.comp_ring_size as usize].into_boxed_slice(),
             fill_scratch: vec![FrameDesc::default(); config.fill_ring_size as usize].into_boxed_slice(),
             tx_pending: Vec::with_capacity(config.tx_ring_size as usize),
@@ -337,27 +386,90 @@ impl XskSocket {
                 f(&mut RxFrame { data, len })
             };
             self.accounting.rx_held -= 1;
-            match verdict {
-                RxVerdict::Transmit(len) if self.set_len(&mut desc, len) => {
-                    if self.tx_pending.len() == self.tx_pending.capacity() {
-                        self.publish_tx();
-                    }
-                    if self.tx_pending.len() < self.tx_pending.capacity() {
-                        self.tx_pending.push(desc);
-                        self.accounting.tx_pending += 1;
-                    } else {
-                        self.counters.tx_dropped += 1;
-                        self.release(frame_addr);
-                    }
+            self.apply_verdict(desc, frame_addr, verdict);
+        }
+        received
+    }
+
+    /// Like [`rx_batch`](Self::rx_batch), but lends the whole batch at once to `f`, which may
+    /// visit each frame several times and sets each one's verdict ([`RxBatch`]). Returns the
+    /// number of frames received.
+    pub fn rx_batch_all<F>(&mut self, max: usize, f: F) -> usize
+    where
+        F: FnOnce(&mut RxBatch<'_>),
+    {
+        let want = max.min(self.rx_scratch.len());
+        if want == 0 {
+            return 0;
+        }
+        // Safety: as in `rx_batch`.
+        let received = unsafe { self.rx.consume(&mut self.rx_scratch[..want]) };
+        if received == 0 {
+            if self.accounting.fill == 0 {
+                self.counters.fill_empty_events += 1;
+            }
+            return 0;
+        }
+        self.accounting.fill -= received;
+        self.accounting.rx_held += received;
+        self.counters.rx_frames += received as u64;
+        self.counters.rx_batches += 1;
+
+        // Keep the descriptors of frames we own, in order, at the front.
+        let mut valid = 0;
+        for i in 0..received {
+            let desc = self.rx_scratch[i];
+            if self.umem.frame_of(desc.addr() as u64).is_none() {
+                // As in `rx_batch`: not a frame of ours, neither used nor returned.
+                self.counters.invalid_addresses += 1;
+                self.accounting.rx_held -= 1;
+                continue;
+            }
+            self.rx_lens[valid] = desc.lengths().data();
+            self.rx_verdicts[valid] = RxVerdict::Release;
+            self.rx_scratch[valid] = desc;
+            valid += 1;
+        }
+        if valid > 0 {
+            let mut batch = RxBatch {
+                umem: self.umem.inner(),
+                descs: &mut self.rx_scratch[..valid],
+                lens: &self.rx_lens[..valid],
+                verdicts: &mut self.rx_verdicts[..valid],
+            };
+            f(&mut batch);
+        }
+        for i in 0..valid {
+            let desc = self.rx_scratch[i];
+            let Some(frame_addr) = self.umem.frame_of(desc.addr() as u64) else { continue };
+            self.accounting.rx_held -= 1;
+            self.apply_verdict(desc, frame_addr, self.rx_verdicts[i]);
+        }
+        received
+    }
+
+    /// Sends a received frame back as a reply in place, or releases it.
+    #[inline]
+    fn apply_verdict(&mut self, mut desc: FrameDesc, frame_addr: u64, verdict: RxVerdict) {
+        match verdict {
+            RxVerdict::Transmit(len) if self.set_len(&mut desc, len) => {
+                if self.tx_pending.len() == self.tx_pending.capacity() {
+                    self.publish_tx();
                 }
-                RxVerdict::Transmit(_) => {
+                if self.tx_pending.len() < self.tx_pending.capacity() {
+                    self.tx_pending.push(desc);
+                    self.accounting.tx_pending += 1;
+                } else {
                     self.counters.tx_dropped += 1;
                     self.release(frame_addr);
                 }
-                RxVerdict::Release => self.release(frame_addr),
             }
+            RxVerdict::Transmit(_) => {
+                self.counters.tx_dropped += 1;
+                self.release(frame_addr);
+            }
+            RxVerdict::Release => self.release(frame_addr),
         }
-        received
     }
 
     /// A free frame to build a packet in, or `None` when the pool is empty (back-pressure:

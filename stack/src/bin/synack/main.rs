@@ -3,7 +3,7 @@
 //! ```text
 //! synack serve --iface IF --ip IPV4 --port PORT --app echo|http|discard|sockperf
 //!              [--queues N] [--cores LIST] [--poll busy|sleep]
-//!              [--time-wait-ms MS] [--trust-checksums]
+//!              [--time-wait-ms MS] [--trust-checksums] [--syn-backlog N] [--no-syn-cookies]
 //! synack connect --iface IF --ip IPV4 --target IP:PORT --bytes N [--close-first local|remote]
 //!                [--connections K] [--queues N] [--cores LIST]
 //! synack load --iface IF --ip IPV4 --target IP:PORT (--rate CPS | --concurrency N) --duration S
@@ -68,6 +68,12 @@ struct Common {
     /// Connections per worker.
     #[arg(long, default_value_t = 16_384)]
     max_connections: usize,
+    /// Passive connections per worker waiting in SYN-RECEIVED; beyond it SYNs get SYN cookies.
+    #[arg(long, default_value_t = 1024)]
+    syn_backlog: usize,
+    /// Drop SYNs beyond the SYN backlog instead of answering them with SYN cookies.
+    #[arg(long)]
+    no_syn_cookies: bool,
     /// Send and receive buffer bytes per connection.
     #[arg(long, default_value_t = 64 * 1024)]
     buffer_bytes: usize,
@@ -197,6 +203,8 @@ impl Common {
         config.checksum = if self.trust_checksums { ChecksumMode::Trust } else { ChecksumMode::Verify };
         config.max_connections = self.max_connections;
         config.max_time_wait = self.max_time_wait;
+        config.syn_backlog = self.syn_backlog;
+        config.syn_cookies = !self.no_syn_cookies;
         config.tcp.time_wait = Duration::from_millis(self.time_wait_ms);
         config.tcp.send_buffer_len = self.buffer_bytes;
         config.tcp.recv_buffer_len = self.buffer_bytes;
@@ -308,6 +316,9 @@ mod tests {
             "--time-wait-ms",
             "2000",
             "--trust-checksums",
+            "--syn-backlog",
+            "8",
+            "--no-syn-cookies",
         ])
         .expect("parses");
         let Command::Serve { common, port, app, .. } = cli.command else { panic!("serve") };
@@ -317,6 +328,7 @@ mod tests {
         assert!(config.busy_poll);
         assert_eq!(config.tcp.time_wait, Duration::from_millis(2000));
         assert_eq!(config.checksum, ChecksumMode::Trust);
+        assert_eq!((config.syn_backlog, config.syn_cookies), (8, false));
         for bad in [["--port", "0"], ["--port", "70000"], ["--ip", "300.1.1.1"], ["--cores", "9999"]] {
             let mut args =
                 vec!["synack", "serve", "--iface", "eth0", "--ip", "198.18.0.1", "--port", "80", "--app", "echo"];
