@@ -63,6 +63,11 @@ pub struct InterfaceConfig {
     /// the record nearest to expiry (the oldest, to within a timer-wheel slot) is ended early
     /// and counted in `time_wait_evicted`.
     pub max_time_wait: usize,
+    /// Connection slots are created (rings allocated and their pages touched) up front, up to
+    /// this many bytes of rings, or `max_connections` if fewer; slots beyond are created when
+    /// first needed. First-touch page faults are slow (on a VM each may also fault in the
+    /// host) and would otherwise land on the first connections, stalling a ramp-up.
+    pub prefault_bytes: usize,
     /// The local ports connections opened by [`connect`](super::Interface::connect) use.
     pub local_ports: (u16, u16),
     /// Reuse a local port whose 4-tuple is in TIME_WAIT on our side once timestamps make it
@@ -98,6 +103,7 @@ impl InterfaceConfig {
             table_full: TableFullPolicy::Drop,
             syn_cookies: true,
             max_time_wait: 1 << 20,
+            prefault_bytes: 128 << 20,
             local_ports: (61000, 65535),
             time_wait_reuse: Some(Duration::from_millis(1)),
             neighbor_ttl: Duration::from_secs(60),

@@ -103,13 +103,17 @@ pub struct Interface {
 
 impl Interface {
     /// An interface with `config`, whose ISNs and timestamp offsets come from `isn`. Allocates
-    /// its tables now; connection rings are allocated as the slab grows to its high-water mark.
+    /// its tables now, and the first connection slots up to `prefault_bytes` of rings; the
+    /// rings of further slots are allocated as the slab grows to its high-water mark.
     pub fn new(config: InterfaceConfig, isn: IsnGenerator) -> Interface {
         // Wheel entries are u32 indices below 2^31: the two ranges share that space.
         let max = config.max_connections.clamp(1, 1 << 30);
         let max_time_wait = config.max_time_wait.clamp(1, (1 << 31) - 1 - max);
+        let mut table = ConnTable::new(max, config.tcp);
+        let ring_bytes = (config.tcp.send_buffer_len + config.tcp.recv_buffer_len).max(1);
+        table.prefill(config.prefault_bytes / ring_bytes);
         Interface {
-            table: ConnTable::new(max, config.tcp),
+            table,
             time_wait: TimeWaitTable::new(max_time_wait, max as u32),
             timers: TimerWheel::new(max + max_time_wait),
             neighbors: NeighborCache::new(config.neighbor_ttl, config.arp_retry_interval, config.arp_retries),

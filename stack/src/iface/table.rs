@@ -43,6 +43,21 @@ pub(crate) struct ConnTable {
     config: TcpConfig,
 }
 
+impl Slot {
+    fn new(conn: Connection) -> Slot {
+        Slot {
+            conn,
+            generation: 0,
+            in_use: false,
+            remote_mac: None,
+            active: false,
+            announced: false,
+            half_open: false,
+            dirty: false,
+        }
+    }
+}
+
 impl ConnTable {
     /// A table for at most `max` connections configured with `config`. The map and the slab's
     /// index are allocated now; each slot's rings when the slot is first used.
@@ -55,6 +70,21 @@ impl ConnTable {
             max,
             config,
         }
+    }
+
+    /// Creates the first `n` slots now (at most the table's maximum), their rings allocated
+    /// and written once: a connection that takes one of them later meets no allocation and no
+    /// page fault. Slots beyond are created when first needed.
+    pub fn prefill(&mut self, n: usize) {
+        let n = n.min(self.max);
+        while self.slots.len() < n {
+            let mut conn = Connection::new(self.config);
+            conn.prefault();
+            self.slots.push(Slot::new(conn));
+        }
+        // Lowest index first out: the free list pops from its end.
+        self.free.clear();
+        self.free.extend((0..self.slots.len() as u32).rev().filter(|&i| !self.slots[i as usize].in_use));
     }
 
     /// The slot of a 4-tuple.
@@ -81,16 +111,7 @@ impl ConnTable {
         let index = match self.free.pop() {
             Some(i) => i,
             None if self.slots.len() < self.max => {
-                self.slots.push(Slot {
-                    conn: Connection::new(self.config),
-                    generation: 0,
-                    in_use: false,
-                    remote_mac: None,
-                    active: false,
-                    announced: false,
-                    half_open: false,
-                    dirty: false,
-                });
+                self.slots.push(Slot::new(Connection::new(self.config)));
                 (self.slots.len() - 1) as u32
             }
             None => return None,

@@ -25,6 +25,8 @@ fn config(mac: EthernetAddress, addr: Ipv4Addr) -> InterfaceConfig {
     let mut c = InterfaceConfig::new(mac, addr);
     c.address_mode = AddressMode::Dedicated;
     c.max_connections = 64;
+    // Slots are made as needed, so the tests see the slab's high-water mark.
+    c.prefault_bytes = 0;
     c.tcp = TcpConfig {
         send_buffer_len: 16 * 1024,
         recv_buffer_len: 16 * 1024,
@@ -804,3 +806,22 @@ fn without_timestamps_or_with_reuse_off_time_wait_ports_stay_taken() {
 }
 mod batch;
 mod syn_cookies;
+
+/// With `prefault_bytes`, the first slots exist (rings allocated and written) before the first
+/// connection, and connections take them instead of growing the slab.
+#[test]
+fn slots_are_prefilled_up_to_the_ring_budget_and_taken_first() {
+    let mut c = config(MAC_B, ADDR_B);
+    c.prefault_bytes = 3 * 32 * 1024 + 100; // three slots of 16 + 16 KiB rings
+    let mut b = Interface::new(c, IsnGenerator::with_key([3, 4]));
+    assert_eq!(b.slots_created(), 3);
+    b.listen(PORT).unwrap();
+    let mut a = iface(MAC_A, ADDR_A);
+    let mut client = Client::new(2, b"hi".to_vec(), false);
+    run(&mut a, &mut client, &mut b, &mut Echo::default(), Duration::from_secs(1), None);
+    assert_eq!(client.done.len(), 2);
+    assert_eq!(b.slots_created(), 3, "the prefilled slots served, none was added");
+    let mut c = config(MAC_B, ADDR_B);
+    c.prefault_bytes = usize::MAX;
+    assert_eq!(Interface::new(c, IsnGenerator::with_key([3, 4])).slots_created(), 64, "never beyond the maximum");
+}

@@ -339,6 +339,13 @@ impl Connection {
         Ok(())
     }
 
+    /// Maps the pages of the connection's rings now (see [`Interface`'s slot
+    /// prefill](crate::iface::InterfaceConfig::prefault_bytes)).
+    pub fn prefault(&mut self) {
+        self.tx.prefault();
+        self.rx.prefault();
+    }
+
     /// In LISTEN, makes the next SYN use `iss` instead of a generated one (RFC 6191 reopening
     /// of a TIME_WAIT 4-tuple, see [`Outcome::Reopen`]). In SYN-SENT before the SYN went out,
     /// starts the sequence space at `iss` (a client reusing a port in TIME_WAIT).

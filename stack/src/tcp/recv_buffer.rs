@@ -39,6 +39,12 @@ pub struct Inserted {
 }
 
 impl RecvBuffer {
+    /// Writes every byte once, so the ring's pages are mapped now rather than at a first use
+    /// on the hot path.
+    pub fn prefault(&mut self) {
+        std::hint::black_box(&mut self.buf[..]).fill(0);
+    }
+
     /// A ring of at least `capacity` bytes (rounded up to a power of two, at least 1).
     pub fn new(capacity: usize) -> RecvBuffer {
         let capacity = capacity.max(1).next_power_of_two();

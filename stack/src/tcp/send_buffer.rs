@@ -17,6 +17,13 @@ impl SendBuffer {
         SendBuffer { buf: vec![0u8; capacity].into_boxed_slice(), mask: capacity - 1, head: 0, len: 0 }
     }
 
+    /// Writes every byte once, so the ring's pages are mapped now rather than at a first use
+    /// on the hot path (a page fault, and on a VM possibly a host fault as well).
+    pub fn prefault(&mut self) {
+        // black_box: the compiler may know the allocation is zeroed and drop a zero fill.
+        std::hint::black_box(&mut self.buf[..]).fill(0);
+    }
+
     /// A ring of no bytes that does not allocate (a placeholder while a connection resets).
     pub fn empty() -> SendBuffer {
         SendBuffer { buf: Box::default(), mask: 0, head: 0, len: 0 }

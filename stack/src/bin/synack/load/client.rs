@@ -83,6 +83,8 @@ pub struct LoadClient {
     report: mpsc::Sender<Tick>,
     recycled: mpsc::Receiver<Histogram>,
     closed_idle: bool,
+    /// The last start found no port or slot: the next is due at once but cannot be made yet.
+    blocked: bool,
 }
 
 impl LoadClient {
@@ -109,6 +111,7 @@ impl LoadClient {
             report,
             recycled,
             closed_idle: false,
+            blocked: false,
         }
     }
 
@@ -156,6 +159,7 @@ impl LoadClient {
 
     /// Starts what is due: connections, or requests on idle keep-alive connections.
     fn start_work(&mut self, iface: &mut Interface, start: Instant, now: Instant) {
+        self.blocked = false;
         match self.plan.mode {
             Mode::Rate(rate) => {
                 for _ in 0..STARTS_PER_POLL {
@@ -204,6 +208,7 @@ impl LoadClient {
             }
             Err(ConnectError::NoPortAvailable | ConnectError::TableFull) => {
                 self.tick.start_waits += 1;
+                self.blocked = true;
                 false
             }
             Err(ConnectError::NoRoute | ConnectError::Unspecified) => {
@@ -313,6 +318,9 @@ impl App for LoadClient {
         };
         let next_second = start + SECOND * (self.second as u32 + 1);
         let next_start = match self.plan.mode {
+            // Waiting for a port or a slot: only a frame or a timer can free one, and either
+            // wakes the worker; a start due in the past would make it spin instead of sleep.
+            Mode::Rate(_) if self.blocked => None,
             Mode::Rate(rate) => Some(self.due(start, rate, self.next_start)).filter(|&due| due < self.end),
             Mode::Concurrency(_) => None,
         };
