@@ -977,6 +977,7 @@ impl Interface {
             State::Closed if slot.announced => false,
             State::TimeWait | State::Closed => {
                 let tuple = slot.conn.tuple();
+                self.counters.connection_ended(slot.conn.stats());
                 if state == State::TimeWait {
                     if let Some(record) = slot.conn.time_wait_record() {
                         self.counters.time_wait_entered += 1;

@@ -120,6 +120,17 @@ impl NewReno {
         AckAction::Retransmit
     }
 
+    /// A tail loss probe repaired a loss (RFC 8985 7.4.2): halve the window as a fast
+    /// recovery would have, without entering one (Linux's CWR state, ended at once).
+    pub fn on_probe_repaired_loss(&mut self) {
+        if self.in_recovery {
+            return;
+        }
+        self.ssthresh = (self.cwnd / 2).max(2 * self.mss);
+        self.cwnd = self.ssthresh;
+        self.dup_acks = 0;
+    }
+
     /// The retransmission timer expired (RFC 5681 3.1 eqn 4; RFC 6582 4).
     pub fn on_timeout(&mut self, snd_max: SeqNumber, flight: u32) {
         self.ssthresh = (flight / 2).max(2 * self.mss);

@@ -1,0 +1,159 @@
+//! Tail loss probes (RFC 8985 7, as Linux's `tcp_send_loss_probe`): when data is in flight and
+//! no ACK has come for about two round trips, send one segment again instead of waiting for the
+//! retransmission timeout, whose 200 ms floor is thousands of round trips on a short link.
+//!
+//! Two cases need it: the last segments of a flight were lost (nothing follows them to make
+//! duplicate ACKs), or the peer holds its ACK back. A Linux receiver does the latter while its
+//! application has not read, expecting to carry the ACK on data it sends soon; when its own
+//! data is stuck (our window is small, or its transmission failed locally) nothing comes back
+//! until its delayed-ACK timer (40 to 200 ms) or our RTO. Retransmitting the last segment
+//! covers both: it repairs a lost tail, and a segment the peer already has is answered at once
+//! (RFC 9293 3.10.7.4: an unacceptable segment gets an ACK), with a D-SACK from Linux. A probe
+//! of new data, which RFC 8985 prefers, repairs nothing and a deferring peer may hold its ACK
+//! to it as well.
+
+use core::time::Duration;
+
+use super::SeqNumber;
+use crate::wire::SackBlock;
+
+/// The least probe timeout. RFC 8985 asks for two smoothed round trips, which is 100 µs on a
+/// veth pair; a peer that is merely descheduled for a moment would draw probes all the time.
+/// Linux adds two jiffies; 2 ms is that at 1000 Hz and still a hundredth of the RTO floor.
+pub const MIN_PROBE_TIMEOUT: Duration = Duration::from_millis(2);
+
+/// RFC 8985 7.2 WCDelAckT: with a single segment in flight the peer may rightly delay its ACK
+/// that long (RFC 1122 4.2.3.2 allows up to 500 ms; Linux's maximum is 200 ms).
+pub const WORST_CASE_DELAYED_ACK: Duration = Duration::from_millis(200);
+
+/// The probe timeout (RFC 8985 7.2): two smoothed RTTs, at least [`MIN_PROBE_TIMEOUT`], plus
+/// the peer's delayed ACK when only one segment (`flight` bytes, at most `mss`) is out. Before
+/// any RTT sample, `initial` (the RTO).
+pub fn probe_timeout(srtt: Option<Duration>, initial: Duration, flight: u32, mss: u32) -> Duration {
+    let Some(srtt) = srtt else { return initial };
+    let pto = (srtt * 2).max(MIN_PROBE_TIMEOUT);
+    if flight <= mss {
+        pto + WORST_CASE_DELAYED_ACK
+    } else {
+        pto
+    }
+}
+
+/// How an ACK settled an outstanding probe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProbeOutcome {
+    /// Still open: the ACK does not tell yet.
+    Pending,
+    /// Both the original and the probe arrived (D-SACK, or a pure duplicate ACK): no loss.
+    Spurious,
+    /// The probe repaired a loss: congestion control must react to it (RFC 8985 7.4.2).
+    RepairedLoss,
+}
+
+/// One tail loss probe episode: at most one probe is outstanding (RFC 8985 7.3).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LossProbe {
+    /// SND.MAX when the probe went out (RFC 8985 TLP.end_seq), while the episode is open.
+    end_seq: Option<SeqNumber>,
+}
+
+impl LossProbe {
+    /// Whether a probe is outstanding (no new one may be sent).
+    pub fn is_outstanding(&self) -> bool {
+        self.end_seq.is_some()
+    }
+
+    /// Records that a probe retransmitting the segment that ends at `snd_max` went out.
+    pub fn sent(&mut self, snd_max: SeqNumber) {
+        self.end_seq = Some(snd_max);
+    }
+
+    /// Ends the episode without a verdict (a retransmission timeout or a loss recovery took
+    /// over, and reduces the window itself).
+    pub fn cancel(&mut self) {
+        self.end_seq = None;
+    }
+
+    /// Takes in an ACK (RFC 8985 7.4.2, as Linux's `tcp_process_tlp_ack`). `ack` is its
+    /// acknowledgment number, `advanced` whether it moved SND.UNA, `news` whether it carried
+    /// data or SACKed something new; `blocks` its SACK blocks.
+    pub fn on_ack(&mut self, ack: SeqNumber, advanced: bool, news: bool, blocks: &[SackBlock]) -> ProbeOutcome {
+        let Some(end) = self.end_seq else { return ProbeOutcome::Pending };
+        if ack < end {
+            return ProbeOutcome::Pending;
+        }
+        let outcome = if dsack_reaches(blocks, ack, end) {
+            ProbeOutcome::Spurious
+        } else if ack > end {
+            // Newer data is acknowledged and no D-SACK said the probe was a duplicate.
+            ProbeOutcome::RepairedLoss
+        } else if !advanced && !news {
+            // A pure duplicate ACK at `end`: the answer to a probe the peer already had.
+            ProbeOutcome::Spurious
+        } else {
+            // The ACK that covers `end` may be the original's; the probe's answer follows.
+            return ProbeOutcome::Pending;
+        };
+        self.end_seq = None;
+        outcome
+    }
+}
+
+/// Whether the first SACK block is a D-SACK (RFC 2883 4: below the cumulative ACK, or inside
+/// the second block) that reports a duplicate of the byte before `end`.
+fn dsack_reaches(blocks: &[SackBlock], ack: SeqNumber, end: SeqNumber) -> bool {
+    let Some(first) = blocks.first() else { return false };
+    let (left, right) = (SeqNumber(first.left), SeqNumber(first.right));
+    let is_dsack = right <= ack
+        || blocks.get(1).is_some_and(|second| left >= SeqNumber(second.left) && right <= SeqNumber(second.right));
+    is_dsack && left < end && right >= end
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn block(left: u32, right: u32) -> SackBlock {
+        SackBlock { left, right }
+    }
+
+    #[test]
+    fn timeout_is_two_rtts_with_a_floor_and_room_for_a_delayed_ack() {
+        let initial = Duration::from_secs(1);
+        assert_eq!(probe_timeout(None, initial, 10_000, 1000), initial);
+        let ms = Duration::from_millis;
+        assert_eq!(probe_timeout(Some(ms(10)), initial, 10_000, 1000), ms(20));
+        assert_eq!(probe_timeout(Some(Duration::from_micros(50)), initial, 10_000, 1000), MIN_PROBE_TIMEOUT);
+        assert_eq!(probe_timeout(Some(ms(10)), initial, 1000, 1000), ms(220));
+    }
+
+    #[test]
+    fn the_ack_decides_whether_the_probe_repaired_a_loss() {
+        let end = SeqNumber(10_000);
+        let mut p = LossProbe::default();
+        assert_eq!(p.on_ack(end, true, false, &[]), ProbeOutcome::Pending, "no probe out");
+        p.sent(end);
+        assert!(p.is_outstanding());
+        assert_eq!(p.on_ack(SeqNumber(8000), true, false, &[]), ProbeOutcome::Pending, "below the probe");
+        assert_eq!(p.on_ack(end, true, false, &[]), ProbeOutcome::Pending, "maybe the original's ACK");
+        // The probe's own answer: a D-SACK below the ACK.
+        assert_eq!(p.on_ack(end, false, false, &[block(9000, 10_000)]), ProbeOutcome::Spurious);
+        assert!(!p.is_outstanding());
+
+        p.sent(end);
+        assert_eq!(p.on_ack(end, false, false, &[]), ProbeOutcome::Spurious, "a pure duplicate ACK");
+        p.sent(end);
+        // A D-SACK inside the second block (RFC 2883 4.1.2) counts too.
+        let blocks = [block(9000, 10_000), block(8000, 10_000)];
+        assert_eq!(p.on_ack(SeqNumber(7000), false, true, &blocks), ProbeOutcome::Pending);
+        assert_eq!(p.on_ack(SeqNumber(11_000), true, false, &[block(9000, 10_000)]), ProbeOutcome::Spurious);
+
+        p.sent(end);
+        // A D-SACK of another segment does not clear the probe; new data acked without one does.
+        assert_eq!(p.on_ack(SeqNumber(12_000), true, false, &[block(5000, 6000)]), ProbeOutcome::RepairedLoss);
+        assert!(!p.is_outstanding());
+        p.sent(end);
+        p.cancel();
+        assert_eq!(p.on_ack(SeqNumber(12_000), true, false, &[]), ProbeOutcome::Pending);
+    }
+}
