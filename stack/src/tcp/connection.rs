@@ -1020,9 +1020,13 @@ impl Connection {
             }
             ProbeOutcome::Spurious | ProbeOutcome::Pending => {}
         }
-        if ack > self.snd_una {
-            // RFC 8985 7.2: an ACK that advances restarts the probe timeout.
+        if ack > self.snd_una || newly_sacked > 0 {
+            // RFC 8985 7.2: an ACK that advances restarts the probe timeout; so does one that
+            // SACKs new data, which shows the peer alive in recovery.
             self.timers.clear(Timer::LossProbe);
+            self.loss_probe.on_progress();
+        }
+        if ack > self.snd_una {
             let acked = ack.since(self.snd_una);
             let flight = self.snd_max.since(self.snd_una);
             // The SYN occupies the sequence number at ISS; the FIN the one after the data.
@@ -1277,7 +1281,13 @@ impl Connection {
             return;
         }
         let flight = self.snd_max.since(self.snd_una);
-        let pto = loss_probe::probe_timeout(self.rtt.srtt(), self.rtt.rto(), flight, u32::from(self.send_mss));
+        let pto = loss_probe::probe_timeout(
+            self.rtt.srtt(),
+            self.rtt.rto(),
+            flight,
+            u32::from(self.send_mss),
+            self.loss_probe.unanswered(),
+        );
         match self.timers.get(Timer::Retransmit) {
             Some(rto_at) if now + pto < rto_at => self.timers.set(Timer::LossProbe, now + pto),
             _ => self.timers.clear(Timer::LossProbe),
@@ -1469,19 +1479,24 @@ impl Connection {
         Some((self.snd_una, mss))
     }
 
-    /// The segment a tail loss probe sends again: the last one sent, up to `mss` bytes ending
-    /// where the data ends (a FIN sent after it is added by the caller).
+    /// The segment a loss probe sends again: the last one sent, up to `mss` bytes ending where
+    /// the data ends (a FIN sent after it is added by the caller); in recovery the first one,
+    /// SND.UNA, whose retransmission is the likeliest loss when no ACK comes.
     fn probe_target(&self, mss: usize) -> Option<(SeqNumber, usize)> {
         if self.snd_max <= self.snd_una {
             return None;
         }
         let sent = (self.snd_max.since(self.snd_una) as usize).min(self.tx.len());
         let len = sent.min(mss);
+        if self.cc.in_recovery() {
+            return Some((self.snd_una, len));
+        }
         Some((self.snd_una + (sent - len), len))
     }
 
-    /// Whether a tail loss probe may be scheduled (RFC 8985 7.2): data is in flight, SACK can
-    /// tell what the probe found, and no other loss detection is under way or already owed.
+    /// Whether a loss probe may be scheduled (RFC 8985 7.2, in recovery too, see
+    /// `loss_probe`): data is in flight, SACK can tell what the probe found, and no other loss
+    /// detection is under way or owed.
     fn loss_probe_allowed(&self) -> bool {
         self.sack_enabled
             && matches!(
@@ -1490,10 +1505,8 @@ impl Connection {
             )
             && self.snd_max > self.snd_una
             && self.snd_wnd > 0
-            && !self.cc.in_recovery()
             && self.reorder_timer.is_none()
             && self.retransmits_due == 0
-            && !self.loss_probe.is_outstanding()
     }
 
     /// How many more bytes congestion control lets out, `in_flight` being SND.NXT - SND.UNA.
@@ -1589,7 +1602,7 @@ impl Connection {
         let end = seq + copied + usize::from(fin);
         let is_retransmission = seq < self.snd_max;
         if probe.is_some() {
-            self.loss_probe.sent(self.snd_max);
+            self.loss_probe.sent(self.snd_max, self.cc.in_recovery());
             self.stats.loss_probes += 1;
         } else if target.is_some() && self.sack_enabled {
             self.sack.mark_retransmitted(end, self.snd_max.max(end));
@@ -1608,6 +1621,7 @@ impl Connection {
             }
             // RFC 8985 7.2: the probe timeout restarts when new data goes out.
             self.timers.clear(Timer::LossProbe);
+            self.loss_probe.on_progress();
         }
         if fin {
             self.fin_seq = Some(end - 1u32);

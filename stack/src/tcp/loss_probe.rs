@@ -27,16 +27,16 @@ pub const MIN_PROBE_TIMEOUT: Duration = Duration::from_millis(2);
 pub const WORST_CASE_DELAYED_ACK: Duration = Duration::from_millis(200);
 
 /// The probe timeout (RFC 8985 7.2): two smoothed RTTs, at least [`MIN_PROBE_TIMEOUT`], plus
-/// the peer's delayed ACK when only one segment (`flight` bytes, at most `mss`) is out. Before
-/// any RTT sample, `initial` (the RTO).
-pub fn probe_timeout(srtt: Option<Duration>, initial: Duration, flight: u32, mss: u32) -> Duration {
+/// the peer's delayed ACK when only one segment (`flight` bytes, at most `mss`) is out, doubled
+/// for each earlier probe that drew no progress (`unanswered`). Before any RTT sample,
+/// `initial` (the RTO).
+pub fn probe_timeout(srtt: Option<Duration>, initial: Duration, flight: u32, mss: u32, unanswered: u8) -> Duration {
     let Some(srtt) = srtt else { return initial };
-    let pto = (srtt * 2).max(MIN_PROBE_TIMEOUT);
+    let mut pto = (srtt * 2).max(MIN_PROBE_TIMEOUT);
     if flight <= mss {
-        pto + WORST_CASE_DELAYED_ACK
-    } else {
-        pto
+        pto += WORST_CASE_DELAYED_ACK;
     }
+    pto * (1u32 << unanswered.min(16))
 }
 
 /// How an ACK settled an outstanding probe.
@@ -50,22 +50,47 @@ pub enum ProbeOutcome {
     RepairedLoss,
 }
 
-/// One tail loss probe episode: at most one probe is outstanding (RFC 8985 7.3).
+/// The probes of one connection: the open episode, whose outcome decides whether the window
+/// must shrink (RFC 8985 7.4), and how many probes went unanswered.
+///
+/// RFC 8985 sends one probe per episode, and none in loss recovery, then leaves the rest to
+/// the RTO; so does Linux. Here a probe that draws no progress is followed by another after
+/// twice the wait, as long as that comes before the RTO, and recovery probes too: at 2 % loss
+/// a probe or its answer is lost often enough, and in recovery a lost retransmission, or the
+/// lost ACK of one, with nothing sent after it (a small window) otherwise waits out the 200 ms
+/// RTO, which is what the veth echo test did. A probe costs one segment.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct LossProbe {
-    /// SND.MAX when the probe went out (RFC 8985 TLP.end_seq), while the episode is open.
+    /// SND.MAX when the episode's first probe went out (RFC 8985 TLP.end_seq).
     end_seq: Option<SeqNumber>,
+    /// Probes sent since the last sign of progress.
+    unanswered: u8,
 }
 
 impl LossProbe {
-    /// Whether a probe is outstanding (no new one may be sent).
-    pub fn is_outstanding(&self) -> bool {
+    /// Whether an episode is open.
+    #[cfg(test)]
+    fn is_outstanding(&self) -> bool {
         self.end_seq.is_some()
     }
 
-    /// Records that a probe retransmitting the segment that ends at `snd_max` went out.
-    pub fn sent(&mut self, snd_max: SeqNumber) {
-        self.end_seq = Some(snd_max);
+    /// Probes sent since the last sign of progress.
+    pub fn unanswered(&self) -> u8 {
+        self.unanswered
+    }
+
+    /// Records that a probe went out while SND.MAX was `snd_max`; `in_recovery` probes open
+    /// no episode (the recovery reduces the window itself).
+    pub fn sent(&mut self, snd_max: SeqNumber, in_recovery: bool) {
+        self.unanswered = self.unanswered.saturating_add(1);
+        if !in_recovery && self.end_seq.is_none() {
+            self.end_seq = Some(snd_max);
+        }
+    }
+
+    /// The peer acknowledged or SACKed new data: the next probe waits the base timeout again.
+    pub fn on_progress(&mut self) {
+        self.unanswered = 0;
     }
 
     /// Ends the episode without a verdict (a retransmission timeout or a loss recovery took
@@ -120,11 +145,12 @@ mod tests {
     #[test]
     fn timeout_is_two_rtts_with_a_floor_and_room_for_a_delayed_ack() {
         let initial = Duration::from_secs(1);
-        assert_eq!(probe_timeout(None, initial, 10_000, 1000), initial);
+        assert_eq!(probe_timeout(None, initial, 10_000, 1000, 0), initial);
         let ms = Duration::from_millis;
-        assert_eq!(probe_timeout(Some(ms(10)), initial, 10_000, 1000), ms(20));
-        assert_eq!(probe_timeout(Some(Duration::from_micros(50)), initial, 10_000, 1000), MIN_PROBE_TIMEOUT);
-        assert_eq!(probe_timeout(Some(ms(10)), initial, 1000, 1000), ms(220));
+        assert_eq!(probe_timeout(Some(ms(10)), initial, 10_000, 1000, 0), ms(20));
+        assert_eq!(probe_timeout(Some(Duration::from_micros(50)), initial, 10_000, 1000, 0), MIN_PROBE_TIMEOUT);
+        assert_eq!(probe_timeout(Some(ms(10)), initial, 1000, 1000, 0), ms(220));
+        assert_eq!(probe_timeout(Some(ms(10)), initial, 10_000, 1000, 2), ms(80), "doubled per unanswered probe");
     }
 
     #[test]
@@ -132,7 +158,7 @@ mod tests {
         let end = SeqNumber(10_000);
         let mut p = LossProbe::default();
         assert_eq!(p.on_ack(end, true, false, &[]), ProbeOutcome::Pending, "no probe out");
-        p.sent(end);
+        p.sent(end, false);
         assert!(p.is_outstanding());
         assert_eq!(p.on_ack(SeqNumber(8000), true, false, &[]), ProbeOutcome::Pending, "below the probe");
         assert_eq!(p.on_ack(end, true, false, &[]), ProbeOutcome::Pending, "maybe the original's ACK");
@@ -140,20 +166,25 @@ mod tests {
         assert_eq!(p.on_ack(end, false, false, &[block(9000, 10_000)]), ProbeOutcome::Spurious);
         assert!(!p.is_outstanding());
 
-        p.sent(end);
+        p.sent(end, false);
         assert_eq!(p.on_ack(end, false, false, &[]), ProbeOutcome::Spurious, "a pure duplicate ACK");
-        p.sent(end);
+        p.sent(end, false);
         // A D-SACK inside the second block (RFC 2883 4.1.2) counts too.
         let blocks = [block(9000, 10_000), block(8000, 10_000)];
         assert_eq!(p.on_ack(SeqNumber(7000), false, true, &blocks), ProbeOutcome::Pending);
         assert_eq!(p.on_ack(SeqNumber(11_000), true, false, &[block(9000, 10_000)]), ProbeOutcome::Spurious);
 
-        p.sent(end);
+        p.sent(end, false);
         // A D-SACK of another segment does not clear the probe; new data acked without one does.
         assert_eq!(p.on_ack(SeqNumber(12_000), true, false, &[block(5000, 6000)]), ProbeOutcome::RepairedLoss);
         assert!(!p.is_outstanding());
-        p.sent(end);
+        p.sent(end, false);
         p.cancel();
+        assert_eq!(p.unanswered(), 5);
+        p.on_progress();
+        assert_eq!(p.unanswered(), 0);
+        p.sent(end, true);
+        assert!(!p.is_outstanding(), "a probe in recovery opens no episode");
         assert_eq!(p.on_ack(SeqNumber(12_000), true, false, &[]), ProbeOutcome::Pending);
     }
 }
