@@ -1028,7 +1028,6 @@ impl Connection {
         }
         if ack > self.snd_una {
             let acked = ack.since(self.snd_una);
-            let flight = self.snd_max.since(self.snd_una);
             // The SYN occupies the sequence number at ISS; the FIN the one after the data.
             let syn_part = u32::from(self.snd_una == self.iss);
             let data_acked = ((acked - syn_part.min(acked)) as usize).min(self.tx.len());
@@ -1039,7 +1038,7 @@ impl Connection {
             }
             self.rtt.on_ack(now, ack);
             self.retries = 0;
-            if self.cc.on_new_ack(ack, acked, flight) == AckAction::Retransmit {
+            if self.cc.on_new_ack(ack, acked) == AckAction::Retransmit {
                 self.retransmits_due = self.retransmits_due.saturating_add(1);
                 self.stats.partial_ack_retransmits += 1;
             } else if self.snd_max > self.snd_una
