@@ -1046,3 +1046,115 @@ fn echo_at_2pct_loss_on_a_short_link_recovers_without_timeouts() {
     assert!(lossy_time < clean_time * 20, "2% loss took {lossy_time:?}, no loss {clean_time:?}");
     assert!(rtos * 50 <= lost, "{rtos} retransmission timeouts for {lost} losses");
 }
+
+// ----- Tail loss probes -----
+
+/// A connection over a 100 µs RTT link whose sender `a` has an RTT estimate: 64 KB sent and
+/// acknowledged first. Returns the sim and the tuples; `b` never reads (its ring has room).
+fn warmed_up(seed: u64) -> (Sim, FourTuple, FourTuple) {
+    let cfg = TcpConfig { send_buffer_len: 256 * 1024, recv_buffer_len: 256 * 1024, ..config() };
+    let mut sim = Sim::new(seed, cfg, LinkConfig::default());
+    let (ta, tb) = connected(&mut sim);
+    let warm = pattern(64 * 1024, seed);
+    assert_eq!(sim.a.conn(&ta).unwrap().send(&warm), Ok(warm.len()));
+    let deadline = far(&sim, Duration::from_secs(1));
+    assert!(sim.drive(deadline, |s| s.a.conn(&ta).unwrap().send_queue_len() == 0), "warm-up not acknowledged");
+    (sim, ta, tb)
+}
+
+/// Drives until everything `a` sent is acknowledged; returns the virtual time it took.
+fn until_all_acked(sim: &mut Sim, ta: &FourTuple, start: Instant) -> Duration {
+    let deadline = far(sim, Duration::from_secs(5));
+    assert!(sim.drive(deadline, |s| s.a.conn(ta).unwrap().send_queue_len() == 0), "data never acknowledged");
+    sim.now.saturating_duration_since(start)
+}
+
+/// The peer got every segment but its ACKs did not come back (lost, or held back as a Linux
+/// receiver holds them while its application has not read and its own data is stuck, which
+/// made the veth echo test wait out 200 ms RTOs): a tail loss probe a few milliseconds later
+/// draws an ACK, where the sender used to wait for the retransmission timeout.
+#[test]
+fn withheld_acks_are_drawn_by_a_tail_loss_probe_not_the_rto() {
+    let (mut sim, ta, tb) = warmed_up(81);
+    let mss = usize::from(sim.a.conn(&ta).unwrap().send_mss());
+    // An even number of segments: the peer ACKs every second one at once, so nothing is left
+    // for its delayed-ACK timer to send after the ACKs are lost.
+    let data = pattern(6 * mss, 82);
+    let cwnd_before = sim.a.conn(&ta).unwrap().windows().1;
+    let acks_before = sim.b_to_a.stats.sent;
+    sim.b_to_a.set_config(LinkConfig { loss: 1.0, ..LinkConfig::default() });
+    let start = sim.now;
+    assert_eq!(sim.a.conn(&ta).unwrap().send(&data), Ok(data.len()));
+    let (_, snd_max, _) = {
+        sim.flush();
+        sim.a.conn(&ta).unwrap().sequence()
+    };
+    let deadline = far(&sim, Duration::from_secs(1));
+    assert!(sim.drive(deadline, |s| s.b.conn(&tb).unwrap().sequence().2 == snd_max), "data did not arrive");
+    // The peer's ACK for the last segments goes out into the lossy link too.
+    sim.flush();
+    let acks = sim.b_to_a.stats.sent - acks_before;
+    assert!(acks >= 1 && sim.b_to_a.stats.lost == acks, "the peer's ACKs were not all lost: {:?}", sim.b_to_a.stats);
+    sim.b_to_a.set_config(LinkConfig::default());
+    let took = until_all_acked(&mut sim, &ta, start);
+    let stats = *sim.a.conn(&ta).unwrap().stats();
+    assert_eq!((stats.rto_timeouts, stats.loss_probes), (0, 1), "{stats:?}");
+    // The peer already had the probed segment: its answer is a duplicate ACK, no loss.
+    assert_eq!(stats.loss_probe_recoveries, 0, "{stats:?}");
+    assert!(sim.a.conn(&ta).unwrap().windows().1 >= cwnd_before, "a spurious probe must not shrink the window");
+    assert!(took < Duration::from_millis(10), "acknowledged after {took:?}");
+}
+
+/// The last two segments of a flight are lost: nothing follows them to make duplicate ACKs.
+/// The probe resends the last one; its SACK shows the other missing, which the reordering
+/// timer then resends, all within milliseconds rather than after a 200 ms RTO.
+#[test]
+fn a_lost_tail_is_repaired_by_a_probe_not_the_rto() {
+    let (mut sim, ta, _tb) = warmed_up(83);
+    let mss = usize::from(sim.a.conn(&ta).unwrap().send_mss());
+    let start = sim.now;
+    let head = pattern(4 * mss, 84);
+    assert_eq!(sim.a.conn(&ta).unwrap().send(&head), Ok(head.len()));
+    sim.flush();
+    sim.a_to_b.set_config(LinkConfig { loss: 1.0, ..LinkConfig::default() });
+    let tail = pattern(2 * mss, 85);
+    assert_eq!(sim.a.conn(&ta).unwrap().send(&tail), Ok(tail.len()));
+    sim.flush();
+    assert_eq!(sim.a_to_b.stats.lost, 2, "{:?}", sim.a_to_b.stats);
+    sim.a_to_b.set_config(LinkConfig::default());
+    let took = until_all_acked(&mut sim, &ta, start);
+    let stats = *sim.a.conn(&ta).unwrap().stats();
+    assert_eq!((stats.rto_timeouts, stats.loss_probes), (0, 1), "{stats:?}");
+    assert_eq!(stats.retransmitted_segments, 2, "{stats:?}");
+    assert!(took < Duration::from_millis(10), "acknowledged after {took:?}");
+}
+
+/// In recovery the retransmission of the first segment is lost too, and nothing is sent after
+/// it to reveal that (a small window): a probe resends it within milliseconds, where RFC 8985
+/// and Linux wait for the RTO. On the veth echo test this was most of what was left of the
+/// 200 ms stalls.
+#[test]
+fn a_lost_retransmission_in_recovery_is_probed_not_left_to_the_rto() {
+    let (mut sim, ta, _tb) = warmed_up(87);
+    let mss = usize::from(sim.a.conn(&ta).unwrap().send_mss());
+    let start = sim.now;
+    let lossy = LinkConfig { loss: 1.0, ..LinkConfig::default() };
+    sim.a_to_b.set_config(lossy);
+    let first = pattern(mss, 88);
+    assert_eq!(sim.a.conn(&ta).unwrap().send(&first), Ok(mss));
+    sim.flush();
+    sim.a_to_b.set_config(LinkConfig::default());
+    let rest = pattern(5 * mss, 89);
+    assert_eq!(sim.a.conn(&ta).unwrap().send(&rest), Ok(rest.len()));
+    sim.flush();
+    // The SACKs of the five start a recovery whose retransmission is lost as well.
+    sim.a_to_b.set_config(lossy);
+    let deadline = far(&sim, Duration::from_secs(1));
+    assert!(sim.drive(deadline, |s| s.a.conn(&ta).unwrap().stats().fast_retransmits == 1), "no fast retransmit");
+    assert_eq!(sim.a_to_b.stats.lost, 2, "{:?}", sim.a_to_b.stats);
+    sim.a_to_b.set_config(LinkConfig::default());
+    let took = until_all_acked(&mut sim, &ta, start);
+    let stats = *sim.a.conn(&ta).unwrap().stats();
+    assert_eq!((stats.rto_timeouts, stats.loss_probes), (0, 1), "{stats:?}");
+    assert!(took < Duration::from_millis(10), "acknowledged after {took:?}");
+}

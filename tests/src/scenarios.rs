@@ -22,14 +22,39 @@ fn addr(net: &TestNet, addressing: Addressing) -> Ipv4Addr {
 }
 
 /// Stops the server at the end of a scenario; for synack asserts the clean stop (exit 0 on
-/// SIGTERM, XDP detached) and prints its final lines (counters).
-fn finish(server: Server, net: &TestNet) {
+/// SIGTERM, XDP detached) and prints its final lines (counters). Returns its stdout.
+fn finish(server: Server, net: &TestNet) -> String {
     let out = server.stop_cleanly(&net.synack);
     let tail: Vec<&str> = out.stdout.lines().rev().take(15).collect();
     println!("server final output (last lines):");
     for line in tail.iter().rev() {
         println!("  | {line}");
     }
+    out.stdout
+}
+
+/// The loss-recovery counters synack prints when it stops (`tcp_retransmits`,
+/// `tcp_rto_timeouts`, `tcp_fast_retransmits`, `tcp_early_retransmits`, `tcp_loss_probes`,
+/// `tcp_lost_retransmissions`), from its `counters:` line; a counter it left out (zero) is 0.
+/// `None` without a `counters:` line.
+pub fn loss_recovery_counters(stdout: &str) -> Option<Vec<(&'static str, u64)>> {
+    const NAMES: [&str; 6] = [
+        "tcp_retransmits",
+        "tcp_rto_timeouts",
+        "tcp_fast_retransmits",
+        "tcp_early_retransmits",
+        "tcp_loss_probes",
+        "tcp_lost_retransmissions",
+    ];
+    let line = stdout.lines().find(|l| l.contains("counters:"))?;
+    let value = |name: &str| {
+        line.split_whitespace()
+            .filter_map(|pair| pair.split_once('='))
+            .find(|(k, _)| *k == name)
+            .and_then(|(_, v)| v.parse().ok())
+            .unwrap_or(0)
+    };
+    Some(NAMES.iter().map(|&n| (n, value(n))).collect())
 }
 
 /// Waits (bounded) until `host` has no TCP socket towards `remote` other than in `allowed`
@@ -170,14 +195,27 @@ pub fn echo_bulk(backend: &Backend, bytes: u64, addressing: Addressing, loss_per
         "echo: {bytes} bytes there and back in {seconds:.2} s ({mbit:.0} Mbit/s each way) against {}",
         backend.name()
     );
+    let mut dropped_incoming = 0;
     if loss_percent > 0 {
         let (input, output) = net.peer_loss_counters();
         println!(", {loss_percent}% loss: peer dropped {input} incoming and {output} outgoing packets");
         assert!(input > 0 && output > 0, "the loss rules dropped nothing: in {input}, out {output}");
+        dropped_incoming = input;
     } else {
         println!();
     }
-    finish(server, &net);
+    let stdout = finish(server, &net);
+    if loss_percent > 0 && !backend.is_kernel() {
+        let counters = loss_recovery_counters(&stdout).expect("synack printed no counters line");
+        let text: Vec<String> = counters.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        println!("synack loss recovery: {}", text.join(" "));
+        // The peer's input drops are synack's segments, nearly all data: it must have resent.
+        let retransmits = counters[0].1;
+        assert!(
+            dropped_incoming < 20 || retransmits > 0,
+            "peer dropped {dropped_incoming} of synack's packets, yet synack counted no retransmission"
+        );
+    }
 }
 
 /// The server closes first: `GET /<bytes>` with `Connection: close` from a Linux client that

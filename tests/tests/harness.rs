@@ -70,6 +70,26 @@ fn missing_binary_fails_with_build_instructions() {
 }
 
 #[test]
+fn loss_recovery_counters_parsing() {
+    let stdout = "synack ready: Echo on 198.18.1.3:7\n\
+                  synack stopped; counters: rx_frames=16054 tx_frames=14141 drop_out_of_window=25 \
+                  tcp_retransmits=309 tcp_fast_retransmits=255 tcp_loss_probes=22\n  queue 0: connections 0\n";
+    let counters = scenarios::loss_recovery_counters(stdout).unwrap();
+    assert_eq!(
+        counters,
+        vec![
+            ("tcp_retransmits", 309),
+            ("tcp_rto_timeouts", 0),
+            ("tcp_fast_retransmits", 255),
+            ("tcp_early_retransmits", 0),
+            ("tcp_loss_probes", 22),
+            ("tcp_lost_retransmissions", 0),
+        ]
+    );
+    assert_eq!(scenarios::loss_recovery_counters("ready\n"), None);
+}
+
+#[test]
 fn wrk_output_parsing() {
     let clean =
         "Running 3s test @ http://x/100\n  2 threads and 16 connections\n  1234 requests in 3.00s, 1.2MB read\n\

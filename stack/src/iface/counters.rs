@@ -1,6 +1,6 @@
 //! Counters of one interface: every frame in is counted once, by what became of it.
 
-use crate::tcp::DropReason;
+use crate::tcp::{ConnectionStats, DropReason};
 use crate::wire::WireError;
 
 macro_rules! counters {
@@ -104,6 +104,19 @@ counters! {
     tx_no_frame,
     /// Connections aborted because their neighbour never answered ARP.
     arp_failures,
+    /// Loss recovery of the connections that ended (`tcp::ConnectionStats`, added when a
+    /// connection leaves its slot): segments sent again, whatever the cause.
+    tcp_retransmits,
+    /// Retransmission timeouts (RFC 6298).
+    tcp_rto_timeouts,
+    /// Fast retransmits on duplicate ACKs or SACKs (RFC 5681, RFC 6675).
+    tcp_fast_retransmits,
+    /// Recoveries started by the reordering timer (RFC 8985 6.3).
+    tcp_early_retransmits,
+    /// Tail loss probes (RFC 8985 7).
+    tcp_loss_probes,
+    /// Retransmissions found lost again and resent before the RTO.
+    tcp_lost_retransmissions,
 }
 
 impl Counters {
@@ -129,6 +142,16 @@ impl Counters {
             DropReason::RstIgnored => self.drop_rst_ignored += 1,
             DropReason::Unexpected => self.drop_unexpected += 1,
         }
+    }
+
+    /// Adds the loss-recovery counters of a connection that ended.
+    pub(crate) fn connection_ended(&mut self, stats: &ConnectionStats) {
+        self.tcp_retransmits += stats.retransmitted_segments;
+        self.tcp_rto_timeouts += stats.rto_timeouts;
+        self.tcp_fast_retransmits += stats.fast_retransmits;
+        self.tcp_early_retransmits += stats.early_retransmits;
+        self.tcp_loss_probes += stats.loss_probes;
+        self.tcp_lost_retransmissions += stats.lost_retransmissions;
     }
 
     /// Frames dropped, all reasons together.

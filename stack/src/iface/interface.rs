@@ -1072,6 +1072,7 @@ impl Interface {
             State::Closed if slot.announced => false,
             State::TimeWait | State::Closed => {
                 let tuple = slot.conn.tuple();
+                self.counters.connection_ended(slot.conn.stats());
                 if state == State::TimeWait {
                     if let Some(mut record) = slot.conn.time_wait_record() {
                         // Our last segment (the ACK of the peer's FIN) went out in this poll.

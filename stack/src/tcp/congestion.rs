@@ -22,6 +22,8 @@ pub struct NewReno {
     /// RFC 6582 "recover": the highest sequence sent when recovery began.
     recover: SeqNumber,
     in_recovery: bool,
+    /// Bytes acknowledged in congestion avoidance since cwnd last grew (RFC 5681 3.1).
+    bytes_acked: u32,
 }
 
 impl NewReno {
@@ -35,6 +37,7 @@ impl NewReno {
             dup_acks: 0,
             recover: iss,
             in_recovery: false,
+            bytes_acked: 0,
         }
     }
 
@@ -64,14 +67,19 @@ impl NewReno {
         }
     }
 
-    /// An ACK advanced SND.UNA by `acked` bytes to `ack`; `flight` is what was outstanding before.
-    pub fn on_new_ack(&mut self, ack: SeqNumber, acked: u32, flight: u32) -> AckAction {
+    /// An ACK advanced SND.UNA by `acked` bytes to `ack`.
+    pub fn on_new_ack(&mut self, ack: SeqNumber, acked: u32) -> AckAction {
         self.dup_acks = 0;
         if self.in_recovery {
             if ack >= self.recover {
-                // Full acknowledgment (RFC 6582 3.2 step 3): deflate the window.
+                // Full acknowledgment (RFC 6582 3.2 step 3, option 2, as Linux's PRR ends):
+                // cwnd = ssthresh. Option 1, min(ssthresh, FlightSize + SMSS), guards against a
+                // burst but drops to two segments whenever the full ACK leaves little in
+                // flight, which is the rule when the sender is application-limited (an echo),
+                // and then slow start must climb back after every loss.
                 self.in_recovery = false;
-                self.cwnd = self.ssthresh.min(flight.saturating_sub(acked).max(self.mss) + self.mss);
+                self.cwnd = self.ssthresh;
+                self.bytes_acked = 0;
                 return AckAction::None;
             }
             // Partial acknowledgment (step 4): retransmit the next hole, deflate by what was
@@ -83,9 +91,14 @@ impl NewReno {
             // Slow start, with appropriate byte counting limited to one SMSS per ACK (RFC 5681 3.1).
             self.cwnd = self.cwnd.saturating_add(acked.min(self.mss));
         } else {
-            // Congestion avoidance: about one SMSS per RTT.
-            let inc = ((self.mss as u64 * self.mss as u64) / self.cwnd.max(1) as u64).max(1) as u32;
-            self.cwnd = self.cwnd.saturating_add(inc);
+            // Congestion avoidance: one SMSS per cwnd of bytes acknowledged (RFC 5681 3.1, the
+            // byte counting it recommends). Adding SMSS*SMSS/cwnd per ACK instead grows half as
+            // fast against a receiver that ACKs every second segment.
+            self.bytes_acked = self.bytes_acked.saturating_add(acked);
+            if self.bytes_acked >= self.cwnd {
+                self.bytes_acked -= self.cwnd;
+                self.cwnd = self.cwnd.saturating_add(self.mss);
+            }
         }
         AckAction::None
     }
@@ -120,6 +133,17 @@ impl NewReno {
         AckAction::Retransmit
     }
 
+    /// A tail loss probe repaired a loss (RFC 8985 7.4.2): halve the window as a fast
+    /// recovery would have, without entering one (Linux's CWR state, ended at once).
+    pub fn on_probe_repaired_loss(&mut self) {
+        if self.in_recovery {
+            return;
+        }
+        self.ssthresh = (self.cwnd / 2).max(2 * self.mss);
+        self.cwnd = self.ssthresh;
+        self.dup_acks = 0;
+    }
+
     /// The retransmission timer expired (RFC 5681 3.1 eqn 4; RFC 6582 4).
     pub fn on_timeout(&mut self, snd_max: SeqNumber, flight: u32) {
         self.ssthresh = (flight / 2).max(2 * self.mss);
@@ -138,16 +162,19 @@ mod tests {
     fn slow_start_then_avoidance() {
         let mut c = NewReno::new(1000, 10, SeqNumber(0));
         assert_eq!(c.window(), 10_000);
-        c.on_new_ack(SeqNumber(1000), 1000, 10_000);
+        c.on_new_ack(SeqNumber(1000), 1000);
         assert_eq!(c.window(), 11_000);
         c.on_timeout(SeqNumber(5000), 8000);
         assert_eq!((c.window(), c.ssthresh()), (1000, 4000));
         for _ in 0..3 {
-            c.on_new_ack(SeqNumber(6000), 1000, 1000);
+            c.on_new_ack(SeqNumber(6000), 1000);
         }
         assert_eq!(c.window(), 4000);
-        c.on_new_ack(SeqNumber(7000), 1000, 4000);
-        assert_eq!(c.window(), 4250, "CA adds mss*mss/cwnd");
+        for i in 0..4 {
+            assert_eq!(c.window(), 4000, "no growth before a cwnd of bytes is acked ({i})");
+            c.on_new_ack(SeqNumber(7000 + i * 1000), 1000);
+        }
+        assert_eq!(c.window(), 5000, "CA adds one MSS per cwnd of bytes acked");
     }
 
     #[test]
@@ -162,11 +189,11 @@ mod tests {
         assert_eq!(c.window(), 5000 + 3000);
         c.on_dup_ack(una, max, 10_000, false);
         assert_eq!(c.window(), 9000);
-        assert_eq!(c.on_new_ack(SeqNumber(4000), 3000, 10_000), AckAction::Retransmit);
+        assert_eq!(c.on_new_ack(SeqNumber(4000), 3000), AckAction::Retransmit);
         assert!(c.in_recovery());
-        assert_eq!(c.on_new_ack(max, 7000, 7000), AckAction::None);
+        assert_eq!(c.on_new_ack(max, 7000), AckAction::None);
         assert!(!c.in_recovery());
-        assert_eq!(c.window(), 2000, "deflated to min(ssthresh, flight + mss)");
+        assert_eq!(c.window(), 5000, "deflated to ssthresh, however little is left in flight");
         // A second loss signal for data sent before `recover` does not start another recovery.
         let mut c2 = NewReno::new(1000, 10, SeqNumber(0));
         c2.on_timeout(SeqNumber(20_000), 10_000);

@@ -3,6 +3,7 @@
 use core::time::Duration;
 
 use super::congestion::{AckAction, NewReno};
+use super::loss_probe::{self, LossProbe, ProbeOutcome};
 use super::sack::Scoreboard;
 use super::{
     CloseReason, ConnectionStats, DropReason, Endpoint, Event, FourTuple, IsnGenerator, OpenError, Outcome, RecvBuffer,
@@ -103,6 +104,9 @@ pub struct Connection {
     /// The retransmit timer runs as the reordering timer (RFC 8985 6.3); the RTO deadline to
     /// restore when it fires.
     reorder_timer: Option<Instant>,
+    /// The tail loss probe episode (RFC 8985 7), and whether its probe is due to be sent.
+    loss_probe: LossProbe,
+    probe_due: bool,
     persist_probe: bool,
     keepalive_probe: bool,
     /// `close` found us in FIN-WAIT-2: the next timer update arms the orphan timeout.
@@ -177,6 +181,8 @@ impl Connection {
             rst_pending: None,
             retransmits_due: 0,
             reorder_timer: None,
+            loss_probe: LossProbe::default(),
+            probe_due: false,
             persist_probe: false,
             keepalive_probe: false,
             orphan_timer_due: false,
@@ -240,6 +246,8 @@ impl Connection {
             rst_pending,
             retransmits_due,
             reorder_timer,
+            loss_probe,
+            probe_due,
             persist_probe,
             keepalive_probe,
             orphan_timer_due,
@@ -286,6 +294,8 @@ impl Connection {
         *rst_pending = None;
         *retransmits_due = 0;
         *reorder_timer = None;
+        *loss_probe = LossProbe::default();
+        *probe_due = false;
         *persist_probe = false;
         *keepalive_probe = false;
         *orphan_timer_due = false;
@@ -878,6 +888,16 @@ impl Connection {
             acceptable = true;
             payload = &[];
         }
+        // A zero-length segment at RCV.NXT - 1 is a window probe (Linux's `tcp_xmit_probe_skb`,
+        // sent while our window is closed) or a keepalive. Its ACK field is as valid as any:
+        // Linux's own `tcp_sequence` admits it. Dropping it unread, as the table above would,
+        // left SND.UNA behind what the peer held, and the next RTO (400 ms after a backoff) resent
+        // acknowledged data. It is answered with our window, one ACK per probe: that ACK
+        // carries SND.MAX, which the peer accepts without answering, so no loop can start.
+        if !acceptable && seg_len == 0 && seq + 1u32 == self.rcv_nxt && !flags.contains(TcpFlags::RST) {
+            acceptable = true;
+            self.ack_now = true;
+        }
         if !acceptable {
             if !flags.contains(TcpFlags::RST) {
                 self.ack_unacceptable(now, seg_len);
@@ -1045,9 +1065,21 @@ impl Connection {
         let newly_sacked =
             if self.sack_enabled { self.sack.on_ack(ack.max(self.snd_una), self.snd_max, sack.as_slice()) } else { 0 };
         let mss = u32::from(self.send_mss);
+        match self.loss_probe.on_ack(ack, ack > self.snd_una, !pure_ack || newly_sacked > 0, sack.as_slice()) {
+            ProbeOutcome::RepairedLoss => {
+                self.cc.on_probe_repaired_loss();
+                self.stats.loss_probe_recoveries += 1;
+            }
+            ProbeOutcome::Spurious | ProbeOutcome::Pending => {}
+        }
+        if ack > self.snd_una || newly_sacked > 0 {
+            // RFC 8985 7.2: an ACK that advances restarts the probe timeout; so does one that
+            // SACKs new data, which shows the peer alive in recovery.
+            self.timers.clear(Timer::LossProbe);
+            self.loss_probe.on_progress();
+        }
         if ack > self.snd_una {
             let acked = ack.since(self.snd_una);
-            let flight = self.snd_max.since(self.snd_una);
             // The SYN occupies the sequence number at ISS; the FIN the one after the data.
             let syn_part = u32::from(self.snd_una == self.iss);
             let data_acked = ((acked - syn_part.min(acked)) as usize).min(self.tx.len());
@@ -1058,7 +1090,7 @@ impl Connection {
             }
             self.rtt.on_ack(now, ack);
             self.retries = 0;
-            if self.cc.on_new_ack(ack, acked, flight) == AckAction::Retransmit {
+            if self.cc.on_new_ack(ack, acked) == AckAction::Retransmit {
                 self.retransmits_due = self.retransmits_due.saturating_add(1);
                 self.stats.partial_ack_retransmits += 1;
             } else if self.snd_max > self.snd_una
@@ -1101,6 +1133,10 @@ impl Connection {
                 self.retransmits_due = self.retransmits_due.saturating_add(1);
                 self.stats.sack_retransmits += 1;
             }
+        }
+        if self.cc.in_recovery() {
+            // The recovery reduces the window itself (RFC 8985 7.4.2 leaves it to it).
+            self.loss_probe.cancel();
         }
         if self.sack_enabled && self.cc.in_recovery() && self.sack.retransmission_lost(self.snd_una, self.snd_max, mss)
         {
@@ -1173,6 +1209,11 @@ impl Connection {
                     self.rtt.back_off();
                 }
                 Timer::DelayedAck => self.ack_now = true,
+                Timer::LossProbe => {
+                    if self.loss_probe_allowed() {
+                        self.probe_due = true;
+                    }
+                }
                 Timer::Keepalive => self.on_keepalive_timeout(now),
                 Timer::Close => match self.state {
                     State::TimeWait => {
@@ -1223,6 +1264,8 @@ impl Connection {
                 self.snd_nxt = self.snd_una;
                 self.retransmits_due = 0;
                 self.sack.clear();
+                self.loss_probe.cancel();
+                self.probe_due = false;
             }
         }
         self.rtt.back_off();
@@ -1273,12 +1316,38 @@ impl Connection {
                 self.timers.clear(Timer::Retransmit);
             }
         }
+        self.arm_loss_probe(now);
         if let Some(k) = self.config.keepalive {
             if matches!(self.state, State::Established | State::CloseWait) {
                 self.timers.set_if_idle(Timer::Keepalive, now + k.idle);
             } else {
                 self.timers.clear(Timer::Keepalive);
             }
+        }
+    }
+
+    /// Arms the tail loss probe timer when a probe may be sent and would come before the RTO
+    /// (RFC 8985 7.2); disarms it otherwise. Restarting it is its callers' business (new data
+    /// sent, SND.UNA advanced): they clear it first.
+    fn arm_loss_probe(&mut self, now: Instant) {
+        if !self.loss_probe_allowed() || self.probe_due {
+            self.timers.clear(Timer::LossProbe);
+            return;
+        }
+        if self.timers.is_armed(Timer::LossProbe) {
+            return;
+        }
+        let flight = self.snd_max.since(self.snd_una);
+        let pto = loss_probe::probe_timeout(
+            self.rtt.srtt(),
+            self.rtt.rto(),
+            flight,
+            u32::from(self.send_mss),
+            self.loss_probe.unanswered(),
+        );
+        match self.timers.get(Timer::Retransmit) {
+            Some(rto_at) if now + pto < rto_at => self.timers.set(Timer::LossProbe, now + pto),
+            _ => self.timers.clear(Timer::LossProbe),
         }
     }
 
@@ -1370,6 +1439,7 @@ impl Connection {
     fn nothing_to_send(&self) -> bool {
         if self.ack_now
             || self.retransmits_due > 0
+            || self.probe_due
             || self.persist_probe
             || self.keepalive_probe
             || self.orphan_timer_due
@@ -1478,6 +1548,36 @@ impl Connection {
         Some((self.snd_una, mss))
     }
 
+    /// The segment a loss probe sends again: the last one sent, up to `mss` bytes ending where
+    /// the data ends (a FIN sent after it is added by the caller); in recovery the first one,
+    /// SND.UNA, whose retransmission is the likeliest loss when no ACK comes.
+    fn probe_target(&self, mss: usize) -> Option<(SeqNumber, usize)> {
+        if self.snd_max <= self.snd_una {
+            return None;
+        }
+        let sent = (self.snd_max.since(self.snd_una) as usize).min(self.tx.len());
+        let len = sent.min(mss);
+        if self.cc.in_recovery() {
+            return Some((self.snd_una, len));
+        }
+        Some((self.snd_una + (sent - len), len))
+    }
+
+    /// Whether a loss probe may be scheduled (RFC 8985 7.2, in recovery too, see
+    /// `loss_probe`): data is in flight, SACK can tell what the probe found, and no other loss
+    /// detection is under way or owed.
+    fn loss_probe_allowed(&self) -> bool {
+        self.sack_enabled
+            && matches!(
+                self.state,
+                State::Established | State::CloseWait | State::FinWait1 | State::Closing | State::LastAck
+            )
+            && self.snd_max > self.snd_una
+            && self.snd_wnd > 0
+            && self.reorder_timer.is_none()
+            && self.retransmits_due == 0
+    }
+
     /// How many more bytes congestion control lets out, `in_flight` being SND.NXT - SND.UNA.
     fn congestion_room(&self, in_flight: u32) -> u32 {
         let new_data = self.snd_nxt == self.snd_max;
@@ -1503,10 +1603,19 @@ impl Connection {
     /// Sends data and/or FIN if the windows, Nagle and the state allow.
     fn transmit_data(&mut self, now: Instant, buf: &mut [u8]) -> Option<usize> {
         let mss = self.current_mss();
-        let target = if self.retransmits_due > 0 { self.retransmit_target(mss) } else { None };
-        let (seq, len, fin) = if let Some((seq, len)) = target {
-            // Fast retransmit, a NewReno partial ACK or a SACK hole: one segment, outside cwnd.
+        let probe = if self.probe_due { self.probe_target(mss) } else { None };
+        self.probe_due = false;
+        let target = if probe.is_some() {
+            probe
+        } else if self.retransmits_due > 0 {
             self.retransmits_due -= 1;
+            self.retransmit_target(mss)
+        } else {
+            None
+        };
+        let (seq, len, fin) = if let Some((seq, len)) = target {
+            // Fast retransmit, a NewReno partial ACK, a SACK hole or a tail loss probe: one
+            // segment, outside cwnd.
             let offset = seq.since(self.snd_una) as usize;
             let len = self.tx.len().saturating_sub(offset).min(len);
             let fin = self.fin_queued && offset + len == self.tx.len();
@@ -1563,7 +1672,10 @@ impl Connection {
 
         let end = seq + copied + usize::from(fin);
         let is_retransmission = seq < self.snd_max;
-        if target.is_some() && self.sack_enabled {
+        if probe.is_some() {
+            self.loss_probe.sent(self.snd_max, self.cc.in_recovery());
+            self.stats.loss_probes += 1;
+        } else if target.is_some() && self.sack_enabled {
             self.sack.mark_retransmitted(end, self.snd_max.max(end));
         }
         if is_retransmission {
@@ -1578,6 +1690,9 @@ impl Connection {
             if !is_retransmission {
                 self.rtt.on_send(now, end);
             }
+            // RFC 8985 7.2: the probe timeout restarts when new data goes out.
+            self.timers.clear(Timer::LossProbe);
+            self.loss_probe.on_progress();
         }
         if fin {
             self.fin_seq = Some(end - 1u32);

@@ -9,6 +9,7 @@ mod config;
 mod congestion;
 mod connection;
 mod isn;
+mod loss_probe;
 mod recv_buffer;
 mod rtt;
 mod sack;
@@ -116,6 +117,10 @@ pub struct ConnectionStats {
     pub dup_acks_received: u64,
     /// Segments received out of order (beyond RCV.NXT), each ACKed at once.
     pub out_of_order_received: u64,
+    /// Tail loss probes sent (RFC 8985 7): the last segment again, ahead of the RTO.
+    pub loss_probes: u64,
+    /// Probes that repaired a loss (no D-SACK came back), followed by a halved window.
+    pub loss_probe_recoveries: u64,
 }
 
 /// Why a segment was not taken in, for counters.

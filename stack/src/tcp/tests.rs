@@ -431,6 +431,26 @@ mod established_state {
     }
 
     #[test]
+    fn a_window_probe_at_rcv_nxt_minus_one_acknowledges_our_data() {
+        // Our window is closed and our data is out; the peer's zero-window probe (Linux sends
+        // SEG.SEQ = RCV.NXT - 1, no data) carries the ACK of that data.
+        let (mut h, iss) = established(TcpConfig { recv_buffer_len: 1024, ..plain() });
+        assert_eq!(h.recv(TcpFlags::ACK, PEER_ISS + 1, iss + 1, &[0u8; 1024]), Outcome::Accepted);
+        h.conn.send(b"echo").unwrap();
+        let (seg, _) = h.sent().unwrap();
+        assert_eq!((seg.window, h.conn.send_queue_len()), (0, 4));
+        let rcv_nxt = PEER_ISS + 1 + 1024;
+        for answer in 0..2 {
+            assert_eq!(h.recv(TcpFlags::ACK, rcv_nxt - 1, iss + 5, b""), Outcome::Accepted);
+            assert_eq!(h.conn.send_queue_len(), 0, "the probe's ACK was not taken");
+            let (ack, _) = h.sent().expect("every probe is answered with our window");
+            assert_eq!((ack.seq, ack.ack, ack.window), (iss + 5, rcv_nxt, 0), "answer {answer}");
+            h.now += Duration::from_millis(200);
+        }
+        assert_eq!(h.conn.poll_timeout(), None, "nothing left to retransmit");
+    }
+
+    #[test]
     fn rst_must_match_rcv_nxt_exactly() {
         let (mut h, _) = established(plain());
         assert_eq!(h.recv(TcpFlags::RST, PEER_ISS + 2, 0, b""), Outcome::Dropped(DropReason::Challenged));

@@ -16,10 +16,13 @@ pub enum Timer {
     Keepalive = 3,
     /// 2MSL in TIME_WAIT, or the orphan timeout in FIN_WAIT_2.
     Close = 4,
+    /// Tail loss probe (RFC 8985 7), ahead of the retransmission timeout.
+    LossProbe = 5,
 }
 
-const COUNT: usize = 5;
-const ALL: [Timer; COUNT] = [Timer::Retransmit, Timer::Persist, Timer::DelayedAck, Timer::Keepalive, Timer::Close];
+const COUNT: usize = 6;
+const ALL: [Timer; COUNT] =
+    [Timer::Retransmit, Timer::Persist, Timer::DelayedAck, Timer::Keepalive, Timer::Close, Timer::LossProbe];
 
 /// Deadlines indexed by [`Timer`].
 #[derive(Debug, Clone, Copy, Default)]
