@@ -1311,7 +1311,10 @@ impl Connection {
         } else {
             self.timers.clear(Timer::Persist);
             if self.snd_max > self.snd_una {
-                self.timers.set_if_idle(Timer::Retransmit, now + self.rtt.rto());
+                if !self.timers.is_armed(Timer::Retransmit) {
+                    let at = now.as_nanos().saturating_add(self.rtt.rto_ns());
+                    self.timers.set(Timer::Retransmit, Instant::from_nanos(at));
+                }
             } else {
                 self.timers.clear(Timer::Retransmit);
             }
@@ -1337,17 +1340,23 @@ impl Connection {
         if self.timers.is_armed(Timer::LossProbe) {
             return;
         }
+        let Some(rto_at) = self.timers.get(Timer::Retransmit) else {
+            self.timers.clear(Timer::LossProbe);
+            return;
+        };
         let flight = self.snd_max.since(self.snd_una);
-        let pto = loss_probe::probe_timeout(
-            self.rtt.srtt(),
-            self.rtt.rto(),
+        let pto = loss_probe::probe_timeout_ns(
+            self.rtt.srtt_ns(),
+            self.rtt.rto_ns(),
             flight,
             u32::from(self.send_mss),
             self.loss_probe.unanswered(),
         );
-        match self.timers.get(Timer::Retransmit) {
-            Some(rto_at) if now + pto < rto_at => self.timers.set(Timer::LossProbe, now + pto),
-            _ => self.timers.clear(Timer::LossProbe),
+        let at = now.as_nanos().saturating_add(pto);
+        if at < rto_at.as_nanos() {
+            self.timers.set(Timer::LossProbe, Instant::from_nanos(at));
+        } else {
+            self.timers.clear(Timer::LossProbe);
         }
     }
 

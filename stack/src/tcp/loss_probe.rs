@@ -34,12 +34,21 @@ pub const WORST_CASE_DELAYED_ACK: Duration = Duration::from_millis(50);
 /// for each earlier probe that drew no progress (`unanswered`). Before any RTT sample,
 /// `initial` (the RTO).
 pub fn probe_timeout(srtt: Option<Duration>, initial: Duration, flight: u32, mss: u32, unanswered: u8) -> Duration {
-    let Some(srtt) = srtt else { return initial };
-    let mut pto = (srtt * 2).max(MIN_PROBE_TIMEOUT);
+    let ns = |d: Duration| d.as_nanos().min(u128::from(u64::MAX)) as u64;
+    Duration::from_nanos(probe_timeout_ns(srtt.map(ns), ns(initial), flight, mss, unanswered))
+}
+
+/// [`probe_timeout`] in nanoseconds, as the connection arms it on the hot path.
+#[inline]
+pub fn probe_timeout_ns(srtt_ns: Option<u64>, initial_ns: u64, flight: u32, mss: u32, unanswered: u8) -> u64 {
+    const MIN: u64 = MIN_PROBE_TIMEOUT.as_nanos() as u64;
+    const DELAYED_ACK: u64 = WORST_CASE_DELAYED_ACK.as_nanos() as u64;
+    let Some(srtt) = srtt_ns else { return initial_ns };
+    let mut pto = srtt.saturating_mul(2).max(MIN);
     if flight <= mss {
-        pto += WORST_CASE_DELAYED_ACK;
+        pto = pto.saturating_add(DELAYED_ACK);
     }
-    pto * (1u32 << unanswered.min(16))
+    pto.saturating_mul(1u64 << unanswered.min(16))
 }
 
 /// How an ACK settled an outstanding probe.

@@ -50,13 +50,20 @@ impl RttEstimator {
         Duration::from_nanos(self.rto_ns())
     }
 
-    fn rto_ns(&self) -> u64 {
+    /// [`rto`](Self::rto) in nanoseconds (timer arithmetic on the hot path stays in `u64`).
+    pub fn rto_ns(&self) -> u64 {
         self.rto_ns.checked_mul(1 << self.backoff.min(16)).unwrap_or(self.max_ns).min(self.max_ns)
     }
 
     /// The smoothed RTT, once a sample exists.
     pub fn srtt(&self) -> Option<Duration> {
         self.srtt_ns.map(Duration::from_nanos)
+    }
+
+    /// [`srtt`](Self::srtt) in nanoseconds.
+    #[inline]
+    pub fn srtt_ns(&self) -> Option<u64> {
+        self.srtt_ns
     }
 
     /// Starts timing a segment that ends at `end`, unless one is being timed already.
