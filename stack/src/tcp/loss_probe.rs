@@ -33,12 +33,14 @@ pub const WORST_CASE_DELAYED_ACK: Duration = Duration::from_millis(50);
 /// the peer's delayed ACK when only one segment (`flight` bytes, at most `mss`) is out, doubled
 /// for each earlier probe that drew no progress (`unanswered`). Before any RTT sample,
 /// `initial` (the RTO).
+#[cfg(test)]
 pub fn probe_timeout(srtt: Option<Duration>, initial: Duration, flight: u32, mss: u32, unanswered: u8) -> Duration {
     let ns = |d: Duration| d.as_nanos().min(u128::from(u64::MAX)) as u64;
     Duration::from_nanos(probe_timeout_ns(srtt.map(ns), ns(initial), flight, mss, unanswered))
 }
 
-/// [`probe_timeout`] in nanoseconds, as the connection arms it on the hot path.
+/// The probe timeout in nanoseconds, as the connection arms it on the hot path (see
+/// `probe_timeout` for what it is).
 #[inline]
 pub fn probe_timeout_ns(srtt_ns: Option<u64>, initial_ns: u64, flight: u32, mss: u32, unanswered: u8) -> u64 {
     const MIN: u64 = MIN_PROBE_TIMEOUT.as_nanos() as u64;
