@@ -87,13 +87,7 @@ impl Pair {
         let mut from_client = true;
         let mut turns = 0u32;
         loop {
-            let (moved, rejected) = if from_client {
-                Pair::carry(&mut self.client, &mut self.server, self.now, &mut self.buf, CLIENT_ADDR, SERVER_ADDR)
-            } else {
-                Pair::carry(&mut self.server, &mut self.client, self.now, &mut self.buf, SERVER_ADDR, CLIENT_ADDR)
-            };
-            self.segments += moved;
-            self.rejected += rejected;
+            let moved = self.turn(from_client);
             turns += 1;
             // Both sides get a first turn (the application may have queued data on either);
             // after that, a turn that sent nothing leaves the other side without input.
@@ -104,8 +98,9 @@ impl Pair {
         }
     }
 
-    /// One side transmits everything it has due to the other (the other does not answer yet).
-    fn turn(&mut self, from_client: bool) {
+    /// One side transmits everything it has due to the other (the other does not answer yet);
+    /// returns how many segments went.
+    fn turn(&mut self, from_client: bool) -> u64 {
         let (moved, rejected) = if from_client {
             Pair::carry(&mut self.client, &mut self.server, self.now, &mut self.buf, CLIENT_ADDR, SERVER_ADDR)
         } else {
@@ -113,6 +108,7 @@ impl Pair {
         };
         self.segments += moved;
         self.rejected += rejected;
+        moved
     }
 
     /// Opens a connection (the client from a fresh port) and completes the handshake.
