@@ -68,7 +68,7 @@ pub fn curve(stats: &[ServeStats], title: &str) -> Curve {
 /// Rates with a near-empty table and at the peak, and the drop between them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
 pub struct RateComparison {
-    /// Median rate while the table held under 10 % of its peak (the first second left out).
+    /// Median rate of the samples that started with the table under 10 % of its peak.
     pub empty: Option<f64>,
     /// Median rate while the table held 90 % of its peak or more, or [`TARGET_RECORDS`] or
     /// more when it got there.
@@ -79,12 +79,21 @@ pub struct RateComparison {
     pub drop: Option<f64>,
 }
 
-/// Compares the rate at an empty table with the rate at the peak, from `(records, rate)`
-/// samples (per second from the server, or per segment from the client).
-pub fn rate_comparison(samples: &[(f64, f64)], skip_first: bool) -> RateComparison {
+/// `(records at the start of the second, connections/s in it)` from the stats lines.
+pub fn per_second_samples(stats: &[ServeStats]) -> Vec<(f64, f64)> {
+    stats
+        .windows(2)
+        .filter(|w| w[1].t > w[0].t)
+        .map(|w| (w[0].time_wait as f64, w[1].accepted.saturating_sub(w[0].accepted) as f64 / (w[1].t - w[0].t)))
+        .collect()
+}
+
+/// Compares the rate at an empty table with the rate at the peak, from `(records at the
+/// sample's start, rate)` samples (per second from the server, or per segment from the
+/// client).
+pub fn rate_comparison(samples: &[(f64, f64)]) -> RateComparison {
     let peak = samples.iter().map(|s| s.0).fold(0.0, f64::max);
-    let empty: Vec<f64> =
-        samples.iter().skip(usize::from(skip_first)).filter(|s| s.0 < peak / 10.0).map(|s| s.1).collect();
+    let empty: Vec<f64> = samples.iter().filter(|s| s.0 < peak / 10.0).map(|s| s.1).collect();
     let full_at_target = peak >= TARGET_RECORDS as f64;
     let threshold = if full_at_target { TARGET_RECORDS as f64 } else { peak * 0.9 };
     let full: Vec<f64> = samples.iter().filter(|s| s.0 >= threshold && s.0 > 0.0).map(|s| s.1).collect();
@@ -113,7 +122,7 @@ pub struct Segment {
     pub conn_per_s: f64,
     /// Its errors.
     pub errors: u64,
-    /// The server's records at the middle of the segment (nearest stats line).
+    /// The server's records when the segment started (nearest stats line).
     pub server_time_wait: u64,
 }
 
@@ -245,7 +254,7 @@ pub fn run(
         bail!("synack serve printed {} stats lines (a binary without --stats-interval-s?)", stats.len());
     }
     for s in &mut segments {
-        s.server_time_wait = time_wait_at(&stats, (s.start_s + s.end_s) / 2.0);
+        s.server_time_wait = time_wait_at(&stats, s.start_s);
     }
     let title = format!("synack TIME_WAIT churn over veth: 2MSL {} s, {label}", time_wait.as_secs());
     let curve = curve(&stats, &title);
@@ -265,6 +274,7 @@ pub fn run(
     let peak = stats.iter().map(|s| s.time_wait).max().unwrap_or(0);
     let evicted = stats.last().map_or(0, |s| s.time_wait_evicted);
     let fig = |v: Option<f64>| v.map_or("n/a".to_owned(), format_figure);
+    let per_s = |v: Option<f64>| v.map_or("n/a".to_owned(), |v| format!("{}/s", format_figure(v)));
     let at_peak = curve.rows.iter().find(|r| r[1] as u64 == peak).map(|r| r[4]);
     let rss_growth_mib = match (stats.first(), stats.iter().max_by_key(|s| s.rss_kb)) {
         (Some(a), Some(b)) => b.rss_kb.saturating_sub(a.rss_kb) as f64 / 1024.0,
@@ -289,15 +299,14 @@ pub fn run(
         fig(at_peak),
         rss_growth_mib
     );
-    let per_second: Vec<(f64, f64)> = curve.rows.iter().map(|r| (r[1], r[3])).collect();
-    let by_second = rate_comparison(&per_second, true);
+    let by_second = rate_comparison(&per_second_samples(&stats));
     let per_segment: Vec<(f64, f64)> = segments.iter().map(|s| (s.server_time_wait as f64, s.conn_per_s)).collect();
-    let by_segment = rate_comparison(&per_segment, false);
+    let by_segment = rate_comparison(&per_segment);
     let describe = |name: &str, c: &RateComparison| {
         println!(
-            "  connection rate {name}: {}/s with an empty table, {}/s at {}: drop {} (target <= {:.0} %: {})",
-            fig(c.empty),
-            fig(c.full),
+            "  connection rate {name}: {} with an empty table, {} at {}: drop {} (target <= {:.0} %: {})",
+            per_s(c.empty),
+            per_s(c.full),
             if c.full_at_target {
                 ">= 1 M records".to_owned()
             } else {
@@ -431,8 +440,10 @@ mod tests {
         assert_eq!(c.rows.len(), 70);
         assert_eq!(c.rows[0][3], 20_000.0);
         assert!((c.rows[69][4] - 60.0).abs() < 1.0, "{}", c.rows[69][4]);
-        let samples: Vec<(f64, f64)> = c.rows.iter().map(|r| (r[1], r[3])).collect();
-        let r = rate_comparison(&samples, true);
+        let samples = per_second_samples(&lines);
+        assert_eq!(samples[0], (0.0, 20_000.0));
+        assert_eq!(samples[1], (20_000.0, 20_000.0));
+        let r = rate_comparison(&samples);
         assert_eq!(r.empty, Some(20_000.0));
         assert_eq!(r.full, Some(18_000.0));
         assert!(r.full_at_target);
@@ -443,10 +454,10 @@ mod tests {
     fn below_the_target_the_rate_is_compared_at_the_peak() {
         // Per segment: 30,000/s while near empty, 24,000/s on a plateau of 500,000 records.
         let samples = [(10_000.0, 30_000.0), (40_000.0, 30_000.0), (460_000.0, 24_000.0), (500_000.0, 24_000.0)];
-        let r = rate_comparison(&samples, false);
+        let r = rate_comparison(&samples);
         assert_eq!((r.empty, r.full, r.full_at_target), (Some(30_000.0), Some(24_000.0), false));
         assert!((r.drop.unwrap() - 0.2).abs() < 1e-9);
-        assert_eq!(rate_comparison(&[], false), RateComparison::default());
+        assert_eq!(rate_comparison(&[]), RateComparison::default());
     }
 
     #[test]
