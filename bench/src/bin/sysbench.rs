@@ -36,6 +36,10 @@ struct Args {
     /// CPU of the load generators.
     #[arg(long, default_value_t = 0)]
     client_cpu: usize,
+    /// Connections `synack load` keeps in flight (closed loop) in `connection_rate` and
+    /// `time_wait_churn`.
+    #[arg(long, default_value_t = 256)]
+    load_concurrency: u64,
     /// synack's binary (default: $SYNACK_BIN, else `synack` next to this binary, else
     /// <workspace>/target/release/synack).
     #[arg(long)]
@@ -118,6 +122,7 @@ fn main() -> ExitCode {
         results_dir,
         quick: args.quick,
         cases: system_cases,
+        load_concurrency: args.load_concurrency.max(1),
     };
     match run::run(&config) {
         Ok(_) if failed => ExitCode::FAILURE,

@@ -7,6 +7,8 @@
 //! - [`procs`]: servers and load generators, pinned with `taskset`.
 //! - [`cleanup`]: guards, the panic hook and the signal thread that remove everything.
 //! - [`parse`]: wrk and sockperf output; [`load`]: `synack load` and `synack serve` stats lines.
+//! - [`matrix`]: the connection-rate matrix (wrk and `synack load` against nginx and synack),
+//!   with the server's packets per connection counted by [`packets`].
 //! - [`churn`]: TIME_WAIT churn over veth, the server closing first, for longer than 2MSL.
 //! - [`xsk`]: the AF_XDP packet ceiling (the only user of the AF_XDP layer), with [`frame`].
 //! - [`report`]: medians, table rendering, time stamps.
@@ -15,7 +17,9 @@ pub mod churn;
 pub mod cleanup;
 pub mod frame;
 pub mod load;
+pub mod matrix;
 pub mod net;
+pub mod packets;
 pub mod parse;
 pub mod procs;
 pub mod report;

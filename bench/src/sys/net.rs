@@ -10,6 +10,7 @@ use std::io;
 use std::net::Ipv4Addr;
 use std::os::fd::AsFd;
 use std::process::Command;
+use std::sync::atomic::{AtomicU8, Ordering};
 
 use anyhow::{bail, Context, Result};
 use rustix::thread::{move_into_link_name_space, LinkNameSpaceType};
@@ -167,7 +168,16 @@ pub struct TestLink {
     pub server: Host,
     /// Runs the load generators; 198.18.N.2.
     pub client: Host,
+    /// The host number of the next address [`fresh_load_address`](Self::fresh_load_address)
+    /// hands out.
+    next_load_host: AtomicU8,
 }
+
+/// Host numbers of the dedicated addresses of `synack load` in the run's /24.
+pub const LOAD_HOSTS: std::ops::RangeInclusive<u8> = 10..=250;
+
+/// Client ports of one dedicated `synack load` address (1024-65535).
+pub const PORTS_PER_LOAD_ADDRESS: u64 = 64_512;
 
 /// `aa:bb:cc:dd:ee:ff`.
 pub fn format_mac(mac: &[u8; 6]) -> String {
@@ -181,8 +191,8 @@ pub fn subnet_address(subnet: u8, host: u8) -> Ipv4Addr {
 
 impl TestLink {
     /// Creates both namespaces and the veth pair, addresses both ends, and turns TX checksum
-    /// offload off on the client's end (a Linux sender over veth otherwise leaves partial
-    /// checksums, which synack rejects; DESIGN.md).
+    /// offload off on both ends (a Linux sender over veth otherwise leaves partial checksums,
+    /// which synack rejects; DESIGN.md).
     pub fn create(subnet: u8) -> Result<TestLink> {
         let pid = std::process::id();
         let base = format!("{NAME_PREFIX}{pid}");
@@ -224,7 +234,11 @@ impl TestLink {
             host.netns.ip(&["addr", "add", &format!("{}/24", host.ip), "dev", &host.ifname])?;
             host.netns.ip(&["link", "set", "dev", &host.ifname, "up"])?;
         }
-        client.netns.exec("ethtool", &["-K", &client.ifname, "tx", "off"])?;
+        // Both ends: synack serves on the server's end, and `synack load` on the client's end
+        // talks to nginx.
+        for host in [&server, &client] {
+            host.netns.exec("ethtool", &["-K", &host.ifname, "tx", "off"])?;
+        }
         // Both ends know each other from the start: no ARP exchange inside a measurement.
         for (host, peer) in [(&server, &client), (&client, &server)] {
             host.netns.ip(&[
@@ -239,7 +253,39 @@ impl TestLink {
                 "permanent",
             ])?;
         }
-        Ok(TestLink { server, client })
+        Ok(TestLink { server, client, next_load_host: AtomicU8::new(*LOAD_HOSTS.start()) })
+    }
+
+    /// A client address for one `synack load` run that no earlier run used: 198.18.N.h,
+    /// h from 10 up, not assigned to the kernel (so synack has every port of it), with a
+    /// permanent neighbour entry on the server side (no ARP inside a measurement).
+    ///
+    /// Fresh, because a server keeps the TIME_WAIT records of a finished run for 2MSL, and a
+    /// new `synack load` process draws a new timestamp offset: on the same 4-tuples about half
+    /// of its SYNs would carry older timestamps than the records, which RFC 6191 refuses (a
+    /// synack server then holds the 4-tuple for the rest of its 2MSL, since RFC 1337 makes it
+    /// ignore the client's RST; a Linux server drops its record on that RST, after which the
+    /// client's retransmitted SYN gets through a second later). New 4-tuples meet no record.
+    pub fn fresh_load_address(&self) -> Result<Ipv4Addr> {
+        let host = self.next_load_host.fetch_add(1, Ordering::Relaxed);
+        if !LOAD_HOSTS.contains(&host) {
+            self.next_load_host.store(*LOAD_HOSTS.end() + 1, Ordering::Relaxed);
+            bail!("no fresh client address left in {}/24 (the run used {} of them)", self.client.ip, LOAD_HOSTS.len());
+        }
+        let subnet = self.server.ip.octets()[2];
+        let ip = subnet_address(subnet, host);
+        self.server.netns.ip(&[
+            "neigh",
+            "replace",
+            &ip.to_string(),
+            "lladdr",
+            &format_mac(&self.client.mac),
+            "dev",
+            &self.server.ifname,
+            "nud",
+            "permanent",
+        ])?;
+        Ok(ip)
     }
 
     /// Whether an XDP program is attached to the server's interface (`ip link` says `xdp`).

@@ -268,7 +268,7 @@ pub fn start_synack(
         "--app",
         app,
         "--cores",
-        "1",
+        &cpu.to_string(),
         "--poll",
         "busy",
     ]);
@@ -276,4 +276,55 @@ pub fn start_synack(
     let mut server = Running::spawn(format!("synack serve --app {app} on {addr}"), &mut command)?;
     server.wait_for_output("ready", Duration::from_secs(15))?;
     Ok(server)
+}
+
+/// What a `synack load` run is asked to do: a closed loop of `concurrency` connections to
+/// `target` for `duration`, each `GET /` with `Connection: close` (`--close-first server`:
+/// the server closes first, as with wrk's `-H 'Connection: close'`), busy polling on `cpu`.
+#[derive(Debug, Clone)]
+pub struct LoadRun<'a> {
+    /// synack's binary.
+    pub binary: &'a Path,
+    /// The client's interface.
+    pub ifname: &'a str,
+    /// The client's (dedicated) address.
+    pub ip: std::net::Ipv4Addr,
+    /// The server.
+    pub target: SocketAddr,
+    /// Connections in flight.
+    pub concurrency: u64,
+    /// Seconds of load.
+    pub duration_s: u64,
+}
+
+impl LoadRun<'_> {
+    /// The command, in `netns`, pinned to `cpu` (taskset and `--cores`).
+    pub fn command(&self, netns: &Netns, cpu: usize) -> Command {
+        let mut command = netns.command_on_cpu(cpu, &self.binary.to_string_lossy());
+        command.args([
+            "load",
+            "--iface",
+            self.ifname,
+            "--ip",
+            &self.ip.to_string(),
+            "--target",
+            &self.target.to_string(),
+            "--concurrency",
+            &self.concurrency.to_string(),
+            "--duration",
+            &self.duration_s.to_string(),
+            "--close-first",
+            "server",
+            "--cores",
+            &cpu.to_string(),
+            "--poll",
+            "busy",
+        ]);
+        command
+    }
+
+    /// How the run is described in the output and the JSON.
+    pub fn label(&self) -> String {
+        format!("synack load --concurrency {} --close-first server --poll busy", self.concurrency)
+    }
 }

@@ -105,6 +105,14 @@ pub fn utc_stamps(unix_seconds: u64) -> (String, String) {
     (format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z"), format!("{y:04}{mo:02}{d:02}T{h:02}{mi:02}{s:02}Z"))
 }
 
+/// The load averages over 1, 5 and 15 minutes (`/proc/loadavg`), for figures taken on a
+/// shared machine; `?` when unreadable.
+pub fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "?".into())
+}
+
 /// Seconds since the Unix epoch, now.
 pub fn unix_now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())

@@ -10,15 +10,12 @@ use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 
 use super::cleanup::{self, Interrupted};
+use super::matrix;
 use super::net::{self, TestLink};
 use super::parse;
 use super::procs::{self, RunDir, Running};
 use super::report::{self, format_figure, format_ratio, median};
 use super::xsk;
-
-/// Packets of one short HTTP connection (SYN, SYN-ACK, ACK+request, response, FIN, FIN, ACK,
-/// give or take what gets merged): for the share of the ceiling a connection rate uses.
-pub const PACKETS_PER_CONNECTION: f64 = 7.0;
 
 /// Body length served when synack is not there to ask (its http app's `ok`).
 pub const DEFAULT_HTTP_BODY_LEN: usize = 2;
@@ -52,6 +49,8 @@ pub struct Config {
     pub quick: bool,
     /// Cases to run (`connection_rate`, `keepalive`, `ping_pong`, `time_wait_churn`, `ceiling`).
     pub cases: Vec<String>,
+    /// `synack load --concurrency` in the connection-rate matrix and the TIME_WAIT churn.
+    pub load_concurrency: u64,
 }
 
 /// The two stacks compared.
@@ -85,11 +84,6 @@ struct CaseSpec {
 }
 
 const CASES: &[CaseSpec] = &[
-    CaseSpec {
-        key: "connection_rate",
-        title: "connection rate (Connection: close)",
-        metrics: &[MetricSpec { key: "connections_per_s", label: "connections/s" }],
-    },
     CaseSpec {
         key: "keepalive",
         title: "keep-alive requests (32 conns)",
@@ -236,8 +230,53 @@ pub fn run(config: &Config) -> Result<PathBuf> {
 
     let mut case_json = Vec::new();
     let mut table_rows = Vec::new();
-    let mut kernel_conn_rate = None;
-    let mut synack_conn_rate = None;
+    let synack_has_load = config.synack_bin.as_deref().is_some_and(super::churn::has_load_command);
+    let mut matrix = None;
+    if wants("connection_rate") {
+        let matrix_config = matrix::Config {
+            runs: config.runs,
+            duration: config.wrk_duration,
+            server_cpu: config.server_cpu,
+            client_cpu: config.client_cpu,
+            load_concurrency: config.load_concurrency,
+            synack_bin: config.synack_bin.as_deref(),
+            synack_has_load,
+            body_len,
+            nginx_addr: server_addr(&link, PORTS.kernel_http),
+            synack_addr: server_addr(&link, PORTS.synack_http),
+        };
+        let m = matrix::run(&matrix_config, &link, &dir)?;
+        // In the main table: synack's server against nginx, once per client.
+        for (title, synack_key, kernel_key) in [
+            ("connection rate, wrk client (Connection: close)", "b", "a"),
+            ("connection rate, synack load client (Connection: close)", "c", "d"),
+        ] {
+            let cell = |key: &str| {
+                let r = &m.results[matrix::PAIRINGS.iter().position(|p| p.key == key).unwrap_or(0)];
+                match (&r.unavailable, r.rate()) {
+                    (Some(why), _) => (format!("n/a ({why})"), None),
+                    (None, Some(v)) => (format_figure(v), Some(v)),
+                    (None, None) => ("failed (see JSON)".to_owned(), None),
+                }
+            };
+            let ((synack_text, synack_value), (kernel_text, kernel_value)) = (cell(synack_key), cell(kernel_key));
+            let ratio = match (synack_value, kernel_value) {
+                (Some(s), Some(k)) if k != 0.0 => Some(s / k),
+                _ => None,
+            };
+            table_rows.push((
+                ("connection_rate", title),
+                "connections/s",
+                "connections_per_s",
+                synack_text,
+                kernel_text,
+                synack_value,
+                kernel_value,
+                ratio,
+            ));
+        }
+        matrix = Some(m);
+    }
     for spec in CASES.iter().filter(|c| wants(c.key)) {
         println!("== {}", spec.title);
         let mut results = [TargetResults::default(), TargetResults::default()];
@@ -298,10 +337,6 @@ pub fn run(config: &Config) -> Result<PathBuf> {
                 (Some(s), Some(k)) if k != 0.0 => Some(s / k),
                 _ => None,
             };
-            if metric.key == "connections_per_s" {
-                synack_conn_rate = synack_value;
-                kernel_conn_rate = kernel_value;
-            }
             table_rows.push((
                 (spec.key, spec.title),
                 metric.label,
@@ -332,6 +367,7 @@ pub fn run(config: &Config) -> Result<PathBuf> {
                     bin,
                     config.server_cpu,
                     config.client_cpu,
+                    config.load_concurrency,
                     config.quick,
                     &config.results_dir,
                     &stamp,
@@ -414,27 +450,18 @@ pub fn run(config: &Config) -> Result<PathBuf> {
         config.runs, if config.runs == 1 { "" } else { "s" }, config.server_cpu, config.client_cpu
     );
     print!("{}", report::render_table(&header, &rows));
-    let share = |rate: Option<f64>| match (rate, ceiling_pps) {
-        (Some(r), Some(c)) if c > 0.0 => Some(r * PACKETS_PER_CONNECTION / c),
-        _ => None,
-    };
     match ceiling_pps {
         Some(c) => {
-            println!("packet ceiling: {} pps AF_XDP receive, 64-byte frames, one sending core", format_figure(c));
-            let describe = |who: &str, rate: Option<f64>| match (rate, share(rate)) {
-                (Some(r), Some(s)) => println!(
-                    "  {who} connection rate x {PACKETS_PER_CONNECTION} packets = {} pps = {:.0} % of the ceiling",
-                    format_figure(r * PACKETS_PER_CONNECTION),
-                    s * 100.0
-                ),
-                _ => println!("  {who} connection rate: n/a"),
-            };
-            describe("synack", synack_conn_rate);
-            describe("kernel", kernel_conn_rate);
+            println!("packet ceiling: {} pps AF_XDP receive, 64-byte frames, one sending core", format_figure(c))
         }
         None if wants("ceiling") => println!("packet ceiling: failed (see JSON)"),
         None => {}
     }
+    if let Some(m) = &matrix {
+        println!();
+        m.print_summary(ceiling_pps);
+    }
+    println!("load average at the end: {}", report::load_average());
 
     let rows_json: Vec<Value> = table_rows
         .iter()
@@ -463,6 +490,7 @@ pub fn run(config: &Config) -> Result<PathBuf> {
             "server_ip": link.server.ip.to_string(),
             "client_ip": link.client.ip.to_string(),
             "client_tx_checksum_offload": "off",
+            "server_tx_checksum_offload": "off",
             "synack_bin": config.synack_bin.as_ref().map(|p| p.display().to_string()),
             "http_body_bytes": body_len,
             "http_body_source": body_note,
@@ -476,11 +504,8 @@ pub fn run(config: &Config) -> Result<PathBuf> {
         "cases": case_json,
         "ceiling": ceiling_json,
         "time_wait_churn": churn_json,
-        "connection_rate_share_of_ceiling": {
-            "packets_per_connection": PACKETS_PER_CONNECTION,
-            "synack": share(synack_conn_rate),
-            "kernel": share(kernel_conn_rate),
-        },
+        "connection_rate_matrix": matrix.as_ref().map(|m| m.to_json(ceiling_pps)),
+        "load_average_end": report::load_average(),
     });
     std::fs::create_dir_all(&config.results_dir)
         .with_context(|| format!("cannot create {}", config.results_dir.display()))?;
@@ -504,7 +529,6 @@ fn server_description(target: Target, case: &str) -> &'static str {
 
 fn load_description(config: &Config, case: &str) -> String {
     match case {
-        "connection_rate" => format!("wrk -t1 -c64 -d{} -H 'Connection: close'", secs(config.wrk_duration)),
         "keepalive" => format!("wrk -t1 -c32 -d{} --latency", secs(config.wrk_duration)),
         "ping_pong" => format!("sockperf ping-pong --tcp -m 64 -t {}", config.sockperf_duration.as_secs().max(1)),
         _ => String::new(),
@@ -585,16 +609,10 @@ fn run_load(config: &Config, link: &TestLink, case: &str, addr: SocketAddr) -> R
     let cpu = config.client_cpu;
     let url = format!("http://{addr}/");
     match case {
-        "connection_rate" | "keepalive" => {
+        "keepalive" => {
             let duration = secs(config.wrk_duration);
             let mut command = client.command_on_cpu(cpu, "wrk");
-            command.args(["-t1", "-d", &duration]);
-            if case == "connection_rate" {
-                command.args(["-c64", "-H", "Connection: close"]);
-            } else {
-                command.args(["-c32", "--latency"]);
-            }
-            command.arg(&url);
+            command.args(["-t1", "-d", &duration, "-c32", "--latency", &url]);
             let output = Running::spawn("wrk", &mut command)?.wait(config.wrk_duration + Duration::from_secs(30))?;
             let report = parse::parse_wrk(&output)?;
             let mut warnings = Vec::new();
@@ -607,16 +625,10 @@ fn run_load(config: &Config, link: &TestLink, case: &str, addr: SocketAddr) -> R
             for w in &warnings {
                 println!("    warning: {w}");
             }
-            let mut metrics: Metrics = Vec::new();
-            if case == "connection_rate" {
-                metrics.push(("connections_per_s", report.requests_per_s));
-            } else {
-                metrics.push(("requests_per_s", report.requests_per_s));
-                let p50 = report.latency_percentile_us(50.0).context("wrk printed no p50")?;
-                let p99 = report.latency_percentile_us(99.0).context("wrk printed no p99")?;
-                metrics.push(("latency_p50_us", p50));
-                metrics.push(("latency_p99_us", p99));
-            }
+            let p50 = report.latency_percentile_us(50.0).context("wrk printed no p50")?;
+            let p99 = report.latency_percentile_us(99.0).context("wrk printed no p99")?;
+            let metrics: Metrics =
+                vec![("requests_per_s", report.requests_per_s), ("latency_p50_us", p50), ("latency_p99_us", p99)];
             Ok((metrics, json!({ "wrk": report, "warnings": warnings, "output": output })))
         }
         "ping_pong" => {
