@@ -46,14 +46,33 @@ impl Instant {
         Duration::from_nanos(self.nanos.saturating_sub(earlier.nanos))
     }
 
-    /// Reads the monotonic clock (`CLOCK_MONOTONIC`, via std). Only workers call this.
+    /// Reads the monotonic clock. Only workers call this.
+    ///
+    /// With the `xdp` feature (which brings rustix) its origin is the system's boot, as
+    /// `CLOCK_MONOTONIC`'s: times then agree across processes, so the TCP timestamps and ISNs
+    /// drawn from them keep increasing when a process follows another on 4-tuples whose
+    /// TIME_WAIT a peer still holds (RFC 6191 accepts only a newer timestamp). Without it the
+    /// origin is the process's first read, at one second (so that "zero" never looks like a
+    /// real event time).
     pub fn now_monotonic() -> Instant {
         use std::sync::OnceLock;
-        static ORIGIN: OnceLock<std::time::Instant> = OnceLock::new();
-        let origin = *ORIGIN.get_or_init(std::time::Instant::now);
-        // Start at one second so that "zero" never looks like a real event time.
-        Instant { nanos: 1_000_000_000 + origin.elapsed().as_nanos() as u64 }
+        static ORIGIN: OnceLock<(std::time::Instant, u64)> = OnceLock::new();
+        let (origin, base) = *ORIGIN.get_or_init(|| (std::time::Instant::now(), boot_clock_nanos()));
+        Instant { nanos: base.saturating_add(origin.elapsed().as_nanos() as u64) }
     }
+}
+
+/// Nanoseconds since boot (`CLOCK_MONOTONIC`), at least one second.
+#[cfg(feature = "xdp")]
+fn boot_clock_nanos() -> u64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+    (t.tv_sec.max(0) as u64).saturating_mul(1_000_000_000).saturating_add(t.tv_nsec.max(0) as u64).max(1_000_000_000)
+}
+
+/// Without a clock of the system's to read: the origin is the process's first read.
+#[cfg(not(feature = "xdp"))]
+fn boot_clock_nanos() -> u64 {
+    1_000_000_000
 }
 
 impl Add<Duration> for Instant {

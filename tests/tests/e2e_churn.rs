@@ -234,3 +234,80 @@ fn churn_against_nginx_on_the_linux_stack() {
     let ss = net.peer.run_ok("ss", &["-Htan", "state", "time-wait"], SETUP_TIMEOUT);
     assert_eq!(ss.stdout.trim(), "", "TIME_WAIT on the Linux server");
 }
+
+/// A restarted `synack load` meets a server that still holds TIME_WAIT for the 4-tuples of the
+/// previous run (the server closes first, 60 s TIME_WAIT, a 100-port range used again). The new
+/// process's SYNs must carry newer timestamps than the old one's (a per-boot key and a
+/// boot-relative clock), so the server reopens the 4-tuples (RFC 6191) instead of holding them
+/// for the rest of 2MSL: no failed connection in the second run.
+#[test]
+fn a_restarted_load_reopens_the_servers_time_wait() {
+    if synack_tests::skip_unless_root("network namespaces, veth and XDP") {
+        return;
+    }
+    let bin = synack_bin();
+    let net = TestNet::new("churn-restart");
+    let server_ip = Ipv4Addr::new(198, 18, net.subnet, 4);
+    let load_ip = Ipv4Addr::new(198, 18, net.subnet, 3);
+    let mut server = net.peer.spawn(
+        bin.to_str().unwrap(),
+        &[
+            "serve",
+            "--iface",
+            &net.peer.iface,
+            "--ip",
+            &server_ip.to_string(),
+            "--port",
+            &PORT.to_string(),
+            "--app",
+            "http",
+        ],
+    );
+    server.wait_for_line("ready", READY_TIMEOUT).unwrap_or_else(|e| panic!("{e}"));
+    let target = format!("{server_ip}:{PORT}");
+    let args: Vec<String> = [
+        "load",
+        "--iface",
+        &net.synack.iface,
+        "--ip",
+        &load_ip.to_string(),
+        "--target",
+        &target,
+        "--concurrency",
+        "16",
+        "--close-first",
+        "server",
+        "--local-ports",
+        "40000-40099",
+        "--duration",
+        "1",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let mut runs = Vec::new();
+    for run in 1..=2 {
+        let out = net.synack.run(bin.to_str().unwrap(), &args, Duration::from_secs(30));
+        assert!(out.success(), "run {run}: {}", out.describe());
+        let r = LoadReport::parse(&out.stdout).unwrap_or_else(|e| panic!("run {run}: {e}: {}", out.describe()));
+        println!(
+            "restart run {run}: {} connections, {} errors, {:.0}/s",
+            r.get("connections"),
+            r.get("errors"),
+            r.get("conn_per_s")
+        );
+        runs.push(r);
+    }
+    let server_out = server.stop(synack_tests::process::STOP_GRACE);
+    let counters = server_out.stdout.lines().find(|l| l.contains("counters:")).unwrap_or_default().to_string();
+    println!("server: {counters}");
+    assert!(runs[0].get("connections") > 100.0, "the first run used the ports more than once");
+    assert_eq!(runs[1].get("errors"), 0.0, "the second run met the first run's TIME_WAIT and failed");
+    assert!(runs[1].get("connections") > 100.0);
+    let reopened = counters
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("time_wait_reopened="))
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0);
+    assert!(reopened > 0, "the server reopened TIME_WAIT 4-tuples for the new process: {counters}");
+}

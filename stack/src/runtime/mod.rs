@@ -48,6 +48,9 @@ use crate::tcp::{IsnGenerator, TcpConfig};
 use crate::wire::{ChecksumMode, EthernetAddress};
 use crate::xsk::{self, PollMode, XskConfig, XskError, XskSocket};
 
+/// Where the per-boot ISN and timestamp key lives (`/run` is a tmpfs: it goes with the boot).
+pub const ISN_KEY_PATH: &str = "/run/synack/isn-key";
+
 /// Everything [`Runtime::start`] needs.
 #[derive(Debug, Clone)]
 pub struct RuntimeConfig {
@@ -258,7 +261,10 @@ impl Runtime {
         }
         steer.set_local_port_range(lo, hi)?;
 
-        let isn = IsnGenerator::from_entropy();
+        // One key per boot, shared by every synack process (see `IsnGenerator::per_boot`);
+        // a process-private one where /run cannot hold it.
+        let isn =
+            IsnGenerator::per_boot(std::path::Path::new(ISN_KEY_PATH)).unwrap_or_else(|_| IsnGenerator::from_entropy());
         let stop = Arc::new(AtomicBool::new(false));
         let mut sockets = Vec::new();
         for queue in 0..config.queues {

@@ -26,17 +26,52 @@ impl IsnGenerator {
     /// A generator with a key from the operating system's entropy (`/dev/urandom`), falling
     /// back to std's randomly seeded hasher keys if that cannot be read.
     pub fn from_entropy() -> IsnGenerator {
-        let mut bytes = [0u8; 16];
-        let ok =
-            std::fs::File::open("/dev/urandom").and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes)).is_ok();
-        if ok {
-            let k0 = u64::from_le_bytes(bytes[..8].try_into().unwrap_or_default());
-            let k1 = u64::from_le_bytes(bytes[8..].try_into().unwrap_or_default());
-            return IsnGenerator { key: [k0, k1] };
+        IsnGenerator::from_bytes(entropy())
+    }
+
+    /// A generator whose key lasts as long as the system's boot: read from `path`, or made
+    /// there (16 random bytes, mode 0600) by the first process to ask. Processes that follow
+    /// one another on the same 4-tuples then draw ISNs and timestamp offsets from the same
+    /// function, as Linux's per-boot secret makes its sockets do; with the boot-relative clock
+    /// ([`Instant::now_monotonic`]) both keep increasing across a restart, so a peer still in
+    /// TIME_WAIT from the previous process accepts the new SYNs (RFC 6191).
+    pub fn per_boot(path: &std::path::Path) -> std::io::Result<IsnGenerator> {
+        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+        if let Ok(generator) = IsnGenerator::read_key(path) {
+            return Ok(generator);
         }
-        use std::hash::BuildHasher;
-        let s = std::collections::hash_map::RandomState::new();
-        IsnGenerator { key: [s.hash_one(1u8), s.hash_one(2u8)] }
+        if let Some(dir) = path.parent() {
+            std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+        }
+        // Written whole under a private name, then linked into place: a process that loses
+        // the race reads the winner's key, never a partial one.
+        let bytes = entropy();
+        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+        let _ = std::fs::remove_file(&tmp);
+        let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
+        std::io::Write::write_all(&mut file, &bytes)?;
+        drop(file);
+        let linked = std::fs::hard_link(&tmp, path);
+        let _ = std::fs::remove_file(&tmp);
+        match linked {
+            Ok(()) => Ok(IsnGenerator::from_bytes(bytes)),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => IsnGenerator::read_key(path),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn read_key(path: &std::path::Path) -> std::io::Result<IsnGenerator> {
+        let bytes = std::fs::read(path)?;
+        let bytes: [u8; 16] = bytes
+            .try_into()
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, "the key file is not 16 bytes"))?;
+        Ok(IsnGenerator::from_bytes(bytes))
+    }
+
+    fn from_bytes(bytes: [u8; 16]) -> IsnGenerator {
+        let k0 = u64::from_le_bytes(bytes[..8].try_into().unwrap_or_default());
+        let k1 = u64::from_le_bytes(bytes[8..].try_into().unwrap_or_default());
+        IsnGenerator { key: [k0, k1] }
     }
 
     /// One keyed hash of the 4-tuple: its low half keys the ISN, its high half the timestamp
@@ -89,6 +124,21 @@ impl IsnGenerator {
     }
 }
 
+/// 16 bytes from `/dev/urandom`, or from std's randomly seeded hasher keys if that cannot be
+/// read.
+fn entropy() -> [u8; 16] {
+    let mut bytes = [0u8; 16];
+    let ok =
+        std::fs::File::open("/dev/urandom").and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes)).is_ok();
+    if !ok {
+        use std::hash::BuildHasher;
+        let s = std::collections::hash_map::RandomState::new();
+        bytes[..8].copy_from_slice(&s.hash_one(1u8).to_le_bytes());
+        bytes[8..].copy_from_slice(&s.hash_one(2u8).to_le_bytes());
+    }
+    bytes
+}
+
 /// SipHash-2-4 (Aumasson and Bernstein) of a message already padded into 64-bit words, the
 /// last carrying the length in its top byte.
 pub(super) fn siphash24(key: [u64; 2], words: [u64; 2]) -> u64 {
@@ -126,6 +176,24 @@ pub(super) fn siphash24(key: [u64; 2], words: [u64; 2]) -> u64 {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn the_per_boot_key_is_made_once_and_shared() {
+        let dir = std::env::temp_dir().join(format!("synack-isn-{}", std::process::id()));
+        let path = dir.join("sub").join("isn-key");
+        let _ = std::fs::remove_dir_all(&dir);
+        let first = IsnGenerator::per_boot(&path).expect("made");
+        let again = IsnGenerator::per_boot(&path).expect("read");
+        assert_eq!(first, again, "a later process reads the same key");
+        let meta = std::fs::metadata(&path).unwrap();
+        assert_eq!(std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o777, 0o600);
+        assert_eq!(meta.len(), 16);
+        // A damaged key file is an error (the runtime then falls back to a private key).
+        std::fs::write(&path, b"short").unwrap();
+        assert!(IsnGenerator::per_boot(&path).is_err());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     use super::*;
     use crate::tcp::Endpoint;
     use std::net::Ipv4Addr;
