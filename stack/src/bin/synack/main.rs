@@ -26,6 +26,9 @@ use clap::{Parser, Subcommand, ValueEnum};
 use synack::runtime::{Runtime, RuntimeConfig};
 use synack::wire::ChecksumMode;
 
+/// Ring bytes per connection for small request/response traffic (see `--buffer-bytes`).
+const SMALL_RING_BYTES: usize = 16 * 1024;
+
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -74,9 +77,10 @@ struct Common {
     /// Drop SYNs beyond the SYN backlog instead of answering them with SYN cookies.
     #[arg(long)]
     no_syn_cookies: bool,
-    /// Send and receive buffer bytes per connection [default: 65536 for serve and connect,
-    /// 16384 for load, whose requests and responses are small: a slot's rings are allocated and
-    /// first touched when the slot is first used, so smaller rings make a ramp-up cheaper].
+    /// Send and receive buffer bytes per connection [default: 16384 for `load` and for the
+    /// `http` and `sockperf` apps, whose requests and answers are small; 65536 otherwise]. The
+    /// first slots' rings, up to 128 MiB per worker, are allocated and written at start; smaller
+    /// rings make that cover more connections.
     #[arg(long)]
     buffer_bytes: Option<usize>,
     /// TIME_WAIT records each worker holds at most (allocated at start).
@@ -230,6 +234,12 @@ fn serve(common: Common, port: u16, app: AppKind, stats_interval_s: u64) -> anyh
     let stop = stop_flag()?;
     let mut config = common.runtime_config();
     config.listen_ports = vec![port];
+    if common.buffer_bytes.is_none() && matches!(app, AppKind::Http | AppKind::Sockperf) {
+        // Small requests and answers: 16 KiB rings let the start-up prefill cover four times
+        // as many slots (see `--buffer-bytes`), so a burst of connections meets no page fault.
+        config.tcp.send_buffer_len = SMALL_RING_BYTES;
+        config.tcp.recv_buffer_len = SMALL_RING_BYTES;
+    }
     let runtime = match app {
         AppKind::Echo => Runtime::start(config, |_| apps::Echo::new(common.max_connections)),
         AppKind::Http => Runtime::start(config, |_| apps::Http::new(common.max_connections)),

@@ -33,8 +33,6 @@ use report::{json_string, Second, Totals};
 /// After the duration, how long in-flight connections may take to finish before they count
 /// as errors (unfinished).
 const DRAIN_MAX_S: u64 = 5;
-/// Ring bytes per connection unless `--buffer-bytes` says otherwise.
-const LOAD_BUFFER_BYTES: usize = 16 * 1024;
 
 /// Which side closes first after a response (without `--keepalive`).
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq, Debug)]
@@ -158,8 +156,8 @@ pub fn run(common: Common, args: LoadArgs, stop: Arc<AtomicBool>) -> anyhow::Res
     }
     let mut config = common.runtime_config();
     if common.buffer_bytes.is_none() {
-        config.tcp.send_buffer_len = LOAD_BUFFER_BYTES;
-        config.tcp.recv_buffer_len = LOAD_BUFFER_BYTES;
+        config.tcp.send_buffer_len = crate::SMALL_RING_BYTES;
+        config.tcp.recv_buffer_len = crate::SMALL_RING_BYTES;
     }
     let shared = kernel_has(common.ip);
     config.local_ports = match args.local_ports {
