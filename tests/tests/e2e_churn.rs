@@ -148,29 +148,24 @@ impl Churn {
     }
 }
 
+/// `synack serve --app http` on the peer's dedicated address 198.18.N.4, ready.
+fn start_synack_http(net: &TestNet) -> (synack_tests::Proc, Ipv4Addr) {
+    let ip = Ipv4Addr::new(198, 18, net.subnet, 4);
+    let bin = synack_bin();
+    let args =
+        ["serve", "--iface", &net.peer.iface, "--ip", &ip.to_string(), "--port", &PORT.to_string(), "--app", "http"];
+    let mut server = net.peer.spawn(bin.to_str().unwrap(), &args);
+    server.wait_for_line("ready", READY_TIMEOUT).unwrap_or_else(|e| panic!("{e}"));
+    (server, ip)
+}
+
 #[test]
 fn churn_against_synack_serve_reuses_time_wait_ports() {
     if synack_tests::skip_unless_root("network namespaces, veth and XDP") {
         return;
     }
-    let bin = synack_bin();
     let net = TestNet::new("churn");
-    let server_ip = Ipv4Addr::new(198, 18, net.subnet, 4);
-    let mut server = net.peer.spawn(
-        bin.to_str().unwrap(),
-        &[
-            "serve",
-            "--iface",
-            &net.peer.iface,
-            "--ip",
-            &server_ip.to_string(),
-            "--port",
-            &PORT.to_string(),
-            "--app",
-            "http",
-        ],
-    );
-    server.wait_for_line("ready", READY_TIMEOUT).unwrap_or_else(|e| panic!("{e}"));
+    let (server, server_ip) = start_synack_http(&net);
     // 1,000 ports and a 2 s TIME_WAIT allow 500 connections/s without reuse; ask ten times that
     // for 2.5 TIME_WAIT lengths.
     let churn = Churn { rate: 5_000, duration_s: 5, ports: (40_000, 40_999), linger_s: 3 };
@@ -247,23 +242,8 @@ fn a_restarted_load_reopens_the_servers_time_wait() {
     }
     let bin = synack_bin();
     let net = TestNet::new("churn-restart");
-    let server_ip = Ipv4Addr::new(198, 18, net.subnet, 4);
+    let (server, server_ip) = start_synack_http(&net);
     let load_ip = Ipv4Addr::new(198, 18, net.subnet, 3);
-    let mut server = net.peer.spawn(
-        bin.to_str().unwrap(),
-        &[
-            "serve",
-            "--iface",
-            &net.peer.iface,
-            "--ip",
-            &server_ip.to_string(),
-            "--port",
-            &PORT.to_string(),
-            "--app",
-            "http",
-        ],
-    );
-    server.wait_for_line("ready", READY_TIMEOUT).unwrap_or_else(|e| panic!("{e}"));
     let target = format!("{server_ip}:{PORT}");
     let args: Vec<String> = [
         "load",

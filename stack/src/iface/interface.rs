@@ -249,8 +249,8 @@ impl Interface {
         let hop = self.config.next_hop(remote.addr).ok_or(ConnectError::NoRoute)?;
         let (local_addr, now, reuse) = (self.config.addr, self.now, self.config.time_wait_reuse);
         let (table, time_wait, timers) = (&self.table, &self.time_wait, &self.timers);
-        // Each port is free (`Some(None)`), reusable from TIME_WAIT with an ISS (`Some(Some)`),
-        // or in use (`None`).
+        // Each port is free (`Some(None)`), reusable from TIME_WAIT with an ISS and the record
+        // to end (`Some(Some)`), or in use (`None`).
         let (port, reuse_iss) = self
             .ports
             .allocate(remote.addr, |port| {
@@ -260,7 +260,7 @@ impl Interface {
                 }
                 match time_wait.find(&tuple) {
                     None => Some(None),
-                    Some(i) => Some(Some(time_wait.get(i, timers).reuse_iss(now, reuse?)?)),
+                    Some(i) => Some(Some((time_wait.get(i, timers).reuse_iss(now, reuse?)?, i))),
                 }
             })
             .ok_or(ConnectError::NoPortAvailable)?;
@@ -273,12 +273,10 @@ impl Interface {
             self.free_slot(id.index, &tuple);
             return Err(ConnectError::Unspecified);
         }
-        if let Some(iss) = reuse_iss {
+        if let Some((iss, record)) = reuse_iss {
             // The old incarnation's TIME_WAIT ends here (RFC 6191, as the closer).
             slot.conn.force_iss(iss);
-            if let Some(i) = self.time_wait.find(&tuple) {
-                self.time_wait.remove(i, &mut self.timers);
-            }
+            self.time_wait.remove(record, &mut self.timers);
             self.counters.time_wait_reused += 1;
         }
         slot.active = true;

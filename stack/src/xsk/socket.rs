@@ -335,17 +335,9 @@ impl XskSocket {
         })
     }
 
-    /// Takes up to `min(max, batch_size)` received frames and hands each to `f`, which reads
-    /// it, may rewrite it, and decides: release it, or send it back as it now is (a reply
-    /// built in place, without a copy). Returns the number of frames received.
-    ///
-    /// Released frames go to the pool; call [`refill`](Self::refill) to lend them to the
-    /// kernel again. Frames to transmit join the pending TX batch; [`flush`](Self::flush)
-    /// sends it.
-    pub fn rx_batch<F>(&mut self, max: usize, mut f: F) -> usize
-    where
-        F: FnMut(&mut RxFrame<'_>) -> RxVerdict,
-    {
+    /// Moves up to `min(max, batch_size)` descriptors from the RX ring into `rx_scratch`, with
+    /// their frames accounted as held by us; returns how many.
+    fn take_rx(&mut self, max: usize) -> usize {
         let want = max.min(self.rx_scratch.len());
         if want == 0 {
             return 0;
@@ -364,7 +356,21 @@ impl XskSocket {
         self.accounting.rx_held += received;
         self.counters.rx_frames += received as u64;
         self.counters.rx_batches += 1;
+        received
+    }
 
+    /// Takes up to `min(max, batch_size)` received frames and hands each to `f`, which reads
+    /// it, may rewrite it, and decides: release it, or send it back as it now is (a reply
+    /// built in place, without a copy). Returns the number of frames received.
+    ///
+    /// Released frames go to the pool; call [`refill`](Self::refill) to lend them to the
+    /// kernel again. Frames to transmit join the pending TX batch; [`flush`](Self::flush)
+    /// sends it.
+    pub fn rx_batch<F>(&mut self, max: usize, mut f: F) -> usize
+    where
+        F: FnMut(&mut RxFrame<'_>) -> RxVerdict,
+    {
+        let received = self.take_rx(max);
         for i in 0..received {
             let mut desc = self.rx_scratch[i];
             let Some(frame_addr) = self.umem.frame_of(desc.addr() as u64) else {
@@ -398,23 +404,10 @@ impl XskSocket {
     where
         F: FnOnce(&mut RxBatch<'_>),
     {
-        let want = max.min(self.rx_scratch.len());
-        if want == 0 {
-            return 0;
-        }
-        // Safety: as in `rx_batch`.
-        let received = unsafe { self.rx.consume(&mut self.rx_scratch[..want]) };
+        let received = self.take_rx(max);
         if received == 0 {
-            if self.accounting.fill == 0 {
-                self.counters.fill_empty_events += 1;
-            }
             return 0;
         }
-        self.accounting.fill -= received;
-        self.accounting.rx_held += received;
-        self.counters.rx_frames += received as u64;
-        self.counters.rx_batches += 1;
-
         // Keep the descriptors of frames we own, in order, at the front.
         let mut valid = 0;
         for i in 0..received {
