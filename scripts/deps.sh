@@ -6,8 +6,8 @@ level=${1:-build}
 need_root() { [ "$(id -u)" = 0 ] || { echo "deps.sh: must run as root to install packages" >&2; exit 1; }; }
 
 build_pkgs=(clang llvm libelf-dev zlib1g-dev pkg-config make m4 linux-libc-dev libbpf-dev bpftool)
-test_pkgs=(iproute2 ethtool nftables curl socat python3 python3-scapy tshark wrk nginx-light procps hping3)
-bench_pkgs=(sockperf iperf3 gnuplot-nox linux-perf)
+test_pkgs=(iproute2 ethtool nftables curl socat python3 python3-scapy tshark wrk nginx-light procps hping3 util-linux systemd python3-prometheus-client iperf3)
+bench_pkgs=(sockperf gnuplot-nox linux-perf haproxy libnginx-mod-stream)
 
 pkgs=("${build_pkgs[@]}")
 case "$level" in

@@ -46,6 +46,7 @@ fn record(n: u32, expiry: Instant) -> TimeWaitRecord {
         last_segment: Instant::ZERO,
         window: 512,
         timestamps: true,
+        oow_acked: false,
     }
 }
 

@@ -144,8 +144,8 @@ def serve(args):
 def echo_once(args):
     """Server side of `synack connect`: accepts one connection and records how it closed.
 
-    local: echoes until the client's FIN, then closes (the client closed first).
-    remote: echoes exactly --bytes, checks that the client has not closed, closes first, then
+    client: echoes until the client's FIN, then closes (the client closed first).
+    server: echoes exactly --bytes, checks that the client has not closed, closes first, then
     waits for the client's FIN.
     """
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -162,7 +162,7 @@ def echo_once(args):
         result["client"] = f"{addr[0]}:{addr[1]}"
         sock.settimeout(args.timeout)
         deadline = time.monotonic() + args.timeout
-        want = args.bytes if args.close_first == "remote" else None
+        want = args.bytes if args.close_first == "server" else None
         while want is None or result["received"] < want:
             if time.monotonic() > deadline:
                 raise TimeoutError("transfer did not finish in time")
@@ -174,7 +174,7 @@ def echo_once(args):
             result["received"] += len(data)
             h.update(data)
             sock.sendall(data)
-        if args.close_first == "local":
+        if args.close_first == "client":
             result["client_fin_first"] = result["eof"]
             sock.shutdown(socket.SHUT_WR)
         else:
@@ -438,7 +438,7 @@ def connect_client(args):
     if errors:
         sys.exit(f"send failed: {errors[0]}")
     print(f"received {received} bytes sha256 {h.hexdigest()}", flush=True)
-    if args.close_first == "local":
+    if args.close_first == "client":
         sock.shutdown(socket.SHUT_WR)
         if sock.recv(1) != b"":
             sys.exit("data after our FIN")
@@ -465,8 +465,8 @@ def main():
     s.add_argument("--ip", required=True)
     s.add_argument("--port", type=int, required=True)
     s.add_argument("--bytes", type=int, required=True)
-    s.add_argument("--close-first", choices=["local", "remote"], required=True,
-                   help="which end closes first, seen from the client")
+    s.add_argument("--close-first", choices=["client", "server"], required=True,
+                   help="which end closes first (synack's CloseFirst vocabulary)")
     s.add_argument("--timeout", type=float, default=30)
     s.set_defaults(func=echo_once)
 
@@ -512,7 +512,7 @@ def main():
     s.add_argument("--ip", required=True)
     s.add_argument("--target", required=True)
     s.add_argument("--bytes", type=int, required=True)
-    s.add_argument("--close-first", choices=["local", "remote"], default="local")
+    s.add_argument("--close-first", choices=["client", "server"], default="client")
     s.add_argument("--timeout", type=float, default=30)
     s.set_defaults(func=connect_client)
 

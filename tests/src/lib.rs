@@ -10,11 +10,14 @@
 //! - `server`: the server under test (`synack serve` or a kernel stand-in) and its guard.
 //! - `peer`: the Linux peers of `py/peer.py` (kernel TCP clients and servers) and their reports.
 //! - `scenarios`: the end-to-end scenarios, each runnable against either backend.
-//! - `queue_stats`: the per-queue lines synack prints at stop (accepted, connected, hand-offs).
-//! - `load_report`: reads the output of `synack load` (per-second lines and the summary).
+//! - `queue_stats`: the per-queue figures `synack serve/connect --json` print at stop.
+//! - `iperf3`: Debian's iperf3 client against `synack serve --app iperf3`, its JSON checked.
+//! - `load_report`: reads the output of `synack load --json` (seconds, summary, counters).
 //! - [`is_root`], [`require_root`], [`skip_unless_root`]: the privilege checks.
 #![deny(unsafe_code)]
 
+pub mod curl;
+pub mod iperf3;
 pub mod load_report;
 pub mod netns;
 pub mod peer;
@@ -22,6 +25,7 @@ pub mod process;
 pub mod queue_stats;
 pub mod scenarios;
 pub mod server;
+pub mod stat;
 pub mod syn_flood;
 
 pub use netns::{Host, TestNet};

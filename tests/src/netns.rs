@@ -8,18 +8,24 @@
 //! Names are `e2e<pid>n<counter>` plus `s` or `p`, so that a later run can recognise (and
 //! delete) what a killed run left behind: the pid in the name is no longer alive.
 
+//!
+//! The namespaces and the pair are `synack_testkit::netns` guards, registered with its cleanup
+//! registry.
+
 use std::net::Ipv4Addr;
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use synack_testkit::netns::{Netns, VethEnd, VethPair};
+
 use crate::process::{run, run_ok, Output, Proc};
+
+pub use synack_testkit::netns::SETUP_TIMEOUT;
 
 /// Prefix of every namespace and link name this harness creates.
 pub const NAME_PREFIX: &str = "e2e";
-/// Time limit of the setup and inspection commands (`ip`, `ethtool`, `nft`).
-pub const SETUP_TIMEOUT: Duration = Duration::from_secs(10);
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
@@ -106,6 +112,7 @@ pub struct TestNetBuilder {
     label: String,
     queues: u32,
     peer_tx_checksum_offload: bool,
+    bare_synack_side: bool,
 }
 
 impl TestNetBuilder {
@@ -115,9 +122,16 @@ impl TestNetBuilder {
         self
     }
 
-    /// Leave the peer's TX checksum offload on (default: off, see DESIGN.md).
+    /// Leave the peer's TX checksum offload on (default: off, see docs/machine-notes.md).
     pub fn peer_tx_checksum_offload(mut self, on: bool) -> Self {
         self.peer_tx_checksum_offload = on;
+        self
+    }
+
+    /// Leave the synack namespace without any address, `lo` down included (default: `.1` and
+    /// `lo` up): a namespace whose kernel has no local routing table yet.
+    pub fn bare_synack_side(mut self, bare: bool) -> Self {
+        self.bare_synack_side = bare;
         self
     }
 
@@ -133,7 +147,26 @@ impl TestNetBuilder {
         let synack = Host { ns: format!("{id}s"), iface: format!("{id}s"), ip: Ipv4Addr::new(198, 18, subnet, 1) };
         let peer = Host { ns: format!("{id}p"), iface: format!("{id}p"), ip: Ipv4Addr::new(198, 18, subnet, 2) };
         assert!(synack.ns.len() <= 15, "interface name {} too long", synack.ns);
-        let net = TestNet { label: self.label.clone(), id, subnet, synack, peer, queues: self.queues };
+        let label = self.label.clone();
+        // On a failure the guards made so far delete what exists, as the panic unwinds.
+        let fail = |what: &str, e: std::io::Error| -> ! { panic!("[{label}] {what} failed: {e}") };
+        let synack_ns = Netns::create_bare(&synack.ns).unwrap_or_else(|e| fail("network setup", e));
+        let peer_ns = Netns::create_bare(&peer.ns).unwrap_or_else(|e| fail("network setup", e));
+        let veth = VethPair::create(
+            VethEnd::new(&synack_ns, &synack.iface).queues(self.queues),
+            VethEnd::new(&peer_ns, &peer.iface).queues(self.queues),
+        )
+        .unwrap_or_else(|e| fail("network setup", e));
+        let net = TestNet {
+            _veth: veth,
+            _namespaces: [synack_ns, peer_ns],
+            label: self.label.clone(),
+            id,
+            subnet,
+            synack,
+            peer,
+            queues: self.queues,
+        };
         net.setup(&self);
         println!(
             "[{}] net {}: {} {} <-> {} {} (queues {})",
@@ -143,10 +176,13 @@ impl TestNetBuilder {
     }
 }
 
-/// Two namespaces joined by a veth pair. Dropping it kills every process left in them and
-/// deletes them (which deletes the veth pair), also when the test panics.
+/// Two namespaces joined by a veth pair. Dropping it deletes the pair, kills every process
+/// left in the namespaces and deletes them, also when the test panics.
 #[derive(Debug)]
 pub struct TestNet {
+    // Dropped first (fields drop in declaration order): the pair, then the namespaces.
+    _veth: VethPair,
+    _namespaces: [Netns; 2],
     pub label: String,
     /// `e2e<pid>n<counter>`: the stem of every name.
     pub id: String,
@@ -162,7 +198,7 @@ pub struct TestNet {
 impl TestNet {
     /// A builder; `label` names the test in messages.
     pub fn builder(label: &str) -> TestNetBuilder {
-        TestNetBuilder { label: label.to_string(), queues: 1, peer_tx_checksum_offload: false }
+        TestNetBuilder { label: label.to_string(), queues: 1, peer_tx_checksum_offload: false, bare_synack_side: false }
     }
 
     /// The default topology (1 queue, peer TX checksum offload off).
@@ -198,58 +234,22 @@ impl TestNet {
     }
 
     fn setup(&self, opts: &TestNetBuilder) {
-        let q = self.queues.to_string();
+        let [synack_ns, peer_ns] = &self._namespaces;
         let (s, p) = (&self.synack, &self.peer);
-        let steps: Vec<Vec<String>> = vec![
-            vec!["netns", "add", &s.ns],
-            vec!["netns", "add", &p.ns],
-            vec![
-                "-n",
-                &s.ns,
-                "link",
-                "add",
-                "name",
-                &s.iface,
-                "numtxqueues",
-                &q,
-                "numrxqueues",
-                &q,
-                "type",
-                "veth",
-                "peer",
-                "name",
-                &p.iface,
-                "netns",
-                &p.ns,
-                "numtxqueues",
-                &q,
-                "numrxqueues",
-                &q,
-            ],
-            vec!["-n", &s.ns, "address", "add", &format!("{}/24", s.ip), "dev", &s.iface],
-            vec!["-n", &p.ns, "address", "add", &format!("{}/24", p.ip), "dev", &p.iface],
-            vec!["-n", &s.ns, "link", "set", "dev", "lo", "up"],
-            vec!["-n", &p.ns, "link", "set", "dev", "lo", "up"],
-            vec!["-n", &s.ns, "link", "set", "dev", &s.iface, "up"],
-            vec!["-n", &p.ns, "link", "set", "dev", &p.iface, "up"],
-        ]
-        .into_iter()
-        .map(|v| v.into_iter().map(str::to_string).collect())
-        .collect();
-        for step in steps {
-            let args: Vec<&str> = step.iter().map(String::as_str).collect();
-            let out = run(ip(&args), SETUP_TIMEOUT);
-            if !out.success() {
-                self.teardown();
-                panic!("[{}] network setup failed: {}", self.label, out.describe());
-            }
+        let fail = |what: &str, e: std::io::Error| -> ! { panic!("[{}] {what} failed: {e}", self.label) };
+        // A bare synack side: no address, lo down.
+        if !opts.bare_synack_side {
+            synack_ns.add_address(&s.iface, s.ip, 24).unwrap_or_else(|e| fail("network setup", e));
         }
+        peer_ns.add_address(&p.iface, p.ip, 24).unwrap_or_else(|e| fail("network setup", e));
+        if !opts.bare_synack_side {
+            synack_ns.link_up("lo").unwrap_or_else(|e| fail("network setup", e));
+        }
+        peer_ns.link_up("lo").unwrap_or_else(|e| fail("network setup", e));
+        synack_ns.link_up(&s.iface).unwrap_or_else(|e| fail("network setup", e));
+        peer_ns.link_up(&p.iface).unwrap_or_else(|e| fail("network setup", e));
         if !opts.peer_tx_checksum_offload {
-            let out = p.run("ethtool", &["-K", &p.iface, "tx", "off"], SETUP_TIMEOUT);
-            if !out.success() {
-                self.teardown();
-                panic!("[{}] turning off TX checksum offload failed: {}", self.label, out.describe());
-            }
+            peer_ns.tx_checksum_off(&p.iface).unwrap_or_else(|e| fail("turning off TX checksum offload", e));
         }
         // Wait (bounded) until both ends report carrier, so the first packet is not lost.
         let deadline = Instant::now() + Duration::from_secs(5);
@@ -259,16 +259,9 @@ impl TestNet {
                 break;
             }
             if Instant::now() > deadline {
-                self.teardown();
                 panic!("[{}] veth pair not up within 5 s", self.label);
             }
             thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    fn teardown(&self) {
-        for host in [&self.synack, &self.peer] {
-            delete_namespace(&host.ns);
         }
     }
 
@@ -310,50 +303,14 @@ impl TestNet {
     }
 }
 
-impl Drop for TestNet {
-    fn drop(&mut self) {
-        self.teardown();
-    }
-}
-
 /// Kills every process inside `ns` (bounded wait) and deletes the namespace.
 pub fn delete_namespace(ns: &str) {
-    let deadline = Instant::now() + Duration::from_secs(3);
-    loop {
-        let pids = namespace_pids(ns);
-        if pids.is_empty() || Instant::now() > deadline {
-            break;
-        }
-        for pid in pids {
-            // Safety: kill(2) on a pid read from `ip netns pids` just now; the worst case of a
-            // race is a signal to a process that already exited.
-            #[allow(unsafe_code)]
-            unsafe {
-                libc::kill(pid, libc::SIGKILL);
-            }
-        }
-        thread::sleep(Duration::from_millis(20));
-    }
-    let _ = run(ip(&["netns", "delete", ns]), SETUP_TIMEOUT);
-}
-
-fn namespace_pids(ns: &str) -> Vec<i32> {
-    let out = run(ip(&["netns", "pids", ns]), SETUP_TIMEOUT);
-    out.stdout.split_whitespace().filter_map(|p| p.parse().ok()).collect()
+    synack_testkit::cleanup::delete_netns(ns);
 }
 
 /// Namespaces named by this harness (`e2e<pid>n<k>s|p`) whose creating process is gone.
 pub fn stale_namespaces() -> Vec<String> {
-    let out = run(ip(&["netns", "list"]), SETUP_TIMEOUT);
-    out.stdout
-        .lines()
-        .filter_map(|l| l.split_whitespace().next())
-        .filter(|name| match owner_pid(name) {
-            Some(pid) => !std::path::Path::new(&format!("/proc/{pid}")).exists(),
-            None => false,
-        })
-        .map(str::to_string)
-        .collect()
+    synack_testkit::netns::stale_namespaces(owner_pid)
 }
 
 /// The pid in a name of ours, `e2e<pid>n<k>s|p`.

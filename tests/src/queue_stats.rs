@@ -1,7 +1,9 @@
-//! The per-queue lines `synack serve` and `synack connect` print when they stop:
-//! `  queue Q: accepted A connected C handed_off H handoff_received R handoff_dropped_full D ...`.
+//! The per-queue figures `synack serve --json` and `synack connect --json` print when they
+//! stop (the `queues` of their `stopped` line): accepted, connected, hand-offs.
 
-/// One worker's line.
+use synack_report::{Line, Stopped};
+
+/// One worker's figures.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct QueueStats {
     pub queue: u32,
@@ -12,41 +14,53 @@ pub struct QueueStats {
     pub handoff_dropped_full: u64,
 }
 
-/// Every `queue Q: ...` line of `text`, in order; lines that lack a field are skipped.
-pub fn parse(text: &str) -> Vec<QueueStats> {
-    text.lines().filter_map(parse_line).collect()
+/// The `stopped` line of `--json` output, if there is one (and every line is a report line).
+pub fn stopped(text: &str) -> Option<Stopped> {
+    synack_report::parse_lines(text).ok()?.into_iter().find_map(|line| match line {
+        Line::Stopped(s) => Some(s),
+        _ => None,
+    })
 }
 
-fn parse_line(line: &str) -> Option<QueueStats> {
-    let rest = line.trim_start().strip_prefix("queue ")?;
-    let (queue, fields) = rest.split_once(':')?;
-    let words: Vec<&str> = fields.split_whitespace().collect();
-    let field = |name: &str| -> Option<u64> {
-        let at = words.iter().position(|w| *w == name)?;
-        words.get(at + 1)?.parse().ok()
+/// Every queue of the `stopped` line of `text`, in order; none without one.
+pub fn parse(text: &str) -> Vec<QueueStats> {
+    let Some(stopped) = stopped(text) else {
+        return Vec::new();
     };
-    Some(QueueStats {
-        queue: queue.trim().parse().ok()?,
-        accepted: field("accepted")?,
-        connected: field("connected")?,
-        handed_off: field("handed_off")?,
-        handoff_received: field("handoff_received")?,
-        handoff_dropped_full: field("handoff_dropped_full")?,
-    })
+    stopped
+        .queues
+        .iter()
+        .map(|q| QueueStats {
+            queue: q.queue,
+            accepted: q.accepted,
+            connected: q.connected,
+            handed_off: q.handed_off,
+            handoff_received: q.handoff_received,
+            handoff_dropped_full: q.handoff_dropped_full,
+        })
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use synack_report::Queue;
 
     #[test]
-    fn the_lines_synack_prints_are_read() {
-        let text = "synack stopped; counters: rx_frames=10\n\
-            \x20 queue 0: accepted 3 connected 0 handed_off 7 handoff_received 2 handoff_dropped_full 0 connections 0 \
-            time_wait 0 slots 3 frames_in_use 1 iterations 99 socket Counters { rx_frames: 5 }\n\
-            \x20 queue 1: accepted 0 connected 100 handed_off 0 handoff_received 7 handoff_dropped_full 1 connections 2\n\
-            \x20 queue 2: accepted x\n";
-        let q = parse(text);
+    fn the_queues_of_the_stop_line_are_read() {
+        let queue = |queue, accepted, connected, handed_off, handoff_received, handoff_dropped_full| Queue {
+            queue,
+            accepted,
+            connected,
+            handed_off,
+            handoff_received,
+            handoff_dropped_full,
+            ..Queue::default()
+        };
+        let stop = Stopped { queues: vec![queue(0, 3, 0, 7, 2, 0), queue(1, 0, 100, 0, 7, 1)], ..Stopped::default() };
+        let ready = r#"{"type":"ready","app":"echo","ip":"198.18.0.1","port":7,"iface":"x","queues":2,"address_mode":"shared","checksums_verified":true}"#;
+        let text = format!("{ready}\n{}\n", Line::Stopped(stop).to_json());
+        let q = parse(&text);
         assert_eq!(q.len(), 2, "{q:?}");
         assert_eq!(
             q[0],
@@ -60,5 +74,6 @@ mod tests {
             }
         );
         assert_eq!((q[1].queue, q[1].connected, q[1].handoff_received, q[1].handoff_dropped_full), (1, 100, 7, 1));
+        assert!(parse("synack stopped; counters: accepted=3\n  queue 0: accepted 3\n").is_empty(), "text is not read");
     }
 }

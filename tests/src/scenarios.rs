@@ -89,15 +89,10 @@ pub fn curl_connection_close(backend: &Backend, count: usize) {
     let server = Server::start(backend, &net, &ServeConfig::new(App::Http, Addressing::Shared, HTTP_PORT));
     let ip = net.shared_ip();
     let sizes: Vec<usize> = (0..count).map(|i| (i * 37) % 3001).collect();
-    let mut config = String::new();
-    for n in &sizes {
-        config.push_str(&format!("url = \"http://{ip}:{HTTP_PORT}/{n}\"\noutput = \"/dev/null\"\n"));
-    }
-    let config_path = std::env::temp_dir().join(format!("{}-curl.cfg", net.id));
-    std::fs::write(&config_path, config).unwrap();
     let start = Instant::now();
-    let out = net.peer.run(
-        "curl",
+    let out = crate::curl::fetch_all(
+        &net,
+        sizes.iter().map(|n| format!("http://{ip}:{HTTP_PORT}/{n}")),
         &[
             "-sS",
             "--no-keepalive",
@@ -111,13 +106,10 @@ pub fn curl_connection_close(backend: &Backend, count: usize) {
             "Connection: close",
             "-w",
             "%{http_code} %{size_download} %{num_connects}\\n",
-            "-K",
-            config_path.to_str().unwrap(),
         ],
         Duration::from_secs(180),
     );
     let elapsed = start.elapsed();
-    let _ = std::fs::remove_file(&config_path);
     let lines: Vec<&str> = out.stdout.lines().collect();
     assert_eq!(lines.len(), count, "curl printed {} result lines for {count} URLs: {}", lines.len(), out.describe());
     let mut bad = Vec::new();
@@ -271,15 +263,15 @@ pub fn http_bulk_server_closes_first(backend: &Backend, bytes: u64) {
 /// Which end of `synack connect` closes first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CloseFirst {
-    Local,
-    Remote,
+    Client,
+    Server,
 }
 
 impl CloseFirst {
     pub fn as_str(self) -> &'static str {
         match self {
-            CloseFirst::Local => "local",
-            CloseFirst::Remote => "remote",
+            CloseFirst::Client => "client",
+            CloseFirst::Server => "server",
         }
     }
 }
@@ -354,6 +346,14 @@ pub fn client_exchange(backend: &Backend, bytes: u64, close_first: CloseFirst, a
         out.stdout.lines().any(|l| l.trim() == "closed" || l.contains("closed")),
         "client did not print `closed`: {context}"
     );
+    if !backend.is_kernel() {
+        // synack connect reports its time and throughput: 2 x bytes moved.
+        let line = out.stdout.lines().find(|l| l.starts_with("elapsed ")).unwrap_or("");
+        assert!(
+            line.contains("1 of 1 echoed") && line.contains(&format!("({} bytes both ways)", 2 * bytes)),
+            "client did not print its elapsed time and throughput: {context}"
+        );
+    }
     assert_eq!(r.opt("error"), None, "server error: {context}");
     assert_eq!(r.u64("received"), bytes, "{context}");
     assert_eq!(r.str("sha256"), expected_sha, "server received other bytes: {context}");
@@ -362,12 +362,12 @@ pub fn client_exchange(backend: &Backend, bytes: u64, close_first: CloseFirst, a
     let client_fin_first = r.bool("client_fin_first");
     let client_addr = r.str("client").to_string();
     match close_first {
-        CloseFirst::Local => {
+        CloseFirst::Client => {
             assert!(client_fin_first, "the client (local) should have closed first: {context}");
             let left = wait_sockets_gone(&net.peer, &client_addr, &[], Duration::from_secs(3));
             assert!(left.is_empty(), "server socket still there 3 s after the close (FIN not acknowledged?): {left:?}");
         }
-        CloseFirst::Remote => {
+        CloseFirst::Server => {
             assert!(!client_fin_first, "the client sent its FIN before the server's: {context}");
             let tw = time_wait_towards(&net.peer, &client_addr);
             assert_eq!(tw.len(), 1, "the server closed first, so it must hold TIME-WAIT: {:?}", net.peer.tcp_sockets());
@@ -424,16 +424,22 @@ pub fn rst_on_dedicated_address(backend: &Backend) {
 /// The body of the kernel listener that shares synack's port in the kill -9 scenario.
 pub const KERNEL_LISTENER_BODY: &str = "kernel-listener";
 
-/// A kernel listener on the shared address and port 80 first, then `synack serve` on the same
-/// address and port: synack answers (`GET /7` gives 7 bytes, not the kernel listener's body)
-/// and its XDP program is attached. After `kill -9` the XDP program must be gone within 1 s
+/// `synack serve` on the shared address and port 80, then a kernel listener on the same address
+/// and port: synack answers (`GET /7` gives 7 bytes, not the kernel listener's body) and its
+/// XDP program is attached. After `kill -9` the XDP program must be gone within 1 s
 /// and the kernel listener must answer within 1 s. With the kernel backend the "server" is a
 /// dummy process (nothing attached), which checks the measuring side of the harness.
 pub fn kill9_detaches(backend: &Backend) {
     let net = TestNet::new("kill9");
     let ip = net.shared_ip();
-    let mut listener = peer::spawn_server(&net.synack, "http", ip, HTTP_PORT, Some(KERNEL_LISTENER_BODY));
-    listener.wait_for_line("ready", Duration::from_secs(10)).unwrap_or_else(|e| panic!("kernel listener: {e}"));
+    // The kernel's listener on the same port starts once synack serves: synack refuses, on a
+    // shared address, a port the kernel already listens on.
+    let start_listener = || {
+        let mut listener = peer::spawn_server(&net.synack, "http", ip, HTTP_PORT, Some(KERNEL_LISTENER_BODY));
+        listener.wait_for_line("ready", Duration::from_secs(10)).unwrap_or_else(|e| panic!("kernel listener: {e}"));
+        listener
+    };
+    let _listener;
     let get = |path: &str| {
         let out = peer::run(
             &net.peer,
@@ -460,10 +466,14 @@ pub fn kill9_detaches(backend: &Backend) {
             println!("kill9: attached while serving: {}", xdp.unwrap());
             let r = get("/7");
             assert_eq!(r.opt("error"), None, "{}", r.raw);
-            assert_eq!(r.u64("body_len"), 7, "synack must answer GET /7 (not the kernel listener): {}", r.raw);
+            assert_eq!(r.u64("body_len"), 7, "synack must answer GET /7: {}", r.raw);
+            _listener = start_listener();
+            let r = get("/7");
+            assert_eq!(r.u64("body_len"), 7, "synack still answers GET /7, not the kernel listener: {}", r.raw);
             server.proc
         }
         Backend::Kernel => {
+            _listener = start_listener();
             let r = get("/7");
             assert_eq!(r.u64("body_len"), KERNEL_LISTENER_BODY.len() as u64, "{}", r.raw);
             let mut dummy = net.synack.spawn("sh", &["-c", "echo ready; exec sleep 60"]);
@@ -622,6 +632,35 @@ fn world_executable_copy(bin: &Path, id: &str) -> (TempDir, PathBuf) {
     (TempDir(dir), copy)
 }
 
+/// Key files an attacker could have left, one directory each (mode 0700 unless named
+/// otherwise): `symlink` (to /dev/zero), `short` (5 bytes), `mode` (0644), `owner` (nobody's),
+/// `open-dir` (a good key in a directory of mode 0777).
+fn tampered_key_files(id: &str) -> (TempDir, PathBuf) {
+    use std::os::unix::fs::PermissionsExt;
+    let root = std::env::temp_dir().join(format!("{id}-keys"));
+    let _ = std::fs::remove_dir_all(&root);
+    let guard = TempDir(root.clone());
+    let make = |name: &str, dir_mode: u32| {
+        let dir = root.join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(dir_mode)).unwrap();
+        dir.join("isn-key")
+    };
+    let write = |path: &Path, bytes: &[u8], mode: u32| {
+        std::fs::write(path, bytes).unwrap();
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    };
+    std::os::unix::fs::symlink("/dev/zero", make("symlink", 0o700)).unwrap();
+    write(&make("short", 0o700), b"short", 0o600);
+    write(&make("mode", 0o700), &[7; 16], 0o644);
+    let owner = make("owner", 0o700);
+    write(&owner, &[7; 16], 0o600);
+    let status = std::process::Command::new("chown").args(["65534", owner.to_str().unwrap()]).status().unwrap();
+    assert!(status.success(), "chown to nobody");
+    write(&make("open-dir", 0o777), &[7; 16], 0o600);
+    (guard, root)
+}
+
 /// One error case: what to change, and words of which the message must contain at least one.
 struct ErrorCase {
     name: &'static str,
@@ -630,7 +669,8 @@ struct ErrorCase {
     keywords: &'static [&'static str],
 }
 
-/// `synack serve` with a bad interface, queue, address, port, or without privileges: each exits
+/// `synack serve` with a bad interface, too many or too few queues, address, port, a tampered key file, or without
+/// privileges: each exits
 /// by itself (no signal, no panic) with a non-zero status within 10 s, without printing
 /// `ready`, with a message naming the problem, and leaves no XDP program attached. A control
 /// run with valid arguments must become ready first (so the cases fail for their own reason).
@@ -642,8 +682,9 @@ pub fn serve_errors(backend: &Backend) {
             return;
         }
     };
-    let net = TestNet::new("serve-errors");
-    let valid = ServeConfig::new(App::Echo, Addressing::Shared, ECHO_PORT);
+    // Two receive queues: serving one of them is refused unless asked for.
+    let net = TestNet::builder("serve-errors").queues(2).build();
+    let valid = ServeConfig::new(App::Echo, Addressing::Shared, ECHO_PORT).arg("--queues").arg("2");
     let control = Server::start(backend, &net, &valid);
     finish(control, &net);
 
@@ -657,8 +698,38 @@ pub fn serve_errors(backend: &Backend) {
         }
         args
     };
+    // Kernel listeners on the shared address and on the wildcard: those ports are the kernel's.
+    let shared = net.shared_ip();
+    let _kernel_listeners =
+        [format!("TCP4-LISTEN:7001,bind={shared},reuseaddr,fork"), "TCP4-LISTEN:7002,reuseaddr,fork".into()]
+            .map(|listen| net.synack.spawn("socat", &[listen.as_str(), "EXEC:/bin/cat"]));
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !["7001", "7002"]
+        .iter()
+        .all(|p| net.synack.tcp_sockets().iter().any(|s| s.starts_with("LISTEN") && s.contains(&format!(":{p} "))))
+    {
+        assert!(std::time::Instant::now() < deadline, "socat never listened: {:?}", net.synack.tcp_sockets());
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let missing_if = format!("{}x", net.id);
+    let (_keys, tampered) = tampered_key_files(&net.id);
+    let key = |name: &str| with("--key-file", tampered.join(name).join("isn-key").to_str().unwrap());
     let cases = vec![
+        ErrorCase {
+            name: "key file a symlink to /dev/zero",
+            args: key("symlink"),
+            as_nobody: false,
+            keywords: &["symbolic link"],
+        },
+        ErrorCase { name: "key file of 5 bytes", args: key("short"), as_nobody: false, keywords: &["16"] },
+        ErrorCase { name: "key file mode 0644", args: key("mode"), as_nobody: false, keywords: &["mode"] },
+        ErrorCase { name: "key file owned by nobody", args: key("owner"), as_nobody: false, keywords: &["owned by"] },
+        ErrorCase {
+            name: "key directory mode 0777",
+            args: key("open-dir"),
+            as_nobody: false,
+            keywords: &["mode 0777"],
+        },
         ErrorCase {
             name: "no such interface",
             args: with("--iface", &missing_if),
@@ -666,16 +737,34 @@ pub fn serve_errors(backend: &Backend) {
             keywords: &["interface", "no such device", "not found", "does not exist"],
         },
         ErrorCase {
-            name: "queue out of range (--queues 4 on a 1-queue veth)",
+            name: "queue out of range (--queues 4 on a 2-queue veth)",
             args: with("--queues", "4"),
             as_nobody: false,
             keywords: &["queue"],
+        },
+        ErrorCase {
+            name: "--queues 1 on a 2-queue veth",
+            args: with("--queues", "1"),
+            as_nobody: false,
+            keywords: &["--allow-partial-queues"],
         },
         ErrorCase {
             name: "bad address 300.1.1.1",
             args: with("--ip", "300.1.1.1"),
             as_nobody: false,
             keywords: &["300.1.1.1", "address"],
+        },
+        ErrorCase {
+            name: "port the kernel listens on (socat bound to the shared address)",
+            args: with("--port", "7001"),
+            as_nobody: false,
+            keywords: &["kernel already listens on port 7001"],
+        },
+        ErrorCase {
+            name: "port the kernel listens on (socat on the wildcard)",
+            args: with("--port", "7002"),
+            as_nobody: false,
+            keywords: &["kernel already listens on port 7002"],
         },
         ErrorCase { name: "bad port 0", args: with("--port", "0"), as_nobody: false, keywords: &["port"] },
         ErrorCase {

@@ -26,7 +26,7 @@ pub enum Backend {
 }
 
 /// The command that builds the binary, for messages.
-pub const BUILD_COMMAND: &str = "cargo build --release -p synack --bin synack";
+pub const BUILD_COMMAND: &str = "cargo build --release -p synack-cli --bin synack";
 
 /// Where the `synack` binary is: `$SYNACK_BIN`, else `<workspace>/target/release/synack`.
 pub fn synack_bin_path() -> PathBuf {
@@ -87,6 +87,8 @@ pub enum App {
     Echo,
     Http,
     Discard,
+    /// iperf3's server (the kernel stand-in is Debian's `iperf3 -s`).
+    Iperf3,
 }
 
 impl App {
@@ -95,6 +97,7 @@ impl App {
             App::Echo => "echo",
             App::Http => "http",
             App::Discard => "discard",
+            App::Iperf3 => "iperf3",
         }
     }
 }
@@ -178,6 +181,14 @@ impl Server {
                 }
                 net.synack.spawn(bin.to_str().unwrap(), &serve_args(net, config))
             }
+            Backend::Kernel if config.app == App::Iperf3 => {
+                if config.addressing == Addressing::Dedicated && !net.kernel_has_address(ip) {
+                    net.add_kernel_address(ip);
+                }
+                let (ip_arg, port) = (ip.to_string(), config.port.to_string());
+                let proc = net.synack.spawn("iperf3", &["-s", "-B", &ip_arg, "-p", &port, "--forceflush"]);
+                return Self::await_line(backend.clone(), ip, config.port, proc, "Server listening");
+            }
             Backend::Kernel => {
                 if config.addressing == Addressing::Dedicated && !net.kernel_has_address(ip) {
                     net.add_kernel_address(ip);
@@ -190,8 +201,13 @@ impl Server {
 
     /// Waits for `ready` on an already spawned server process.
     #[track_caller]
-    pub fn await_ready(backend: Backend, ip: Ipv4Addr, port: u16, mut proc: Proc) -> Server {
-        match proc.wait_for_line("ready", READY_TIMEOUT) {
+    pub fn await_ready(backend: Backend, ip: Ipv4Addr, port: u16, proc: Proc) -> Server {
+        Self::await_line(backend, ip, port, proc, "ready")
+    }
+
+    #[track_caller]
+    fn await_line(backend: Backend, ip: Ipv4Addr, port: u16, mut proc: Proc, needle: &str) -> Server {
+        match proc.wait_for_line(needle, READY_TIMEOUT) {
             Ok(ready_line) => {
                 println!("server ready ({}): {ready_line}", backend.name());
                 Server { backend, ip, port, proc, ready_line }

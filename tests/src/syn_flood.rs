@@ -1,6 +1,6 @@
 //! A SYN flood against `synack serve --app http` with a tiny SYN backlog, while curl fetches.
 //!
-//! hping3 in the peer namespace sends SYNs from the peer's own address (no spoofing: DESIGN.md
+//! hping3 in the peer namespace sends SYNs from the peer's own address (no spoofing: docs/testing.md
 //! keeps every source in 198.18.0.0/15) with a new source port each, and an nftables rule
 //! there drops the peer kernel's RSTs to synack's SYN-ACKs, so each flood SYN that synack
 //! queues stays half-open until its SYN-ACK retries run out: the backlog stays full.
@@ -81,15 +81,10 @@ pub fn curl_through_syn_flood(bin: &Backend, fetches: usize, cookies: bool) -> F
         net.peer.spawn("hping3", &["-q", "-S", "-p", &PORT.to_string(), "-i", "u500", "-c", "60000", &ip.to_string()]);
     std::thread::sleep(Duration::from_millis(500));
 
-    let mut config = String::new();
     let sizes: Vec<usize> = (0..fetches).map(|i| (i * 53) % 2001).collect();
-    for n in &sizes {
-        config.push_str(&format!("url = \"http://{ip}:{PORT}/{n}\"\noutput = \"/dev/null\"\n"));
-    }
-    let config_path = std::env::temp_dir().join(format!("{}-curl.cfg", net.id));
-    std::fs::write(&config_path, config).unwrap();
-    let out = net.peer.run(
-        "curl",
+    let out = crate::curl::fetch_all(
+        &net,
+        sizes.iter().map(|n| format!("http://{ip}:{PORT}/{n}")),
         &[
             "-sS",
             "--no-keepalive",
@@ -101,12 +96,9 @@ pub fn curl_through_syn_flood(bin: &Backend, fetches: usize, cookies: bool) -> F
             "Connection: close",
             "-w",
             "%{http_code} %{size_download} %{num_connects}\\n",
-            "-K",
-            config_path.to_str().unwrap(),
         ],
         Duration::from_secs(120),
     );
-    let _ = std::fs::remove_file(&config_path);
     let fetched = out.stdout.lines().zip(&sizes).filter(|(line, n)| *line == format!("200 {n} 1")).count();
     println!(
         "curl under SYN flood (cookies {}): {fetched} of {fetches} fetches right",

@@ -4,7 +4,7 @@
 //! everything (sha256 of the echo checked). Server first: the http app with `Connection: close`
 //! and a 50 MB body; synack sends its FIN first (length checked; the body's bytes are not
 //! specified, so no reference sha256). The server-first order with a checked sha256 is also
-//! covered by `e2e_client.rs` (`synack connect --close-first local`).
+//! covered by `e2e_client.rs` (`synack connect --close-first client`).
 
 use std::time::Duration;
 

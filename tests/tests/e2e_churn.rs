@@ -69,6 +69,7 @@ impl Churn {
             &TIME_WAIT_MS.to_string(),
             "--linger",
             &self.linger_s.to_string(),
+            "--json",
         ]
         .iter()
         .map(|s| s.to_string())
@@ -122,11 +123,7 @@ impl Churn {
         let reuses = r.get("port_reuses") as u64;
         assert!(reuses > 0, "no port was reused from TIME_WAIT");
         assert_eq!(r.lines.iter().map(|l| l.reused).sum::<u64>(), reuses, "the per-second reuses add up");
-        assert!(
-            out.stderr.contains(&format!("time_wait_reused={reuses}")),
-            "the interface counted the reuses: {}",
-            out.stderr
-        );
+        assert_eq!(r.stopped.counter("time_wait_reused"), reuses, "the interface counted the reuses: {:?}", r.stopped);
         // TIME_WAIT appears during the load, bounded by the port range (one record per port and
         // destination), and expires after the load: the last seconds show it falling to 0.
         let peak = r.lines.iter().map(|l| l.time_wait).max().unwrap_or(0);
@@ -261,6 +258,7 @@ fn a_restarted_load_reopens_the_servers_time_wait() {
         "40000-40099",
         "--duration",
         "1",
+        "--json",
     ]
     .iter()
     .map(|s| s.to_string())

@@ -10,7 +10,7 @@ fn connect_1mb_close_local_first() {
     if synack_tests::skip_unless_root("network namespaces, veth and XDP") {
         return;
     }
-    scenarios::client_exchange(&Backend::from_env(), BYTES, CloseFirst::Local, Addressing::Shared);
+    scenarios::client_exchange(&Backend::from_env(), BYTES, CloseFirst::Client, Addressing::Shared);
 }
 
 #[test]
@@ -18,7 +18,7 @@ fn connect_1mb_close_remote_first() {
     if synack_tests::skip_unless_root("network namespaces, veth and XDP") {
         return;
     }
-    scenarios::client_exchange(&Backend::from_env(), BYTES, CloseFirst::Remote, Addressing::Shared);
+    scenarios::client_exchange(&Backend::from_env(), BYTES, CloseFirst::Server, Addressing::Shared);
 }
 
 #[test]
@@ -26,5 +26,5 @@ fn connect_1mb_close_local_first_dedicated_address() {
     if synack_tests::skip_unless_root("network namespaces, veth and XDP") {
         return;
     }
-    scenarios::client_exchange(&Backend::from_env(), BYTES, CloseFirst::Local, Addressing::Dedicated);
+    scenarios::client_exchange(&Backend::from_env(), BYTES, CloseFirst::Client, Addressing::Dedicated);
 }

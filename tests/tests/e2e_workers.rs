@@ -9,6 +9,7 @@
 
 use std::time::Duration;
 
+use synack_report::{ConnectSummary, Line};
 use synack_tests::peer::{self, Report};
 use synack_tests::queue_stats::{self, QueueStats};
 use synack_tests::scenarios::ECHO_PORT;
@@ -16,11 +17,17 @@ use synack_tests::{Addressing, App, Backend, ServeConfig, Server, TestNet};
 
 const CONNECTIONS: u64 = 200;
 
-/// `rx_frames=N` of the `synack counters:` line (the interfaces' frames, hand-offs included).
-fn rx_frames(stderr: &str) -> Option<u64> {
-    let line = stderr.lines().find(|l| l.starts_with("synack counters:"))?;
-    let at = line.find("rx_frames")?;
-    line[at..].split(|c: char| !c.is_ascii_digit()).find(|w| !w.is_empty())?.parse().ok()
+/// The interfaces' `rx_frames` counter at stop (hand-offs included), from `--json` output.
+fn rx_frames(stdout: &str) -> Option<u64> {
+    queue_stats::stopped(stdout).map(|s| s.counter("rx_frames"))
+}
+
+/// The `connect_summary` line of `synack connect --json`.
+fn connect_summary(stdout: &str) -> Option<ConnectSummary> {
+    synack_report::parse_lines(stdout).ok()?.into_iter().find_map(|line| match line {
+        Line::ConnectSummary(s) => Some(s),
+        _ => None,
+    })
 }
 
 fn print_queues(queues: &[QueueStats]) {
@@ -41,7 +48,8 @@ fn two_workers_serve_many_linux_clients() {
     }
     let backend = Backend::from_env();
     let net = TestNet::builder("workers-serve").queues(2).build();
-    let config = ServeConfig::new(App::Echo, Addressing::Shared, ECHO_PORT).arg("--queues").arg("2");
+    // `--json`: the counters at stop are read as the binary's own types (kernel: ignored).
+    let config = ServeConfig::new(App::Echo, Addressing::Shared, ECHO_PORT).arg("--queues").arg("2").arg("--json");
     let server = Server::start(&backend, &net, &config);
     let args: Vec<String> = [
         "--ip",
@@ -113,13 +121,18 @@ fn two_client_workers_hand_off_replies_to_the_owner() {
         "2",
         "--timeout-s",
         "60",
+        "--json",
     ];
     let out = net.synack.run(bin.to_str().unwrap(), &args, Duration::from_secs(90));
     let server_out = server.stop(Duration::from_secs(2));
     let context = format!("client: {}\nserver: {}", out.describe(), server_out.describe());
     assert!(out.success(), "synack connect failed: {context}");
-    let want = format!("connections {CONNECTIONS}: {CONNECTIONS} echoed 20000 bytes, {CONNECTIONS} closed cleanly");
-    assert!(out.stdout.contains(&want), "expected `{want}`: {context}");
+    let summary = connect_summary(&out.stdout).unwrap_or_else(|| panic!("no connect_summary line: {context}"));
+    assert_eq!(
+        (summary.connections, summary.echoed, summary.bytes, summary.closed, summary.error.as_deref()),
+        (CONNECTIONS, CONNECTIONS, 20000, CONNECTIONS, None),
+        "every connection echoed 20000 bytes and closed cleanly: {context}"
+    );
     let queues = queue_stats::parse(&out.stdout);
     print_queues(&queues);
     assert_eq!(queues.len(), 2, "one line per queue: {context}");
@@ -129,7 +142,7 @@ fn two_client_workers_hand_off_replies_to_the_owner() {
     let handed_off: u64 = queues.iter().map(|q| q.handed_off).sum();
     let received: u64 = queues.iter().map(|q| q.handoff_received).sum();
     let dropped: u64 = queues.iter().map(|q| q.handoff_dropped_full).sum();
-    let frames = rx_frames(&out.stderr);
+    let frames = rx_frames(&out.stdout);
     println!(
         "hand-offs: {handed_off} sent, {received} received, {dropped} dropped (queue full), of {frames:?} frames the \
          interfaces took in"

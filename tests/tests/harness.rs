@@ -65,7 +65,7 @@ fn missing_binary_fails_with_build_instructions() {
     let missing = PathBuf::from("/nonexistent/e2e/synack");
     let err = catch_unwind(|| Backend::synack_at(missing)).expect_err("a missing binary must fail the test");
     let msg = err.downcast_ref::<String>().cloned().unwrap_or_default();
-    assert!(msg.contains("cargo build --release -p synack --bin synack"), "message: {msg}");
+    assert!(msg.contains("cargo build --release -p synack-cli --bin synack"), "message: {msg}");
     assert!(msg.contains("/nonexistent/e2e/synack"), "message: {msg}");
 }
 
@@ -254,8 +254,8 @@ fn kernel_client_both_close_orders() {
     if skip_unless_root(NEEDS) {
         return;
     }
-    scenarios::client_exchange(&Backend::Kernel, 1_000_000, CloseFirst::Local, Addressing::Shared);
-    scenarios::client_exchange(&Backend::Kernel, 1_000_000, CloseFirst::Remote, Addressing::Shared);
+    scenarios::client_exchange(&Backend::Kernel, 1_000_000, CloseFirst::Client, Addressing::Shared);
+    scenarios::client_exchange(&Backend::Kernel, 1_000_000, CloseFirst::Server, Addressing::Shared);
 }
 
 #[test]
@@ -281,4 +281,16 @@ fn kernel_wrk_both_modes() {
     }
     scenarios::wrk_http(&Backend::Kernel, false, Duration::from_secs(1), 1000);
     scenarios::wrk_http(&Backend::Kernel, true, Duration::from_secs(1), 1000);
+}
+
+/// The iperf3 checks hold for Debian's iperf3 client against Debian's iperf3 server.
+#[test]
+fn kernel_iperf3_cases() {
+    if skip_unless_root(NEEDS) {
+        return;
+    }
+    use synack_tests::iperf3::{self, Case, Direction};
+    let cases = [Case::bytes(10 * 1024 * 1024), Case::timed(1, Direction::Both, 2)];
+    iperf3::run_cases(&Backend::Kernel, "kernel-iperf3", &cases);
+    iperf3::busy_server_refuses(&Backend::Kernel);
 }

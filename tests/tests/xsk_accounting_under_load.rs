@@ -5,13 +5,12 @@
 
 mod common;
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use synack::xsk::{BoundMode, Counters, FrameAccounting, RxFrame, RxVerdict, XdpStats, XskConfig, XskSocket};
+use synack_testkit::counting_alloc::{self, CountingAllocator};
 use synack_tests::testnet::{TestNet, TestNetConfig};
 
 const FRAMES: u64 = 1_000_000;
@@ -22,46 +21,14 @@ const DEADLINE: Duration = Duration::from_secs(120);
 /// The receiver stops after the blaster is done and nothing arrived for this long.
 const QUIET: Duration = Duration::from_millis(500);
 
-/// Counts the allocations made by threads that armed it: the hot loops must make none.
-struct CountingAllocator;
-
-static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
-
-thread_local! {
-    static COUNTING: Cell<bool> = const { Cell::new(false) };
-}
-
-fn count_allocations(on: bool) {
-    COUNTING.with(|counting| counting.set(on));
-}
-
-fn note_allocation() {
-    if COUNTING.try_with(Cell::get).unwrap_or(false) {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
-// Safety: every call is forwarded unchanged to the system allocator; counting touches only an
-// atomic and a const-initialised thread-local, neither of which allocates.
-unsafe impl GlobalAlloc for CountingAllocator {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        note_allocation();
-        // Safety: same contract as ours.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // Safety: same contract as ours.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        note_allocation();
-        // Safety: same contract as ours.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
+// Counts the allocations of the threads that armed it (`count_allocations`): the hot loops
+// must make none.
 #[global_allocator]
 static ALLOCATOR: CountingAllocator = CountingAllocator;
+
+fn count_allocations(on: bool) {
+    counting_alloc::arm(on);
+}
 
 /// Sets a flag when dropped, so that a panicking thread still releases its peer.
 struct SetOnDrop<'a>(&'a AtomicBool);
@@ -291,7 +258,7 @@ fn frame_accounting_under_load() {
     println!("blaster frames: {}", blaster.accounting);
 
     // The hot loops of both sides allocated nothing.
-    assert_eq!(ALLOCATIONS.load(Ordering::Relaxed), 0, "allocations in the hot loops");
+    assert_eq!(counting_alloc::armed_allocations(), 0, "allocations in the hot loops");
 
     // Every frame is home, on both sides.
     assert!(receiver.drained, "receiver TX did not drain");

@@ -65,7 +65,7 @@ counters! {
     RedirectFailed, redirect_failed = CTR_REDIRECT_FAILED;
     /// Frames for synack dropped by the test knob (`drop_permille`).
     DroppedTestKnob, dropped_test_knob = CTR_DROPPED_TEST_KNOB;
-    /// Passed: neither IPv4 nor ARP (IPv6, VLAN-tagged, ...).
+    /// Passed: neither IPv4 nor ARP (IPv6, ...).
     PassedNotIpv4, passed_not_ipv4 = CTR_PASSED_NOT_IPV4;
     /// Passed: ARP that is not Ethernet/IPv4.
     PassedArp, passed_arp = CTR_PASSED_ARP;
@@ -75,7 +75,8 @@ counters! {
     PassedTruncated, passed_truncated = CTR_PASSED_TRUNCATED;
     /// Passed: destination address not owned by synack.
     PassedNotOwned, passed_not_owned = CTR_PASSED_NOT_OWNED;
-    /// Passed: IPv4 fragment (synack does not reassemble).
+    /// Passed: IPv4 fragment not of a flow synack owns (another protocol, or a
+    /// later fragment of a shared address, which carries no ports).
     PassedFragment, passed_fragment = CTR_PASSED_FRAGMENT;
     /// Passed: owned address, but not TCP (nor an ICMP echo request to a
     /// dedicated address).
@@ -86,6 +87,17 @@ counters! {
     /// Passed: Ethernet/IPv4 ARP whose target is a shared address: the
     /// kernel answers it (its sender is still recorded as a neighbour).
     PassedArpShared, passed_arp_shared = CTR_PASSED_ARP_SHARED;
+    /// Dropped: a TCP fragment of a flow synack owns (any to a dedicated
+    /// address; the first, with the ports, to synack's ports of a shared one):
+    /// synack does not reassemble, and the kernel would answer it with a RST.
+    DroppedFragment, dropped_fragment = CTR_DROPPED_FRAGMENT;
+    /// ICMP fragmentation-needed quoting a TCP segment synack sent (from the
+    /// owned address and, for a shared one, from synack's port), redirected.
+    IcmpFragNeededRedirected, icmp_frag_needed_redirected = CTR_ICMP_FRAG_NEEDED_REDIRECTED;
+    /// Passed: VLAN-tagged (802.1Q, 802.1ad or QinQ 0x9100 in the frame, or a
+    /// tag the driver stripped into metadata, where the program can ask):
+    /// synack serves untagged frames only.
+    PassedVlan, passed_vlan = CTR_PASSED_VLAN;
 }
 
 // The list above must cover the C enum exactly; its entries are tied to the C
@@ -115,7 +127,7 @@ impl Counters {
 
     /// Frames sent to synack's sockets (TCP, ARP and ICMP).
     pub fn steered(&self) -> u64 {
-        self.redirected + self.arp_redirected + self.icmp_redirected
+        self.redirected + self.arp_redirected + self.icmp_redirected + self.icmp_frag_needed_redirected
     }
 
     /// The counters that are not zero, in map order.
@@ -168,6 +180,9 @@ mod tests {
         assert_eq!(delta.nonzero().collect::<Vec<_>>(), vec![(Counter::Redirected, 2), (Counter::PassedNotOwned, 1)]);
         let line = delta.to_string();
         assert!(line.starts_with("redirected=2 arp_redirected=0"), "{line}");
-        assert!(line.ends_with("passed_port_not_ours=0 passed_arp_shared=0"), "{line}");
+        assert!(
+            line.ends_with("passed_arp_shared=0 dropped_fragment=0 icmp_frag_needed_redirected=0 passed_vlan=0"),
+            "{line}"
+        );
     }
 }

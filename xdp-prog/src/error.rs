@@ -3,7 +3,9 @@
 use std::os::fd::RawFd;
 
 /// What to tell a user who lacks the privileges BPF needs.
-const PRIVILEGES: &str = "run as root, or grant CAP_BPF and CAP_NET_ADMIN (CAP_SYS_ADMIN on kernels before 5.8)";
+const PRIVILEGES: &str = "run as root, or grant CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON (the verifier allows the \
+                          program's packet pointer arithmetic only with CAP_PERFMON; CAP_SYS_ADMIN on kernels before \
+                          5.8); deploy/capabilities.txt lists the whole set";
 
 /// Loading the program and its maps into the kernel failed.
 #[derive(Debug, thiserror::Error)]
@@ -15,9 +17,11 @@ pub enum LoadError {
         #[source]
         source: libbpf_rs::Error,
     },
-    /// Any other failure, the verifier's rejection included (libbpf prints
-    /// the verifier log to stderr).
-    #[error("loading the XDP steering program failed (libbpf's log above has the details)")]
+    /// Any other failure, the verifier's rejection included (libbpf's log, the verifier's
+    /// among it, goes to `tracing` at debug level: `RUST_LOG=libbpf=debug`).
+    #[error(
+        "loading the XDP steering program failed (RUST_LOG=libbpf=debug shows libbpf's log, the verifier's among it)"
+    )]
     Load {
         /// libbpf's error.
         #[source]
@@ -52,7 +56,9 @@ pub enum AttachError {
         source: libbpf_rs::Error,
     },
     /// Loading the program failed (see [`LoadError::Load`]).
-    #[error("loading the XDP steering program failed (libbpf's log above has the details)")]
+    #[error(
+        "loading the XDP steering program failed (RUST_LOG=libbpf=debug shows libbpf's log, the verifier's among it)"
+    )]
     Load {
         /// libbpf's error.
         #[source]

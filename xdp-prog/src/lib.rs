@@ -54,6 +54,7 @@
 
 mod counters;
 mod error;
+mod logs;
 mod program;
 mod sys;
 
@@ -65,7 +66,8 @@ mod skel {
 
 pub use counters::{Counter, Counters};
 pub use error::{AttachError, LoadError, MapError, TestRunError};
+pub use logs::route_to_tracing;
 pub use program::{
-    AddressMode, NeighborReader, SteerObject, SteerProgram, TestRun, XdpAction, MAX_NEIGHBORS, MAX_OWNED_ADDRS,
-    MAX_QUEUES,
+    AddressMode, CounterReader, NeighborReader, SteerObject, SteerProgram, TestRun, XdpAction, MAX_NEIGHBORS,
+    MAX_OWNED_ADDRS, MAX_QUEUES,
 };

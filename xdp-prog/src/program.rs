@@ -35,6 +35,10 @@ const CONFIG_LEN: usize = 6;
 /// padded to 8 bytes.
 const NEIGHBOR_LEN: usize = 8;
 
+/// `BPF_F_XDP_DEV_BOUND_ONLY` (linux/bpf.h, Linux 6.3): the program is bound
+/// to one device, which lets it call the XDP metadata kfuncs.
+const BPF_F_XDP_DEV_BOUND_ONLY: u32 = 1 << 6;
+
 // `config_bytes` lays the fields out by hand; this holds it to the C layout
 // that the skeleton's BTF-generated type reproduces.
 const _: () = {
@@ -167,6 +171,9 @@ pub struct SteerObject {
     /// writer, so it keeps the copy it last wrote.
     config: steer_config,
     prog_id: u32,
+    /// Whether `xdp_steer_dev` (bound to the interface, asking the driver for
+    /// stripped VLAN tags) is loaded, and is the program to attach.
+    vlan_metadata: bool,
 }
 
 // A worker thread may own the program; the skeleton is Send.
@@ -185,19 +192,39 @@ impl SteerObject {
     /// Loads the program and its maps into the kernel (the verifier checks
     /// the program here). The maps start empty: nothing is steered.
     pub fn load() -> Result<SteerObject, LoadError> {
+        Self::load_with(None)
+    }
+
+    /// Loads the program bound to the interface `ifindex` (see
+    /// [`SteerObject::vlan_metadata`]): the kernel refuses it before Linux 6.3
+    /// and attaches it in native mode only.
+    fn load_bound(ifindex: u32) -> Result<SteerObject, LoadError> {
+        Self::load_with(Some(ifindex))
+    }
+
+    fn load_with(bound_to: Option<u32>) -> Result<SteerObject, LoadError> {
+        crate::logs::route_to_tracing();
         // The skeleton borrows storage for the libbpf object for its whole
         // life. Leaking this box (one pointer) gives it a 'static home
         // without self-reference; the object in it is still closed when the
         // skeleton is dropped, which closes the program and map fds.
         let storage = Box::leak(Box::new(MaybeUninit::uninit()));
-        let open = SteerSkelBuilder::default().open(storage).map_err(LoadError::new)?;
+        let mut open = SteerSkelBuilder::default().open(storage).map_err(LoadError::new)?;
+        match bound_to {
+            Some(ifindex) => {
+                open.progs.xdp_steer_dev.set_ifindex(ifindex);
+                open.progs.xdp_steer_dev.set_flags(BPF_F_XDP_DEV_BOUND_ONLY);
+            }
+            None => open.progs.xdp_steer_dev.set_autoload(false),
+        }
         let skel = open.load().map_err(LoadError::new)?;
-        let prog_id = Program::id_from_fd(skel.progs.xdp_steer.as_fd()).map_err(LoadError::new)?;
+        let attached = if bound_to.is_some() { &skel.progs.xdp_steer_dev } else { &skel.progs.xdp_steer };
+        let prog_id = Program::id_from_fd(attached.as_fd()).map_err(LoadError::new)?;
         // The constants document the C sizes; keep them honest.
         debug_assert_eq!(skel.maps.xsks.max_entries(), MAX_QUEUES);
         debug_assert_eq!(skel.maps.owned_addrs.max_entries(), MAX_OWNED_ADDRS);
         debug_assert_eq!(skel.maps.neighbors.max_entries(), MAX_NEIGHBORS);
-        Ok(SteerObject { skel, config: steer_config::default(), prog_id })
+        Ok(SteerObject { skel, config: steer_config::default(), prog_id, vlan_metadata: bound_to.is_some() })
     }
 
     /// Attaches the program to the interface `ifname` through a BPF link, in
@@ -212,7 +239,7 @@ impl SteerObject {
     fn attach_index(self, ifname: &str, ifindex: u32) -> Result<SteerProgram, AttachError> {
         let ifindex_c =
             i32::try_from(ifindex).map_err(|_| AttachError::NoSuchInterface { ifname: ifname.to_owned() })?;
-        let prog = &self.skel.progs.xdp_steer;
+        let prog = if self.vlan_metadata { &self.skel.progs.xdp_steer_dev } else { &self.skel.progs.xdp_steer };
         match prog.attach_xdp(ifindex_c) {
             Ok(link) => Ok(SteerProgram { link, object: self, ifindex, ifname: ifname.to_owned() }),
             Err(source) if source.kind() == ErrorKind::PermissionDenied => {
@@ -234,6 +261,16 @@ impl SteerObject {
     /// `ip link` print it).
     pub fn prog_id(&self) -> u32 {
         self.prog_id
+    }
+
+    /// Whether the program bound to its interface is the one attached (native
+    /// XDP, Linux 6.3), which also passes frames whose VLAN tag the driver
+    /// stripped into metadata (`passed_vlan`), where the kernel has the kfunc
+    /// that reads it (Linux 6.8) and the driver implements it (veth does; one
+    /// that does not reports no tag). Otherwise only tags left in the frame
+    /// are seen.
+    pub fn vlan_metadata(&self) -> bool {
+        self.vlan_metadata
     }
 
     /// Steers traffic to `addr` as `mode` says (see [`AddressMode`]). Adding
@@ -397,19 +434,13 @@ impl SteerObject {
 
     /// The program's counters, summed over CPUs.
     pub fn counters(&self) -> Result<Counters, MapError> {
-        let map = &self.skel.maps.counters;
-        let mut counters = Counters::default();
-        for &counter in Counter::ALL {
-            let per_cpu = map
-                .lookup_percpu(&(counter as u32).to_ne_bytes(), MapFlags::ANY)
-                .map_err(map_error("counters", "lookup"))?;
-            for bytes in per_cpu.into_iter().flatten() {
-                if let Ok(bytes) = <[u8; 8]>::try_from(bytes) {
-                    counters.add(counter, u64::from_ne_bytes(bytes));
-                }
-            }
-        }
-        Ok(counters)
+        read_counters(&self.skel.maps.counters)
+    }
+
+    /// A reader of the counters that another thread can own (a metrics endpoint).
+    pub fn counter_reader(&self) -> Result<CounterReader, MapError> {
+        let handle = libbpf_rs::MapHandle::try_from(&self.skel.maps.counters).map_err(map_error("counters", "dup"))?;
+        Ok(CounterReader { handle })
     }
 
     /// Runs the program once on `frame` with `BPF_PROG_TEST_RUN` (as if it
@@ -457,6 +488,35 @@ impl NeighborReader {
     }
 }
 
+/// Reads the program's counters from its own handle of the map.
+#[derive(Debug)]
+pub struct CounterReader {
+    handle: libbpf_rs::MapHandle,
+}
+
+impl CounterReader {
+    /// The counters, summed over CPUs.
+    pub fn read(&self) -> Result<Counters, MapError> {
+        read_counters(&self.handle)
+    }
+}
+
+/// Sums a per-CPU counter array over CPUs.
+fn read_counters(map: &impl MapCore) -> Result<Counters, MapError> {
+    let mut counters = Counters::default();
+    for &counter in Counter::ALL {
+        let per_cpu = map
+            .lookup_percpu(&(counter as u32).to_ne_bytes(), MapFlags::ANY)
+            .map_err(map_error("counters", "lookup"))?;
+        for bytes in per_cpu.into_iter().flatten() {
+            if let Ok(bytes) = <[u8; 8]>::try_from(bytes) {
+                counters.add(counter, u64::from_ne_bytes(bytes));
+            }
+        }
+    }
+    Ok(counters)
+}
+
 /// The steering program attached to an interface through a BPF link.
 ///
 /// Dropping it detaches the program; so does the end of the process, however
@@ -477,7 +537,20 @@ impl SteerProgram {
     pub fn attach(ifname: &str) -> Result<SteerProgram, AttachError> {
         // Resolve the name first: a typo fails fast, without privileges.
         let ifindex = resolve(ifname)?;
-        SteerObject::load()?.attach_index(ifname, ifindex)
+        // The program bound to the interface sees stripped VLAN tags too; where
+        // the kernel refuses to load or attach it (before Linux 6.8, generic
+        // XDP), the unbound one, which sees tags in the frame only.
+        let bound = SteerObject::load_bound(ifindex).map_err(AttachError::from);
+        match bound.and_then(|object| object.attach_index(ifname, ifindex)) {
+            Ok(program) => Ok(program),
+            Err(error) => {
+                tracing::debug!(
+                    "the XDP program bound to {ifname} (stripped VLAN tags) is refused ({error}); \
+                     attaching the unbound one, which sees VLAN tags in frames only"
+                );
+                SteerObject::load()?.attach_index(ifname, ifindex)
+            }
+        }
     }
 
     /// The index of the interface the program is attached to.

@@ -204,6 +204,10 @@ fn attach_steers_live_traffic_and_detaches_on_drop() {
     assert_eq!(program.ifname(), veth.near);
     let show = veth.show_near();
     assert!(xdp_prog_shown(&show, prog_id), "{show}");
+    // veth implements the VLAN tag kfunc (Linux 6.8): the program bound to it is attached.
+    if kernel_at_least(6, 8) {
+        assert!(program.vlan_metadata(), "the program bound to veth, which sees stripped VLAN tags");
+    }
 
     // One link per interface: a second program is refused, naming the first.
     match veth.attach() {
@@ -266,6 +270,27 @@ fn attach_steers_live_traffic_and_detaches_on_drop() {
     assert!(xdp_prog_shown(&veth.show_near(), program.prog_id()));
     program.detach();
     assert!(!veth.show_near().contains("prog/xdp"));
+}
+
+/// Whether the running kernel is at least `major.minor` (from uname's release).
+fn kernel_at_least(major: u32, minor: u32) -> bool {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let mut parts = release.trim().split(|c: char| !c.is_ascii_digit()).filter_map(|p| p.parse::<u32>().ok());
+    (parts.next().unwrap_or(0), parts.next().unwrap_or(0)) >= (major, minor)
+}
+
+/// Where the program bound to the interface cannot be attached (loopback has no native XDP:
+/// generic mode refuses device-bound programs), the unbound one is, which sees VLAN tags in
+/// frames only: loading never breaks for want of the VLAN metadata.
+#[test]
+fn without_native_xdp_the_unbound_program_is_attached() {
+    require_root!();
+    let veth = VethPair::new(b'l', 1);
+    ip(&["-n", &veth.near_netns, "link", "set", "dev", "lo", "up"]);
+    let program = in_netns(&veth.near_netns, || SteerProgram::attach("lo")).expect("attach to lo");
+    assert!(!program.vlan_metadata(), "generic XDP: the unbound program");
+    let show = ip(&["-n", &veth.near_netns, "-d", "link", "show", "dev", "lo"]);
+    assert!(xdp_prog_shown(&show, program.prog_id()), "{show}");
 }
 
 #[test]

@@ -171,10 +171,10 @@ fn dedicated_address_takes_tcp_to_every_port() {
     for port in [LISTEN_PORT + 1, 22, 443, 61000, 65535, 0] {
         assert_passed(&program, &tcp_frame(owned_addr(), port), Counter::PassedPortNotOurs);
     }
-    // Still no fragments, no other protocols, and no truncated TCP header.
+    // Fragments are dropped (next test), no other protocols, no truncated TCP header.
     let mut ip = Ipv4::new(peer_addr(), dedicated_addr(), IPPROTO_TCP);
     ip.flags_fragment = 0x2000;
-    assert_passed(&program, &tcp_frame_with(&ip, 22), Counter::PassedFragment);
+    assert_decision(&program, &tcp_frame_with(&ip, 22), XdpAction::Drop, Counter::DroppedFragment);
     let udp = ethernet(ETH_P_IP, &Ipv4::new(peer_addr(), dedicated_addr(), IPPROTO_UDP).packet(&[0; 8]));
     assert_passed(&program, &udp, Counter::PassedNotTcp);
     let frame = tcp_frame(dedicated_addr(), 22);
@@ -235,6 +235,45 @@ fn icmp_echo_is_steered_for_dedicated_addresses_only() {
     // An ICMP header cut short.
     let frame = icmp_frame(8, dedicated_addr());
     assert_passed(&program, &frame[..14 + 20 + 7], Counter::PassedTruncated);
+}
+
+#[test]
+fn frag_needed_about_synacks_segments_is_steered() {
+    require_root!();
+    let mut program = program();
+    program.set_local_port_range(61000, 61999).unwrap();
+    let quoting = |from: Ipv4Addr| Ipv4::new(from, peer_addr(), IPPROTO_TCP);
+    let frag_needed = |to: Ipv4Addr, port: u16| frag_needed_frame(to, &quoting(to), port, 1400);
+    let steered = |program: &SteerObject, frame: &[u8]| {
+        assert_decision(program, frame, XdpAction::Pass, Counter::RedirectFailed);
+    };
+    // A shared address: from a listening port or from the local port range.
+    steered(&program, &frag_needed(owned_addr(), LISTEN_PORT));
+    steered(&program, &frag_needed(owned_addr(), 61500));
+    // The kernel's own connections on the shared address keep theirs.
+    assert_passed(&program, &frag_needed(owned_addr(), 22), Counter::PassedPortNotOurs);
+    // A dedicated address: every TCP port is synack's.
+    steered(&program, &frag_needed(dedicated_addr(), 22));
+    // Quoting a datagram another host sent, or not TCP.
+    let forged = frag_needed_frame(owned_addr(), &quoting(other_addr()), LISTEN_PORT, 1400);
+    assert_passed(&program, &forged, Counter::PassedNotTcp);
+    let udp = frag_needed_frame(owned_addr(), &Ipv4::new(owned_addr(), peer_addr(), 17), LISTEN_PORT, 1400);
+    assert_passed(&program, &udp, Counter::PassedNotTcp);
+    // Other unreachables stay the kernel's.
+    let mut port_unreachable = frag_needed(dedicated_addr(), 22);
+    port_unreachable[14 + 21] = 3;
+    assert_passed(&program, &port_unreachable, Counter::PassedNotTcp);
+    // The quoted header's options are skipped by its IHL.
+    let mut with_options = quoting(owned_addr());
+    with_options.options = vec![1; 8];
+    steered(&program, &frag_needed_frame(owned_addr(), &with_options, LISTEN_PORT, 1400));
+    // Cut before the quoted ports, or a quoted header that is not IPv4.
+    let frame = frag_needed(owned_addr(), LISTEN_PORT);
+    assert_passed(&program, &frame[..14 + 20 + 8 + 20 + 3], Counter::PassedTruncated);
+    assert_passed(&program, &frame[..14 + 20 + 8 + 19], Counter::PassedTruncated);
+    let mut v6 = quoting(owned_addr());
+    v6.version = 6;
+    assert_passed(&program, &frag_needed_frame(owned_addr(), &v6, LISTEN_PORT, 1400), Counter::PassedMalformed);
 }
 
 const MAC_OTHER: [u8; 6] = [0x02, 0, 0, 0, 0, 0x09];
@@ -338,28 +377,98 @@ fn non_ipv4_is_passed() {
     require_root!();
     let program = program();
     let ip_and_tcp = &tcp_frame(owned_addr(), LISTEN_PORT)[14..];
-    // The same bytes behind an IPv6 ethertype, and behind an 802.1Q tag.
+    // The same bytes behind an IPv6 ethertype.
     assert_passed(&program, &ethernet(ETH_P_IPV6, ip_and_tcp), Counter::PassedNotIpv4);
+}
+
+/// synack serves untagged frames only: TCP to its port (and ARP for a dedicated address) behind
+/// an 802.1Q tag, an 802.1ad one (QinQ) or the pre-standard 0x9100 passes to the kernel,
+/// counted as VLAN.
+#[test]
+fn vlan_tagged_frames_are_passed() {
+    require_root!();
+    let program = program();
+    let ip_and_tcp = &tcp_frame(owned_addr(), LISTEN_PORT)[14..];
+    for tpid in [0x8100u16, 0x88a8, 0x9100] {
+        // VLAN 5, then the IPv4 ethertype and packet; for QinQ an inner 802.1Q tag too.
+        let mut tagged = vec![0x00, 0x05];
+        if tpid != 0x8100 {
+            tagged.extend_from_slice(&ETH_P_8021Q.to_be_bytes());
+            tagged.extend_from_slice(&[0x00, 0x06]);
+        }
+        tagged.extend_from_slice(&ETH_P_IP.to_be_bytes());
+        tagged.extend_from_slice(ip_and_tcp);
+        assert_passed(&program, &ethernet(tpid, &tagged), Counter::PassedVlan);
+    }
+    let arp = &arp_frame(ARP_REQUEST, peer_addr(), dedicated_addr())[14..];
     let mut tagged = vec![0x00, 0x05];
-    tagged.extend_from_slice(&ETH_P_IP.to_be_bytes());
-    tagged.extend_from_slice(ip_and_tcp);
-    assert_passed(&program, &ethernet(ETH_P_8021Q, &tagged), Counter::PassedNotIpv4);
+    tagged.extend_from_slice(&ETH_P_ARP.to_be_bytes());
+    tagged.extend_from_slice(arp);
+    assert_passed(&program, &ethernet(ETH_P_8021Q, &tagged), Counter::PassedVlan);
+    assert_eq!(program.counters().unwrap().passed_vlan, 4);
+}
+
+#[test]
+fn malformed_ipv4_is_passed() {
+    require_root!();
+    let program = program();
     // An IPv4 ethertype with a version 6 header is malformed.
     let mut ip = Ipv4::new(peer_addr(), owned_addr(), IPPROTO_TCP);
     ip.version = 6;
     assert_passed(&program, &tcp_frame_with(&ip, LISTEN_PORT), Counter::PassedMalformed);
 }
 
+/// First fragment (MF), a middle one (MF + offset), the last (offset).
+const FRAGMENTS: [u16; 4] = [0x2000, 0x2000 | 185, 370, 0x4000 | 1];
+
+/// Fragments of synack's flows never reach the kernel, which would reset them (no socket of
+/// its own) on a shared address: every TCP fragment to a dedicated address, and the first
+/// fragment to synack's ports of a shared one, are dropped and counted.
 #[test]
-fn ipv4_fragments_are_passed() {
+fn fragments_of_owned_flows_are_dropped_and_counted() {
+    require_root!();
+    let mut program = program();
+    program.set_local_port_range(61000, 61999).unwrap();
+    for flags_fragment in FRAGMENTS {
+        let mut ip = Ipv4::new(peer_addr(), dedicated_addr(), IPPROTO_TCP);
+        ip.flags_fragment = flags_fragment;
+        for port in [LISTEN_PORT, 22] {
+            assert_decision(&program, &tcp_frame_with(&ip, port), XdpAction::Drop, Counter::DroppedFragment);
+        }
+    }
+    for port in [LISTEN_PORT, 61000, 61999] {
+        let mut ip = Ipv4::new(peer_addr(), owned_addr(), IPPROTO_TCP);
+        ip.flags_fragment = 0x2000;
+        assert_decision(&program, &tcp_frame_with(&ip, port), XdpAction::Drop, Counter::DroppedFragment);
+    }
+    assert_eq!(program.counters().unwrap().dropped_fragment, 11);
+}
+
+/// What cannot be synack's passes: fragments to the kernel's ports of a shared address, later
+/// fragments of a shared address (no ports to tell), other protocols, other addresses.
+#[test]
+fn other_fragments_are_passed() {
     require_root!();
     let program = program();
-    // First fragment (MF), a middle one (MF + offset), the last (offset).
-    for flags_fragment in [0x2000, 0x2000 | 185, 370, 0x4000 | 1] {
+    for flags_fragment in FRAGMENTS {
         let mut ip = Ipv4::new(peer_addr(), owned_addr(), IPPROTO_TCP);
         ip.flags_fragment = flags_fragment;
-        assert_passed(&program, &tcp_frame_with(&ip, LISTEN_PORT), Counter::PassedFragment);
+        assert_passed(&program, &tcp_frame_with(&ip, 22), Counter::PassedFragment);
+        if flags_fragment & 0x1fff != 0 {
+            assert_passed(&program, &tcp_frame_with(&ip, LISTEN_PORT), Counter::PassedFragment);
+        }
+        let mut udp = Ipv4::new(peer_addr(), dedicated_addr(), IPPROTO_UDP);
+        udp.flags_fragment = flags_fragment;
+        assert_passed(&program, &ethernet(ETH_P_IP, &udp.packet(&[0; 8])), Counter::PassedFragment);
+        let mut other = Ipv4::new(peer_addr(), other_addr(), IPPROTO_TCP);
+        other.flags_fragment = flags_fragment;
+        assert_passed(&program, &tcp_frame_with(&other, LISTEN_PORT), Counter::PassedNotOwned);
     }
+    // A first fragment too short to hold the ports.
+    let mut ip = Ipv4::new(peer_addr(), owned_addr(), IPPROTO_TCP);
+    ip.flags_fragment = 0x2000;
+    let short = ethernet(ETH_P_IP, &ip.packet(&[0, 80]));
+    assert_passed(&program, &short, Counter::PassedTruncated);
 }
 
 #[test]

@@ -11,7 +11,8 @@ use synack_bench::sys::{cleanup, report, run};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-const CASES: &str = "memory_lifecycles,memory_time_wait,connection_rate,keepalive,ping_pong,time_wait_churn,ceiling";
+const CASES: &str =
+    "memory_lifecycles,memory_time_wait,connection_rate,keepalive,ping_pong,bulk,time_wait_churn,proxy,ceiling";
 
 /// synack against the Linux kernel stack over veth, and the AF_XDP packet ceiling; first, the
 /// in-memory cases (`memory_*`: no network, no root).

@@ -5,7 +5,9 @@
 //! system benchmark. The clients are interfaces of their own, each with its own address (one
 //! address has only 64 K ports, and a server holding a million TIME_WAIT records needs a
 //! million distinct 4-tuples within 2MSL). Every frame comes from a [`FramePool`] and goes
-//! through the real wire codec (checksums verified) on the other side.
+//! through the real wire codec (checksums verified) on the other side. The server takes the
+//! frames of each round as one batch (`receive_batch`, as a worker takes its RX ring), the
+//! clients frame by frame.
 //!
 //! Time moves in ticks: [`BackToBack::tick`] opens connections, carries frames at the same
 //! instant until nothing moves, then advances the clock by one tick. Timers (TIME_WAIT expiry
@@ -15,7 +17,7 @@ use core::time::Duration;
 use std::net::Ipv4Addr;
 
 use anyhow::{bail, ensure, Result};
-use synack::iface::{AddressMode, App, ConnId, Interface, InterfaceConfig, RxAction};
+use synack::iface::{AddressMode, App, ConnId, Interface, InterfaceConfig, RxAction, RxFrames};
 use synack::tcp::{CloseReason, Endpoint, IsnGenerator, TcpConfig};
 use synack::time::Instant;
 use synack::wire::EthernetAddress;
@@ -185,6 +187,8 @@ pub struct BackToBack {
     to_server: Vec<WireFrame>,
     to_clients: Vec<WireFrame>,
     inbox: Vec<WireFrame>,
+    /// What the server did with each frame of its inbox.
+    actions: Vec<RxAction>,
     /// Clients to poll in the next round (they received frames).
     touched: Vec<bool>,
     /// Simulated time.
@@ -236,6 +240,7 @@ impl BackToBack {
             to_server: Vec::with_capacity(config.frames),
             to_clients: Vec::with_capacity(config.frames),
             inbox: Vec::with_capacity(config.frames),
+            actions: Vec::with_capacity(config.frames),
             touched: vec![true; config.clients],
             now: Instant::from_millis(1_000),
             tick: config.tick,
@@ -293,10 +298,14 @@ impl BackToBack {
                     RxAction::Release => self.pool.give_back(frame.index),
                 }
             }
+            // Clients to server: one receive batch, as a worker takes its RX ring.
             core::mem::swap(&mut self.to_server, &mut self.inbox);
-            for frame in self.inbox.drain(..) {
-                let buf = self.pool.frame_mut(frame.index);
-                match self.server.receive(now, buf, frame.len as usize) {
+            self.actions.clear();
+            self.actions.resize(self.inbox.len(), RxAction::Release);
+            let mut batch = InboxBatch { pool: &mut self.pool, frames: &self.inbox, actions: &mut self.actions };
+            self.server.receive_batch(now, &mut batch);
+            for (frame, &action) in self.inbox.drain(..).zip(&self.actions) {
+                match action {
                     RxAction::Transmit(len) => self.to_clients.push(WireFrame { index: frame.index, len: len as u32 }),
                     RxAction::Release => self.pool.give_back(frame.index),
                 }
@@ -329,6 +338,28 @@ impl BackToBack {
     /// Time per tick.
     pub fn tick_len(&self) -> Duration {
         self.tick
+    }
+}
+
+/// The server's inbox as an RX batch for [`Interface::receive_batch`].
+struct InboxBatch<'a> {
+    pool: &'a mut FramePool,
+    frames: &'a [WireFrame],
+    actions: &'a mut [RxAction],
+}
+
+impl RxFrames for InboxBatch<'_> {
+    fn len(&self) -> usize {
+        self.frames.len()
+    }
+
+    fn with_frame<R>(&mut self, i: usize, f: impl FnOnce(&mut [u8], usize) -> R) -> R {
+        let frame = self.frames[i];
+        f(self.pool.frame_mut(frame.index), frame.len as usize)
+    }
+
+    fn set_action(&mut self, i: usize, action: RxAction) {
+        self.actions[i] = action;
     }
 }
 

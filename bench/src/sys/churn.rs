@@ -140,11 +140,15 @@ fn time_wait_at(stats: &[ServeStats], t: f64) -> u64 {
     stats.iter().min_by(|a, b| (a.t - t).abs().total_cmp(&(b.t - t).abs())).map_or(0, |s| s.time_wait)
 }
 
-/// The table's own bytes per record, from the server's stop lines (`(58.0 bytes per
-/// TIME_WAIT entry)`).
+/// The table's own bytes per record, from the server's `stopped` line (its first queue's
+/// `time_wait_bytes_per_entry`, to a tenth as the text output prints it).
 fn table_bytes_per_record(server_output: &str) -> Option<f64> {
-    let (before, _) = server_output.split_once(" bytes per TIME_WAIT entry)")?;
-    before.rsplit('(').next()?.trim().parse().ok()
+    let lines = synack_report::parse_lines(server_output).ok()?;
+    let bytes = lines.iter().find_map(|line| match line {
+        synack_report::Line::Stopped(s) => s.queues.first().map(|q| q.time_wait_bytes_per_entry),
+        _ => None,
+    })?;
+    Some((bytes * 10.0).round() / 10.0)
 }
 
 /// Runs the segmented `synack load` until `duration` has passed.
@@ -249,7 +253,7 @@ pub fn run(
         Err(e) if e.is::<Interrupted>() => return Err(e),
         Err(e) => return Err(e.context(format!("the load failed; the server said:\n{}", tail(&server_output, 20)))),
     };
-    let stats = parse_serve_stats(&server_output);
+    let stats = parse_serve_stats(&server_output)?;
     if stats.len() < 3 {
         bail!("synack serve printed {} stats lines (a binary without --stats-interval-s?)", stats.len());
     }
@@ -473,7 +477,7 @@ mod tests {
 
     #[test]
     fn the_table_figure_comes_from_the_stop_lines() {
-        let stop = include_str!("testdata/synack_serve_stop.txt");
+        let stop = include_str!("testdata/synack_serve.jsonl");
         assert_eq!(table_bytes_per_record(stop), Some(58.0));
         assert_eq!(table_bytes_per_record("synack stopped"), None);
         let lines = [stats(1.0, 10, 10, 1), stats(2.0, 500, 510, 1), stats(3.0, 900, 910, 1)];

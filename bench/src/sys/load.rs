@@ -1,62 +1,14 @@
-//! Output of synack's own tools: `synack load` (its per-second lines and its JSON summary)
-//! and the `stats:` lines of `synack serve --stats-interval-s`.
+//! Output of synack's own tools, read as the binary's `--json` lines (`synack_report`):
+//! `synack load` (its seconds, summary and counters) and the `stats` lines of
+//! `synack serve --stats-interval-s`.
 
-use anyhow::{Context, Result};
-use serde::{Deserialize, Serialize};
+use anyhow::{bail, Context, Result};
+use serde::Serialize;
+use synack_report::Line;
 
-/// One `load: t=.. conn/s=.. ..` line.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
-pub struct LoadSecond {
-    /// Seconds since the start.
-    pub t: f64,
-    /// Connections completed in that second.
-    pub conn_per_s: f64,
-    /// Requests answered in that second.
-    pub req_per_s: f64,
-    /// Latency percentiles in microseconds.
-    pub p50_us: f64,
-    /// See `p50_us`.
-    pub p99_us: f64,
-    /// See `p50_us`.
-    pub p999_us: f64,
-    /// Errors in that second.
-    pub errors: u64,
-    /// The client's TIME_WAIT records.
-    pub time_wait: u64,
-    /// Client ports reused from TIME_WAIT so far.
-    pub reused: u64,
-}
+pub use synack_report::{LoadSecond, LoadSummary, Stats as ServeStats};
 
-/// The `load summary: {json}` line.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct LoadSummary {
-    /// Length of the run.
-    pub seconds: f64,
-    /// Connections completed.
-    pub connections: u64,
-    /// Requests answered.
-    pub requests: u64,
-    /// Errors (refused, reset, timed out).
-    pub errors: u64,
-    /// Connections per second.
-    pub conn_per_s: f64,
-    /// Requests per second.
-    pub req_per_s: f64,
-    /// Latency percentiles in microseconds.
-    pub p50_us: f64,
-    /// See `p50_us`.
-    pub p99_us: f64,
-    /// See `p50_us`.
-    pub p999_us: f64,
-    /// Client ports reused from TIME_WAIT.
-    pub port_reuses: u64,
-    /// The most TIME_WAIT records the client held.
-    pub time_wait_peak: u64,
-    /// TIME_WAIT records at the end.
-    pub time_wait_end: u64,
-}
-
-/// Everything `synack load` printed.
+/// Everything `synack load --json` printed.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct LoadReport {
     /// The per-second lines.
@@ -65,85 +17,41 @@ pub struct LoadReport {
     pub summary: LoadSummary,
 }
 
-/// `key=value` pairs after a prefix; values as numbers.
-fn fields<'a>(rest: &'a str) -> impl Iterator<Item = (&'a str, f64)> + 'a {
-    rest.split_whitespace().filter_map(|kv| {
-        let (k, v) = kv.split_once('=')?;
-        Some((k, v.parse().ok()?))
-    })
+/// The report lines of `output` (other lines are skipped).
+fn lines(output: &str) -> Result<Vec<Line>> {
+    synack_report::parse_lines(output).map_err(anyhow::Error::msg)
 }
 
-/// Reads `synack load` output: every `load: ` line and the `load summary: ` JSON.
+/// Reads `synack load --json` output: every `load_second` line and the `load_summary`.
 pub fn parse_load(output: &str) -> Result<LoadReport> {
     let mut seconds = Vec::new();
     let mut summary = None;
-    for line in output.lines() {
-        if let Some(json) = line.strip_prefix("load summary: ") {
-            summary = Some(serde_json::from_str(json.trim()).context("load summary is not the expected JSON")?);
-        } else if let Some(rest) = line.strip_prefix("load: ") {
-            let mut s = LoadSecond::default();
-            for (k, v) in fields(rest) {
-                match k {
-                    "t" => s.t = v,
-                    "conn/s" => s.conn_per_s = v,
-                    "req/s" => s.req_per_s = v,
-                    "p50_us" => s.p50_us = v,
-                    "p99_us" => s.p99_us = v,
-                    "p999_us" => s.p999_us = v,
-                    "errors" => s.errors = v as u64,
-                    "time_wait" => s.time_wait = v as u64,
-                    "reused" => s.reused = v as u64,
-                    _ => {}
-                }
-            }
-            seconds.push(s);
+    for line in lines(output)? {
+        match line {
+            Line::LoadSecond(s) => seconds.push(s),
+            Line::LoadSummary(s) => summary = Some(s),
+            _ => {}
         }
     }
-    let summary = summary.context("synack load printed no `load summary:` line")?;
+    let Some(summary) = summary else {
+        if output.contains("load summary: ") {
+            bail!("synack load printed text: run it with --json");
+        }
+        bail!("synack load printed no `load_summary` line");
+    };
     Ok(LoadReport { seconds, summary })
 }
 
-/// One `stats:` line of `synack serve`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
-pub struct ServeStats {
-    /// Seconds since `ready`.
-    pub t: f64,
-    /// Connections in the tables.
-    pub connections: u64,
-    /// TIME_WAIT records.
-    pub time_wait: u64,
-    /// Connections accepted so far.
-    pub accepted: u64,
-    /// Connections that entered TIME_WAIT so far.
-    pub time_wait_entered: u64,
-    /// Records ended early for lack of room so far.
-    pub time_wait_evicted: u64,
-    /// Resident memory in KiB.
-    pub rss_kb: u64,
-}
-
-/// Reads every `stats:` line of `synack serve` output.
-pub fn parse_serve_stats(output: &str) -> Vec<ServeStats> {
-    output
-        .lines()
-        .filter_map(|line| line.strip_prefix("stats: "))
-        .map(|rest| {
-            let mut s = ServeStats::default();
-            for (k, v) in fields(rest) {
-                match k {
-                    "t" => s.t = v,
-                    "connections" => s.connections = v as u64,
-                    "time_wait" => s.time_wait = v as u64,
-                    "accepted" => s.accepted = v as u64,
-                    "time_wait_entered" => s.time_wait_entered = v as u64,
-                    "time_wait_evicted" => s.time_wait_evicted = v as u64,
-                    "rss_kb" => s.rss_kb = v as u64,
-                    _ => {}
-                }
-            }
-            s
+/// Reads every `stats` line of `synack serve --json` output.
+pub fn parse_serve_stats(output: &str) -> Result<Vec<ServeStats>> {
+    Ok(lines(output)
+        .context("synack serve printed a line that is not a report")?
+        .into_iter()
+        .filter_map(|line| match line {
+            Line::Stats(s) => Some(s),
+            _ => None,
         })
-        .collect()
+        .collect())
 }
 
 #[cfg(test)]
@@ -152,44 +60,47 @@ mod tests {
 
     #[test]
     fn synack_load_output_parses() {
-        let report = parse_load(include_str!("testdata/synack_load.txt")).unwrap();
-        assert_eq!(report.seconds.len(), 3);
+        let report = parse_load(include_str!("testdata/synack_load.jsonl")).unwrap();
+        assert_eq!(report.seconds.len(), 4);
         assert_eq!(
             report.seconds[2],
             LoadSecond {
-                t: 3.0,
-                conn_per_s: 50012.0,
-                req_per_s: 50012.0,
-                p50_us: 59.0,
-                p99_us: 228.0,
-                p999_us: 700.0,
-                errors: 2,
+                t: 3,
+                conn_per_s: 57_323,
+                req_per_s: 57_339,
+                p50_us: 185,
+                p99_us: 283,
+                p999_us: 463,
+                errors: 0,
                 time_wait: 0,
-                reused: 40980
+                reused: 0
             }
         );
-        assert_eq!(report.summary.connections, 148_203);
-        assert_eq!(report.summary.conn_per_s, 49_401.0);
-        assert_eq!(report.summary.port_reuses, 53_014);
-        assert!(parse_load("load: t=1 conn/s=5\n").is_err(), "no summary");
-        assert!(parse_load("load summary: {not json}\n").is_err());
+        assert_eq!(report.summary.connections, 162_856);
+        assert_eq!(report.summary.conn_per_s, 54_285.3);
+        assert_eq!(report.summary.max_in_flight, 16);
+        assert!(parse_load(r#"{"type":"load_second","t":1,"conn_per_s":5}"#).is_err(), "not a whole line");
+        assert!(parse_load("{not json}\n").is_err());
+        let text = "load: t=1 conn/s=5\nload summary: {\"seconds\":1}\n";
+        assert!(parse_load(text).unwrap_err().to_string().contains("--json"), "text is not read");
     }
 
     #[test]
     fn serve_stats_lines_parse() {
-        let stats = parse_serve_stats(include_str!("testdata/synack_serve_stats.txt"));
-        assert_eq!(stats.len(), 3);
+        let stats = parse_serve_stats(include_str!("testdata/synack_serve.jsonl")).unwrap();
+        assert_eq!(stats.len(), 8);
         assert_eq!(
-            stats[2],
+            stats[3],
             ServeStats {
-                t: 3.1,
-                connections: 15,
-                time_wait: 54_020,
-                accepted: 54_035,
-                time_wait_entered: 54_020,
+                t: 4.0,
+                connections: 16,
+                time_wait: 64_496,
+                accepted: 66_993,
+                time_wait_entered: 66_993,
                 time_wait_evicted: 0,
-                rss_kb: 64_900
+                rss_kb: 197_468
             }
         );
+        assert!(parse_serve_stats("synack ready\n").unwrap().is_empty());
     }
 }

@@ -33,7 +33,7 @@ pub const GOAL_SYNACK_OVER_KERNEL: f64 = 5.0;
 /// Goal: the server's packets per second at least this share of the packet ceiling.
 pub const GOAL_SHARE_OF_CEILING: f64 = 0.60;
 /// wrk's connections in flight (one thread): what the kernel reference figures were
-/// measured with (DESIGN.md).
+/// measured with (docs/machine-notes.md).
 pub const WRK_CONNECTIONS: u64 = 64;
 
 /// A load generator.

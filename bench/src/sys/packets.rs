@@ -1,10 +1,11 @@
 //! Packets per connection at the server, counted rather than assumed: for `synack serve`
-//! from its counters printed at stop (every frame its AF_XDP sockets received and sent, and
+//! from its counters printed at stop (`--json`) (every frame its AF_XDP sockets received and sent, and
 //! the connections it accepted), for the kernel from the server namespace's `/proc/net/snmp`
 //! (TCP segments in and out, passive opens) before and after the load.
 
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
+use synack_report::Line;
 
 use super::net::Netns;
 
@@ -26,34 +27,26 @@ impl ServerPackets {
     }
 }
 
-/// The number after `key` (as `key: 12,` or `key=12`) in `text`.
-fn number_after(text: &str, key: &str) -> Option<u64> {
-    let start = text.find(key)? + key.len();
-    let digits: String = text[start..].chars().take_while(char::is_ascii_digit).collect();
-    digits.parse().ok()
-}
-
-/// Reads what `synack serve` printed at stop: `accepted=N` on the `synack stopped; counters:`
-/// line, and each queue's socket counters (`socket Counters { rx_frames: N, ... tx_frames:
-/// N, ...`), which count every frame, replies written in place included.
+/// Reads what `synack serve --json` printed at stop (its `stopped` line): the connections it
+/// accepted, and the frames its AF_XDP sockets received and sent, summed over the queues,
+/// which count every frame, replies written in place included.
 pub fn parse_synack_stop(output: &str) -> Result<ServerPackets> {
-    let counters = output
-        .lines()
-        .find_map(|l| l.split_once("synack stopped; counters:").map(|(_, rest)| rest))
-        .context("synack printed no `synack stopped; counters:` line")?;
-    // A counter at zero is not printed.
-    let connections = number_after(counters, " accepted=").unwrap_or(0);
-    let mut packets = ServerPackets { connections, ..ServerPackets::default() };
-    let mut queues = 0;
-    for socket in output.lines().filter_map(|l| l.split_once("socket Counters {").map(|(_, rest)| rest)) {
-        packets.rx += number_after(socket, "rx_frames: ").context("socket counters without rx_frames")?;
-        packets.tx += number_after(socket, " tx_frames: ").context("socket counters without tx_frames")?;
-        queues += 1;
-    }
-    if queues == 0 {
+    let lines = synack_report::parse_lines(output).map_err(anyhow::Error::msg)?;
+    let stopped = lines
+        .into_iter()
+        .find_map(|line| match line {
+            Line::Stopped(s) => Some(s),
+            _ => None,
+        })
+        .context("synack printed no `stopped` line (run it with --json)")?;
+    if stopped.queues.is_empty() {
         bail!("synack printed no per-queue socket counters");
     }
-    Ok(packets)
+    Ok(ServerPackets {
+        rx: stopped.queues.iter().map(|q| q.socket.rx_frames).sum(),
+        tx: stopped.queues.iter().map(|q| q.socket.tx_frames).sum(),
+        connections: stopped.counter("accepted"),
+    })
 }
 
 /// The `Tcp:` counters of `/proc/net/snmp` that matter here.
@@ -98,19 +91,20 @@ pub fn kernel_tcp(netns: &Netns) -> Result<KernelTcp> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use synack_report::{Queue, Stopped};
 
     #[test]
     fn synack_stop_counters_give_packets_per_connection() {
-        let p = parse_synack_stop(include_str!("testdata/synack_serve_stop.txt")).unwrap();
-        assert_eq!(p, ServerPackets { rx: 673_812, tx: 673_812, connections: 224_604 });
+        let p = parse_synack_stop(include_str!("testdata/synack_serve.jsonl")).unwrap();
+        assert_eq!(p, ServerPackets { rx: 488_568, tx: 488_568, connections: 162_856 });
         assert!((p.per_connection().unwrap() - 6.0).abs() < 0.01, "{:?}", p.per_connection());
         assert!(parse_synack_stop("synack ready\n").is_err(), "no stop line");
-        assert!(parse_synack_stop("synack stopped; counters: accepted=5\n").is_err(), "no queue line");
-        let none = parse_synack_stop(
-            "synack stopped; counters: (all zero)\n  queue 0: socket Counters { rx_frames: 0, tx_frames: 0 }\n",
-        )
-        .unwrap();
-        assert_eq!(none.per_connection(), None);
+        let no_queue = Line::Stopped(Stopped::default()).to_json();
+        assert!(parse_synack_stop(&no_queue).is_err(), "no queue");
+        let none = Line::Stopped(Stopped { queues: vec![Queue::default()], ..Stopped::default() }).to_json();
+        assert_eq!(parse_synack_stop(&none).unwrap().per_connection(), None);
+        let text = "synack stopped; counters: accepted=5\n  queue 0: socket Counters { rx_frames: 1, tx_frames: 1 }\n";
+        assert!(parse_synack_stop(text).is_err(), "the Debug text is not read");
     }
 
     #[test]

@@ -47,7 +47,8 @@ pub struct Config {
     pub results_dir: PathBuf,
     /// Whether `--quick` was given (recorded in the JSON).
     pub quick: bool,
-    /// Cases to run (`connection_rate`, `keepalive`, `ping_pong`, `time_wait_churn`, `ceiling`).
+    /// Cases to run (`connection_rate`, `keepalive`, `ping_pong`, `bulk`, `time_wait_churn`, `proxy`,
+    /// `ceiling`).
     pub cases: Vec<String>,
     /// `synack load --concurrency` in the connection-rate matrix and the TIME_WAIT churn.
     pub load_concurrency: u64,
@@ -147,7 +148,7 @@ pub fn preflight(config: &Config) -> Result<()> {
              and binds AF_XDP sockets (try: sudo bash scripts/bench.sh)"
         );
     }
-    let missing: Vec<&str> = ["ip", "ethtool", "taskset", "wrk", "sockperf", "nginx"]
+    let missing: Vec<&str> = ["ip", "ethtool", "taskset", "wrk", "sockperf", "nginx", "iperf3"]
         .into_iter()
         .filter(|tool| !program_exists(tool))
         .collect();
@@ -266,7 +267,7 @@ pub fn run(config: &Config) -> Result<PathBuf> {
             };
             table_rows.push((
                 ("connection_rate", title),
-                "connections/s",
+                "connections/s".to_owned(),
                 "connections_per_s",
                 synack_text,
                 kernel_text,
@@ -339,7 +340,7 @@ pub fn run(config: &Config) -> Result<PathBuf> {
             };
             table_rows.push((
                 (spec.key, spec.title),
-                metric.label,
+                metric.label.to_owned(),
                 metric.key,
                 synack_text,
                 kernel_text,
@@ -354,6 +355,51 @@ pub fn run(config: &Config) -> Result<PathBuf> {
             "load": load_description(config, spec.key),
             "targets": targets_json,
         }));
+    }
+
+    let mut bulk_json = Value::Null;
+    if wants("bulk") {
+        // Each run makes 14 transfers; 5 s each is enough for a steady rate.
+        let seconds = config.wrk_duration.as_secs().clamp(1, 5);
+        let outcome = super::bulk::run(
+            &link,
+            config.synack_bin.as_deref(),
+            config.server_cpu,
+            config.client_cpu,
+            config.runs,
+            seconds,
+        );
+        match outcome {
+            Ok(bulk) => {
+                for (label, synack, kernel) in bulk.rows {
+                    let text = |v: Option<f64>, missing: bool| match v {
+                        Some(v) => format_figure(v),
+                        None if missing => "n/a (synack binary missing)".to_owned(),
+                        None => "failed (see JSON)".to_owned(),
+                    };
+                    let ratio = match (synack, kernel) {
+                        (Some(s), Some(k)) if k != 0.0 => Some(s / k),
+                        _ => None,
+                    };
+                    table_rows.push((
+                        ("bulk", "bulk (iperf3, TX offload off)"),
+                        label,
+                        "gbit_per_s",
+                        text(synack, synack_missing.is_some()),
+                        text(kernel, false),
+                        synack,
+                        kernel,
+                        ratio,
+                    ));
+                }
+                bulk_json = bulk.json;
+            }
+            Err(e) if e.is::<Interrupted>() => return Err(e),
+            Err(e) => {
+                println!("  bulk FAILED: {e:#}");
+                bulk_json = json!({ "error": format!("{e:#}") });
+            }
+        }
     }
 
     let mut churn_json = Value::Null;
@@ -385,44 +431,38 @@ pub fn run(config: &Config) -> Result<PathBuf> {
         }
     }
 
+    let mut proxy_json = Value::Null;
+    if wants("proxy") {
+        let proxy_config = super::proxy::Config {
+            runs: config.runs,
+            duration: config.wrk_duration,
+            server_cpu: config.server_cpu,
+            client_cpu: config.client_cpu,
+            synack_bin: config.synack_bin.as_deref(),
+            body_len,
+            synack_poll: "sleep",
+            plot: Some((config.results_dir.as_path(), stamp.as_str())),
+        };
+        proxy_json = match super::proxy::run(&proxy_config, &link) {
+            Ok(v) => v,
+            Err(e) if e.is::<Interrupted>() => return Err(e),
+            Err(e) => {
+                println!("  proxy case FAILED: {e:#}");
+                json!({ "error": format!("{e:#}") })
+            }
+        };
+    }
+
     let mut ceiling_json = Value::Null;
     let mut ceiling_pps = None;
+    let mut full_ceiling_pps = None;
     if wants("ceiling") {
         println!("== AF_XDP packet ceiling (64-byte frames, one sending core)");
-        let mut runs = Vec::new();
-        let mut rates = Vec::new();
-        for run_index in 0..config.runs {
-            cleanup::check_interrupted()?;
-            match xsk::measure_ceiling(
-                &link,
-                config.ceiling_warmup,
-                config.ceiling_window,
-                config.server_cpu,
-                config.client_cpu,
-            ) {
-                Ok(m) => {
-                    println!(
-                        "  run {}/{}: received {} pps (sent {} pps; XDP rx_dropped {}, rx_ring_full {})",
-                        run_index + 1,
-                        config.runs,
-                        format_figure(m.rx_pps),
-                        format_figure(m.tx_pps),
-                        m.rx_dropped,
-                        m.rx_ring_full
-                    );
-                    rates.push(m.rx_pps);
-                    runs.push(serde_json::to_value(&m)?);
-                }
-                Err(e) if e.is::<Interrupted>() => return Err(e),
-                Err(e) => {
-                    println!("  run {}/{}: FAILED: {e:#}", run_index + 1, config.runs);
-                    runs.push(json!({ "error": format!("{e:#}") }));
-                }
-            }
-            // Let libxdp take its program off the interface before the next bind.
-            cleanup::sleep(Duration::from_millis(200))?;
-        }
-        ceiling_pps = median(&rates);
+        let runs;
+        (ceiling_pps, runs) = measure_ceilings(config, &link, super::frame::FRAME_LEN)?;
+        println!("== AF_XDP packet ceiling (full-size 1514-byte frames, one sending core)");
+        let full_runs;
+        (full_ceiling_pps, full_runs) = measure_ceilings(config, &link, super::frame::FULL_FRAME_LEN)?;
         let xdp_left = link.server_has_xdp().unwrap_or(false);
         if xdp_left {
             println!("  note: an XDP program is still attached to {} after the ceiling runs", link.server.ifname);
@@ -432,6 +472,12 @@ pub fn run(config: &Config) -> Result<PathBuf> {
             "what": "AF_XDP (copy mode) receive rate of ceiling frames at the server's veth end, blasted by an AF_XDP transmit loop in the client namespace; on veth the receive work runs on the sending CPU",
             "median_rx_pps": ceiling_pps,
             "runs": runs,
+            "full_size": {
+                "frame_bytes": super::frame::FULL_FRAME_LEN,
+                "median_rx_pps": full_ceiling_pps,
+                "tcp_payload_gbit_s": full_ceiling_pps.map(full_size_payload_gbit),
+                "runs": full_runs,
+            },
             "xdp_program_left_attached": xdp_left,
         });
     }
@@ -456,6 +502,13 @@ pub fn run(config: &Config) -> Result<PathBuf> {
         }
         None if wants("ceiling") => println!("packet ceiling: failed (see JSON)"),
         None => {}
+    }
+    if let Some(full) = full_ceiling_pps {
+        println!(
+            "packet ceiling, full-size frames: {} pps AF_XDP receive, 1514-byte frames = {:.2} Gbit/s of TCP payload at 1448 bytes a segment",
+            format_figure(full),
+            full_size_payload_gbit(full)
+        );
     }
     if let Some(m) = &matrix {
         println!();
@@ -498,12 +551,15 @@ pub fn run(config: &Config) -> Result<PathBuf> {
                 "wrk": tool_version("wrk", &["--version"]),
                 "sockperf": tool_version("sockperf", &["--version"]),
                 "nginx": tool_version("nginx", &["-v"]),
+                "iperf3": tool_version("iperf3", &["--version"]),
             },
         },
         "rows": rows_json,
         "cases": case_json,
         "ceiling": ceiling_json,
+        "bulk": bulk_json,
         "time_wait_churn": churn_json,
+        "proxy": proxy_json,
         "connection_rate_matrix": matrix.as_ref().map(|m| m.to_json(ceiling_pps)),
         "load_average_end": report::load_average(),
     });
@@ -516,6 +572,53 @@ pub fn run(config: &Config) -> Result<PathBuf> {
     drop(dir);
     drop(link);
     Ok(path)
+}
+
+/// TCP payload a full-size frame carries at MTU 1500 with timestamps (MSS 1460 - 12).
+const FULL_SIZE_PAYLOAD: f64 = 1448.0;
+
+/// Gbit/s of TCP payload at `pps` full-size frames a second.
+fn full_size_payload_gbit(pps: f64) -> f64 {
+    pps * FULL_SIZE_PAYLOAD * 8.0 / 1e9
+}
+
+/// The packet ceiling with `frame_bytes` frames, `config.runs` times: the median and the runs.
+fn measure_ceilings(config: &Config, link: &TestLink, frame_bytes: usize) -> Result<(Option<f64>, Vec<Value>)> {
+    let mut runs = Vec::new();
+    let mut rates = Vec::new();
+    for run_index in 0..config.runs {
+        cleanup::check_interrupted()?;
+        match xsk::measure_ceiling(
+            link,
+            config.ceiling_warmup,
+            config.ceiling_window,
+            config.server_cpu,
+            config.client_cpu,
+            frame_bytes,
+        ) {
+            Ok(m) => {
+                println!(
+                    "  run {}/{}: received {} pps (sent {} pps; XDP rx_dropped {}, rx_ring_full {})",
+                    run_index + 1,
+                    config.runs,
+                    format_figure(m.rx_pps),
+                    format_figure(m.tx_pps),
+                    m.rx_dropped,
+                    m.rx_ring_full
+                );
+                rates.push(m.rx_pps);
+                runs.push(serde_json::to_value(&m)?);
+            }
+            Err(e) if e.is::<Interrupted>() => return Err(e),
+            Err(e) => {
+                println!("  run {}/{}: FAILED: {e:#}", run_index + 1, config.runs);
+                runs.push(json!({ "error": format!("{e:#}") }));
+            }
+        }
+        // Let libxdp take its program off the interface before the next bind.
+        cleanup::sleep(Duration::from_millis(200))?;
+    }
+    Ok((median(&rates), runs))
 }
 
 fn server_description(target: Target, case: &str) -> &'static str {

@@ -6,7 +6,7 @@
 //!
 //! On veth the receive path (XDP and the copy into the UMEM) runs on the **sending** CPU, so
 //! the figure is the packets per second one sending core can push through AF_XDP receive:
-//! the budget every veth benchmark on this machine competes for (DESIGN.md).
+//! the budget every veth benchmark on this machine competes for (docs/machine-notes.md).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
@@ -24,6 +24,8 @@ use super::net::TestLink;
 /// One measurement of the ceiling.
 #[derive(Debug, Clone, Serialize)]
 pub struct CeilingRun {
+    /// Bytes per frame.
+    pub frame_bytes: usize,
     /// Ceiling frames received per second during the window.
     pub rx_pps: f64,
     /// Ceiling frames received during the window.
@@ -84,6 +86,7 @@ pub fn measure_ceiling(
     window: Duration,
     server_cpu: usize,
     client_cpu: usize,
+    frame_bytes: usize,
 ) -> Result<CeilingRun> {
     let receiver_done = AtomicBool::new(false);
     let blaster_done = AtomicBool::new(false);
@@ -97,18 +100,22 @@ pub fn measure_ceiling(
             let _done = SetOnDrop(receiver_done);
             link.server
                 .netns
-                .run(Some(server_cpu), || receive(&link.server.ifname, ready_tx, blaster_done, warmup, window, limit))
+                .run_pinned(Some(server_cpu), || {
+                    receive(&link.server.ifname, ready_tx, blaster_done, warmup, window, limit)
+                })
+                .map_err(anyhow::Error::from)
         });
         let tx = scope.spawn(move || {
             let _done = SetOnDrop(blaster_done);
             // The receiver must be bound (and its XDP program attached) before the first frame.
             ready_rx.recv_timeout(Duration::from_secs(20)).map_err(|_| anyhow!("the AF_XDP receiver did not start"))?;
-            link.client.netns.run(Some(client_cpu), || blast(link, receiver_done, limit))
+            Ok(link.client.netns.run_pinned(Some(client_cpu), || blast(link, receiver_done, limit, frame_bytes))?)
         });
         (join(rx.join()), join(tx.join()))
     });
     let (rx, tx) = (rx.context("AF_XDP receiver")?, tx.context("AF_XDP blaster")?);
     Ok(CeilingRun {
+        frame_bytes,
         rx_pps: rx.frames as f64 / rx.window_s.max(1e-9),
         rx_frames_window: rx.frames,
         window_s: rx.window_s,
@@ -199,11 +206,11 @@ fn receive(
     })
 }
 
-fn blast(link: &TestLink, receiver_done: &AtomicBool, limit: Duration) -> Result<TxResult> {
+fn blast(link: &TestLink, receiver_done: &AtomicBool, limit: Duration, frame_bytes: usize) -> Result<TxResult> {
     let mut config = XskConfig::new(&link.client.ifname, 0);
     config.poll_mode = PollMode::Busy;
     let mut socket = XskSocket::new(config).context("cannot bind the AF_XDP blaster")?;
-    let template = frame::udp_frame(link.server.mac, link.client.mac, link.client.ip, link.server.ip, 0);
+    let template = frame::udp_frame(link.server.mac, link.client.mac, link.client.ip, link.server.ip, 0, frame_bytes);
     let mut sent = 0u64;
     let start = Instant::now();
     while !receiver_done.load(Ordering::Acquire) && start.elapsed() < limit {
@@ -212,9 +219,9 @@ fn blast(link: &TestLink, receiver_done: &AtomicBool, limit: Duration) -> Result
             let Some(mut buf) = socket.tx_alloc() else {
                 break;
             };
-            buf[..frame::FRAME_LEN].copy_from_slice(&template);
+            buf[..template.len()].copy_from_slice(&template);
             frame::set_seq(&mut buf, sent);
-            if socket.tx_submit(frame::FRAME_LEN).is_err() {
+            if socket.tx_submit(template.len()).is_err() {
                 break;
             }
             sent += 1;

@@ -9,10 +9,12 @@
  * synack owns IPv4 addresses (`owned_addrs`) in one of two modes, stored as
  * the map's value (`enum owned_mode`, bit flags):
  *   - SHARED with the kernel, which has the address too. synack gets only
- *     IPv4/TCP, not a fragment, whose destination port is a listening port
+ *     IPv4/TCP, not a fragment (fragments of its flows are dropped, see
+ *     handle_fragment), whose destination port is a listening port
  *     (`listen_ports`) or lies in the local port range synack opens
  *     connections from (`steer_config`). ARP, ICMP and every other port pass
- *     to the kernel, which answers them.
+ *     to the kernel, which answers them, except ICMP fragmentation-needed
+ *     about a segment synack sent (see handle_icmp).
  *   - DEDICATED to synack: the kernel does not have the address, so nobody
  *     else would answer for it. synack gets ARP whose target protocol address
  *     is this one, ICMP echo requests to it, and all unfragmented TCP to it
@@ -24,6 +26,16 @@
  * For a shared address the kernel keeps receiving those ARP replies, yet
  * synack, which sends its own ARP requests from the same address for the
  * connections it opens, learns the peer's MAC from this map.
+ *
+ * VLANs: synack serves untagged frames only. A frame with an 802.1Q or
+ * 802.1ad tag in it passes to the kernel (`passed_vlan`), and so does one
+ * whose tag the driver took out into metadata (VLAN RX offload): the second
+ * program, `xdp_steer_dev`, loaded bound to the interface
+ * (BPF_F_XDP_DEV_BOUND_ONLY) where the kernel allows it, asks the driver with
+ * the bpf_xdp_metadata_rx_vlan_tag kfunc (Linux 6.8; veth implements it)
+ * first. Where that program cannot be loaded or attached (an older kernel,
+ * generic XDP) the loader falls back to `xdp_steer`, which sees only tags in
+ * the frame: a stripped tag then goes unnoticed.
  *
  * Everything else, including anything this parser does not understand,
  * passes to the kernel untouched: the program must never break the host's
@@ -58,6 +70,24 @@
 #define IP_MF 0x2000
 #define IP_OFFSET 0x1fff
 
+/* VLAN tags (IEEE 802.1Q, 802.1ad, and the pre-standard QinQ 0x9100). */
+#define ETH_P_8021Q_TAG 0x8100
+#define ETH_P_8021AD_TAG 0x88A8
+#define ETH_P_QINQ_TAG 0x9100
+
+/*
+ * The VLAN tag the driver stripped from the frame (Linux 6.8). A weak symbol:
+ * on a kernel without it, the call below is dead code the verifier removes.
+ * Only a program loaded bound to a device may call it; the driver's
+ * implementation replaces the call, or a default that returns -EOPNOTSUPP.
+ */
+extern int bpf_xdp_metadata_rx_vlan_tag(const struct xdp_md *ctx,
+					__be16 *vlan_proto,
+					__u16 *vlan_tci) __ksym __weak;
+#ifndef bpf_ksym_exists
+#define bpf_ksym_exists(sym) (!!(sym))
+#endif
+
 /*
  * linux/icmp.h and linux/if_arp.h are not included: they pull in glibc's
  * sys/socket.h, which does not compile for the BPF target. The few
@@ -75,6 +105,21 @@ struct icmp_echo {
 	__sum16 checksum;
 	__be16 id;
 	__be16 sequence;
+};
+
+/*
+ * ICMP destination unreachable, fragmentation needed and DF set (RFC 792,
+ * with RFC 1191's next-hop MTU), followed by the IPv4 header and at least
+ * 8 bytes of the datagram that did not fit.
+ */
+#define ICMP_DEST_UNREACH 3
+#define ICMP_FRAG_NEEDED 4
+struct icmp_frag_needed {
+	__u8 type;
+	__u8 code;
+	__sum16 checksum;
+	__be16 unused;
+	__be16 mtu;
 };
 
 /*
@@ -116,7 +161,7 @@ enum steer_counter {
 	CTR_ICMP_REDIRECTED,	/* ICMP echo to a dedicated address redirected */
 	CTR_REDIRECT_FAILED,	/* ours, but no socket on this queue: passed */
 	CTR_DROPPED_TEST_KNOB,	/* ours, dropped by drop_permille */
-	CTR_PASSED_NOT_IPV4,	/* neither IPv4 nor ARP (IPv6, VLAN, ...) */
+	CTR_PASSED_NOT_IPV4,	/* neither IPv4 nor ARP (IPv6, ...) */
 	CTR_PASSED_ARP,		/* ARP that is not Ethernet/IPv4 */
 	CTR_PASSED_MALFORMED,	/* IPv4 with version != 4 or IHL < 5 */
 	CTR_PASSED_TRUNCATED,	/* frame shorter than the headers it announces */
@@ -125,6 +170,9 @@ enum steer_counter {
 	CTR_PASSED_NOT_TCP,	/* owned address, other protocol */
 	CTR_PASSED_PORT_NOT_OURS, /* owned address, TCP, port not synack's */
 	CTR_PASSED_ARP_SHARED,	/* ARP for a shared address: the kernel's */
+	CTR_DROPPED_FRAGMENT,	/* IPv4 fragment of a flow synack owns */
+	CTR_ICMP_FRAG_NEEDED_REDIRECTED, /* frag-needed about synack's flow */
+	CTR_PASSED_VLAN,	/* VLAN-tagged, in the frame or stripped */
 	CTR_MAX,
 };
 
@@ -253,6 +301,93 @@ static __always_inline int is_listening(__u16 port)
 	return bits && ((*bits >> (port % 64)) & 1);
 }
 
+/* Whether TCP to `port` of a shared address is synack's. */
+static __always_inline int port_is_ours(const struct steer_config *cfg,
+					__u16 port)
+{
+	if (cfg->local_port_hi != 0 && port >= cfg->local_port_lo &&
+	    port <= cfg->local_port_hi)
+		return 1;
+	return is_listening(port);
+}
+
+/*
+ * An IPv4 fragment to an owned address. synack does not reassemble, and
+ * neither may the kernel for synack's flows: on a shared address it would
+ * answer the reassembled segment with a RST (no socket of its own), on a
+ * dedicated one it has no use for it. So a TCP fragment of a flow synack owns
+ * is dropped and counted (the sender's PMTU discovery or retransmission
+ * recovers): every TCP fragment to a dedicated address, and the first
+ * fragment (offset 0, which carries the ports) to synack's ports of a shared
+ * address. A later fragment of a shared address carries no ports and cannot be
+ * told apart: it passes, and without its first fragment the kernel never
+ * reassembles it (nor, lacking fragment 0, sends "reassembly time exceeded").
+ */
+static __always_inline int handle_fragment(const struct steer_config *cfg,
+					   struct iphdr *ip, __u32 ip_len,
+					   int mode, void *data_end)
+{
+	__be16 *ports = (void *)ip + ip_len;
+
+	if (ip->protocol != IPPROTO_TCP)
+		return pass(CTR_PASSED_FRAGMENT);
+	if (mode & OWNED_STEER_ALL_TCP)
+		goto drop;
+	if (ip->frag_off & bpf_htons(IP_OFFSET))
+		return pass(CTR_PASSED_FRAGMENT);
+	/* Fragment 0 holds at least 8 bytes of TCP (offsets count 8 bytes). */
+	if ((void *)(ports + 2) > data_end)
+		return pass(CTR_PASSED_TRUNCATED);
+	if (!port_is_ours(cfg, bpf_ntohs(ports[1])))
+		return pass(CTR_PASSED_FRAGMENT);
+drop:
+	count(CTR_DROPPED_FRAGMENT);
+	return XDP_DROP;
+}
+
+/*
+ * ICMP to an owned address. Echo requests are synack's for a dedicated
+ * address. Fragmentation-needed (path MTU discovery, RFC 1191) is synack's in
+ * both modes when the datagram it quotes is one synack sent: TCP from this
+ * address and, for a shared address, from one of synack's ports (any port of
+ * a dedicated one). Without it a path with a smaller MTU black-holes synack's
+ * connections, as every segment has DF set. synack checks the rest against
+ * the connection (RFC 5927); everything else passes to the kernel.
+ */
+static __always_inline int handle_icmp(struct xdp_md *ctx,
+				       const struct steer_config *cfg,
+				       struct iphdr *ip, __u32 ip_len,
+				       int mode, void *data_end)
+{
+	struct icmp_frag_needed *icmp = (void *)ip + ip_len;
+	struct iphdr *quoted;
+	__u32 quoted_len;
+	__be16 *ports;
+
+	if ((void *)(icmp + 1) > data_end)
+		return pass(CTR_PASSED_TRUNCATED);
+	if (icmp->type == ICMP_ECHO && (mode & OWNED_STEER_ICMP_ECHO))
+		return steer(ctx, cfg, CTR_ICMP_REDIRECTED);
+	if (icmp->type != ICMP_DEST_UNREACH || icmp->code != ICMP_FRAG_NEEDED)
+		return pass(CTR_PASSED_NOT_TCP);
+	quoted = (void *)(icmp + 1);
+	if ((void *)(quoted + 1) > data_end)
+		return pass(CTR_PASSED_TRUNCATED);
+	if (quoted->version != 4 || quoted->ihl < 5)
+		return pass(CTR_PASSED_MALFORMED);
+	if (quoted->protocol != IPPROTO_TCP || quoted->saddr != ip->daddr)
+		return pass(CTR_PASSED_NOT_TCP);
+	/* IHL is 4 bits: quoted_len is in [20, 60], a bounded offset. */
+	quoted_len = quoted->ihl * 4;
+	ports = (void *)quoted + quoted_len;
+	if ((void *)(ports + 2) > data_end)
+		return pass(CTR_PASSED_TRUNCATED);
+	if (!(mode & OWNED_STEER_ALL_TCP) &&
+	    !port_is_ours(cfg, bpf_ntohs(ports[0])))
+		return pass(CTR_PASSED_PORT_NOT_OURS);
+	return steer(ctx, cfg, CTR_ICMP_FRAG_NEEDED_REDIRECTED);
+}
+
 /* clang has no memcmp for the BPF target; six bytes are compared by hand. */
 static __always_inline int same_mac(const __u8 *a, const __u8 *b)
 {
@@ -315,8 +450,7 @@ static __always_inline int handle_arp(struct xdp_md *ctx,
 	return steer(ctx, cfg, CTR_ARP_REDIRECTED);
 }
 
-SEC("xdp")
-int xdp_steer(struct xdp_md *ctx)
+static __always_inline int steer_frame(struct xdp_md *ctx)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
@@ -324,7 +458,6 @@ int xdp_steer(struct xdp_md *ctx)
 	const struct steer_config *cfg;
 	struct iphdr *ip;
 	struct tcphdr *tcp;
-	struct icmp_echo *icmp;
 	__u32 key = 0;
 	__u32 ip_len;
 	__u16 port;
@@ -337,7 +470,11 @@ int xdp_steer(struct xdp_md *ctx)
 	if ((void *)(eth + 1) > data_end)
 		return pass(CTR_PASSED_TRUNCATED);
 
-	/* A VLAN tag (0x8100) lands here too: tagged traffic is not ours. */
+	/* synack serves untagged frames only. */
+	if (eth->h_proto == bpf_htons(ETH_P_8021Q_TAG) ||
+	    eth->h_proto == bpf_htons(ETH_P_8021AD_TAG) ||
+	    eth->h_proto == bpf_htons(ETH_P_QINQ_TAG))
+		return pass(CTR_PASSED_VLAN);
 	if (eth->h_proto == bpf_htons(ETH_P_ARP))
 		return handle_arp(ctx, cfg, eth + 1, data_end);
 	if (eth->h_proto != bpf_htons(ETH_P_IP))
@@ -358,16 +495,10 @@ int xdp_steer(struct xdp_md *ctx)
 		return pass(CTR_PASSED_NOT_OWNED);
 	/* More-fragments set or a non-zero offset: synack does not reassemble. */
 	if (ip->frag_off & bpf_htons(IP_MF | IP_OFFSET))
-		return pass(CTR_PASSED_FRAGMENT);
+		return handle_fragment(cfg, ip, ip_len, mode, data_end);
 
-	if (ip->protocol == IPPROTO_ICMP && (mode & OWNED_STEER_ICMP_ECHO)) {
-		icmp = (void *)ip + ip_len;
-		if ((void *)(icmp + 1) > data_end)
-			return pass(CTR_PASSED_TRUNCATED);
-		if (icmp->type != ICMP_ECHO)
-			return pass(CTR_PASSED_NOT_TCP);
-		return steer(ctx, cfg, CTR_ICMP_REDIRECTED);
-	}
+	if (ip->protocol == IPPROTO_ICMP)
+		return handle_icmp(ctx, cfg, ip, ip_len, mode, data_end);
 	if (ip->protocol != IPPROTO_TCP)
 		return pass(CTR_PASSED_NOT_TCP);
 
@@ -379,12 +510,32 @@ int xdp_steer(struct xdp_md *ctx)
 	if (mode & OWNED_STEER_ALL_TCP)
 		return steer(ctx, cfg, CTR_REDIRECTED);
 	port = bpf_ntohs(tcp->dest);
-	if (cfg->local_port_hi != 0 && port >= cfg->local_port_lo &&
-	    port <= cfg->local_port_hi)
-		return steer(ctx, cfg, CTR_REDIRECTED);
-	if (is_listening(port))
+	if (port_is_ours(cfg, port))
 		return steer(ctx, cfg, CTR_REDIRECTED);
 	return pass(CTR_PASSED_PORT_NOT_OURS);
+}
+
+/* Sees tags in the frame only; any kernel, any XDP mode, BPF_PROG_TEST_RUN. */
+SEC("xdp")
+int xdp_steer(struct xdp_md *ctx)
+{
+	return steer_frame(ctx);
+}
+
+/*
+ * Loaded bound to the interface: also passes a frame whose tag the driver
+ * stripped (a driver without the kfunc answers -EOPNOTSUPP: no tag known).
+ */
+SEC("xdp")
+int xdp_steer_dev(struct xdp_md *ctx)
+{
+	__be16 vlan_proto;
+	__u16 vlan_tci;
+
+	if (bpf_ksym_exists(bpf_xdp_metadata_rx_vlan_tag) &&
+	    bpf_xdp_metadata_rx_vlan_tag(ctx, &vlan_proto, &vlan_tci) == 0)
+		return pass(CTR_PASSED_VLAN);
+	return steer_frame(ctx);
 }
 
 char LICENSE[] SEC("license") = "Dual MIT/GPL";

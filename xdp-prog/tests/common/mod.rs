@@ -153,6 +153,19 @@ pub fn icmp_frame(icmp_type: u8, dst: Ipv4Addr) -> Vec<u8> {
     ethernet(ETH_P_IP, &Ipv4::new(peer_addr(), dst, IPPROTO_ICMP).packet(&icmp))
 }
 
+/// ICMP fragmentation needed (type 3 code 4, RFC 1191) from a router to `dst`,
+/// quoting the IPv4 header `quoted` and the first 8 bytes of a TCP segment
+/// from `src_port`.
+pub fn frag_needed_frame(dst: Ipv4Addr, quoted: &Ipv4, src_port: u16, mtu: u16) -> Vec<u8> {
+    let mut icmp = vec![3, 4, 0, 0, 0, 0];
+    icmp.extend_from_slice(&mtu.to_be_bytes());
+    let segment = quoted.packet(&tcp_syn(src_port, 40000));
+    icmp.extend_from_slice(&segment[..segment.len() - 12]);
+    let sum = checksum(&icmp);
+    icmp[2..4].copy_from_slice(&sum.to_be_bytes());
+    ethernet(ETH_P_IP, &Ipv4::new(Ipv4Addr::new(198, 18, 0, 254), dst, IPPROTO_ICMP).packet(&icmp))
+}
+
 /// Addresses from 198.18.0.0/15, the range reserved for benchmarks.
 pub fn owned_addr() -> Ipv4Addr {
     Ipv4Addr::new(198, 18, 0, 2)

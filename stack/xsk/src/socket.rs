@@ -1,0 +1,808 @@
+//! The AF_XDP socket: binding, and the four rings (fill, RX, TX, completion) over one UMEM.
+//!
+//! This is the only module with `unsafe`: every ring operation and every view of frame memory
+//! is unsafe in xsk-rs, because the kernel shares that memory. What makes each one sound is
+//! the frame accounting: a frame's bytes are touched only while the frame is in the
+//! application's hands (popped from the pool, or taken from the RX ring), and a frame is handed
+//! to the kernel (fill or TX ring) only from there, and then forgotten until the kernel gives
+//! it back (RX or completion ring).
+#![allow(unsafe_code)]
+
+use std::io;
+use std::ops::{Deref, DerefMut};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::time::{Duration, Instant};
+
+use rustix::event::{poll, PollFd, PollFlags};
+use rustix::io::Errno;
+use rustix::net::xdp::XdpOptionsFlags;
+use rustix::net::{recv, send, sockopt, RecvFlags, SendFlags};
+use xsk_rs::config::{BindFlags, Interface, LibxdpFlags, QueueSize, SocketConfig};
+use xsk_rs::umem::frame::DataMut;
+use xsk_rs::{CompQueue, FillQueue, FrameDesc, RxQueue, Socket, TxQueue};
+
+use crate::config::{BindMode, BoundMode, PollMode, XskConfig};
+use crate::error::{BindFailure, KickError, TxSubmitError, XskError};
+use crate::netlink;
+use crate::pool::{FrameAccounting, FramePool};
+use crate::stats::{Counters, XdpStats};
+use crate::umem::{io_source, is_permission_error, Umem};
+
+/// What the application does with a received frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub enum RxVerdict {
+    /// Done with it: the frame goes back to the pool (and from there to the fill ring).
+    Release,
+    /// The frame now holds a reply of this many bytes, built in place: send it. No copy.
+    Transmit(usize),
+}
+
+/// One received frame, lent to the application inside [`XskSocket::rx_batch`].
+///
+/// Dereferences to the received bytes. [`buffer_mut`](Self::buffer_mut) gives the whole frame
+/// (up to [`capacity`](Self::capacity) bytes), for a reply longer than the request.
+pub struct RxFrame<'a> {
+    data: DataMut<'a>,
+    len: usize,
+}
+
+impl RxFrame<'_> {
+    /// Bytes received.
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True for an empty frame (the kernel never delivers one).
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Bytes the frame can hold: the most a [`RxVerdict::Transmit`] can send.
+    #[inline]
+    pub fn capacity(&self) -> usize {
+        self.data.contents().len()
+    }
+
+    /// The received bytes.
+    #[inline]
+    pub fn packet(&self) -> &[u8] {
+        &self.data.contents()[..self.len]
+    }
+
+    /// The received bytes, writable.
+    #[inline]
+    pub fn packet_mut(&mut self) -> &mut [u8] {
+        let len = self.len;
+        &mut self.data.contents_mut()[..len]
+    }
+
+    /// The whole frame, writable; the first [`len`](Self::len) bytes are the received ones.
+    #[inline]
+    pub fn buffer_mut(&mut self) -> &mut [u8] {
+        self.data.contents_mut()
+    }
+}
+
+impl Deref for RxFrame<'_> {
+    type Target = [u8];
+    #[inline]
+    fn deref(&self) -> &[u8] {
+        self.packet()
+    }
+}
+
+impl DerefMut for RxFrame<'_> {
+    #[inline]
+    fn deref_mut(&mut self) -> &mut [u8] {
+        self.packet_mut()
+    }
+}
+
+/// The frames of one RX batch, lent all together by [`XskSocket::rx_batch_all`], so that the
+/// application can make several passes over them (parse them all, then look them all up, then
+/// process them). Each frame gets a verdict; [`RxVerdict::Release`] unless set.
+pub struct RxBatch<'a> {
+    umem: &'a xsk_rs::Umem,
+    descs: &'a mut [FrameDesc],
+    /// Bytes received per frame (the descriptors' lengths change when a frame is viewed whole).
+    lens: &'a [usize],
+    verdicts: &'a mut [RxVerdict],
+}
+
+impl RxBatch<'_> {
+    /// Frames in the batch.
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.descs.len()
+    }
+
+    /// True for an empty batch (never lent).
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.descs.is_empty()
+    }
+
+    /// Frame `i`, for as long as this borrow of the batch lasts; it can be visited again.
+    #[inline]
+    pub fn frame(&mut self, i: usize) -> RxFrame<'_> {
+        // Safety: every descriptor of the batch came from the RX ring in this batch and is in
+        // no ring until the batch ends (accounted as rx_held); the view borrows the whole batch
+        // mutably, so no other view of any of its frames exists meanwhile.
+        let mut data = unsafe { self.umem.data_mut(&mut self.descs[i]) };
+        let mut cursor = data.cursor();
+        let capacity = cursor.buf_len();
+        cursor.set_pos(capacity);
+        RxFrame { data, len: self.lens[i] }
+    }
+
+    /// What becomes of frame `i` when the batch ends.
+    #[inline]
+    pub fn set_verdict(&mut self, i: usize, verdict: RxVerdict) {
+        self.verdicts[i] = verdict;
+    }
+}
+
+/// A free frame to write a packet into, from [`XskSocket::tx_alloc`]. Dereferences to the
+/// whole frame (capacity bytes); how much of it to send is given to
+/// [`XskSocket::tx_submit`].
+pub struct TxBuf<'a> {
+    data: DataMut<'a>,
+}
+
+impl Deref for TxBuf<'_> {
+    type Target = [u8];
+    #[inline]
+    fn deref(&self) -> &[u8] {
+        self.data.contents()
+    }
+}
+
+impl DerefMut for TxBuf<'_> {
+    #[inline]
+    fn deref_mut(&mut self) -> &mut [u8] {
+        self.data.contents_mut()
+    }
+}
+
+/// One AF_XDP socket bound to `(interface, queue)`, with its own UMEM, rings and accounted
+/// frames. Owned by one worker; nothing here locks or allocates after [`XskSocket::new`].
+pub struct XskSocket {
+    // Rings first, so they are dropped (and the socket closed) before the UMEM handle.
+    rx: RxQueue,
+    tx: TxQueue,
+    fill: FillQueue,
+    comp: CompQueue,
+    umem: Umem,
+    raw_fd: RawFd,
+    pool: FramePool,
+    accounting: FrameAccounting,
+    counters: Counters,
+    /// Descriptors taken from the RX ring in one batch.
+    rx_scratch: Box<[FrameDesc]>,
+    /// Bytes received and verdicts of the frames of one `rx_batch_all`.
+    rx_lens: Box<[usize]>,
+    rx_verdicts: Box<[RxVerdict]>,
+    /// Descriptors taken from the completion ring in one reap.
+    comp_scratch: Box<[FrameDesc]>,
+    /// Descriptors handed to the fill ring in one refill.
+    fill_scratch: Box<[FrameDesc]>,
+    /// Frames submitted for TX, not yet in the TX ring. Never grows past its capacity.
+    tx_pending: Vec<FrameDesc>,
+    tx_in_hand: Option<FrameDesc>,
+    /// The TX ring holds frames that no kick has yet made the kernel take.
+    kick_outstanding: bool,
+    mode: BoundMode,
+    config: XskConfig,
+}
+
+impl std::fmt::Debug for XskSocket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("XskSocket")
+            .field("ifname", &self.config.ifname)
+            .field("queue_id", &self.config.queue_id)
+            .field("fd", &self.raw_fd)
+            .field("mode", &self.mode)
+            .field("accounting", &self.accounting)
+            .finish_non_exhaustive()
+    }
+}
+
+impl XskSocket {
+    /// Creates the UMEM, binds a socket to `(config.ifname, config.queue_id)` in the calling
+    /// thread's network namespace, and fills the fill ring. With `BindMode::Auto`, zero-copy is
+    /// tried first; [`mode`](Self::mode) tells which mode was granted.
+    ///
+    /// Allocates (the UMEM, scratch arrays); nothing else does. A queue whose previous socket
+    /// was closed a moment ago can still be busy for some milliseconds (the kernel releases it
+    /// from a work queue; about 40 ms was measured on veth): a caller that rebinds at once
+    /// should retry on [`BindFailure::Busy`] for a short while.
+    pub fn new(config: XskConfig) -> Result<XskSocket, XskError> {
+        crate::logs::route_to_tracing();
+        config.validate()?;
+        let link = netlink::interface_info(&config.ifname).map_err(|source| {
+            if netlink::is_no_such_device(&source) {
+                XskError::NoSuchInterface { ifname: config.ifname.clone() }
+            } else {
+                XskError::Io { ifname: config.ifname.clone(), operation: "look the interface up (RTM_GETLINK)", source }
+            }
+        })?;
+        let umem = Umem::new(&config)?;
+
+        let attempts: &[BindFlags] = match config.bind_mode {
+            BindMode::Copy => &[BindFlags::XDP_COPY],
+            BindMode::ZeroCopy => &[BindFlags::XDP_ZEROCOPY],
+            BindMode::Auto => &[BindFlags::XDP_ZEROCOPY, BindFlags::XDP_COPY],
+        };
+        let mut last_error = None;
+        let mut rings = None;
+        for &mode_flag in attempts {
+            match bind(&config, &umem, mode_flag | BindFlags::XDP_USE_NEED_WAKEUP) {
+                Ok(bound) => {
+                    rings = Some(bound);
+                    break;
+                }
+                Err(source) => last_error = Some(source),
+            }
+        }
+        let Some((tx, rx, fill, comp)) = rings else {
+            let source = last_error.unwrap_or_else(|| io::Error::other("no bind attempted"));
+            return Err(bind_error(&config, link.rx_queues, source));
+        };
+
+        let raw_fd = rx.fd().as_raw_fd();
+        // Safety: the fd belongs to the xsk-rs socket, which `rx` keeps open; the borrow does
+        // not outlive this function.
+        let fd = unsafe { BorrowedFd::borrow_raw(raw_fd) };
+        let options = sockopt::xdp_options(fd).map_err(|e| XskError::Io {
+            ifname: config.ifname.clone(),
+            operation: "read the socket's XDP_OPTIONS",
+            source: e.into(),
+        })?;
+        let mode =
+            if options.contains(XdpOptionsFlags::XDP_OPTIONS_ZEROCOPY) { BoundMode::ZeroCopy } else { BoundMode::Copy };
+
+        let frame_count = config.frame_count as usize;
+        let batch = config.batch_size as usize;
+        let mut socket = XskSocket {
+            rx,
+            tx,
+            fill,
+            comp,
+            raw_fd,
+            pool: FramePool::full(config.frame_count, config.frame_size),
+            accounting: FrameAccounting::all_free(frame_count),
+            counters: Counters::default(),
+            rx_scratch: vec![FrameDesc::default(); batch].into_boxed_slice(),
+            rx_lens: vec![0; batch].into_boxed_slice(),
+            rx_verdicts: vec![RxVerdict::Release; batch].into_boxed_slice(),
+            comp_scratch: vec![FrameDesc::default(); config.comp_ring_size as usize].into_boxed_slice(),
+            fill_scratch: vec![FrameDesc::default(); config.fill_ring_size as usize].into_boxed_slice(),
+            tx_pending: Vec::with_capacity(config.tx_ring_size as usize),
+            tx_in_hand: None,
+            kick_outstanding: false,
+            mode,
+            umem,
+            config,
+        };
+        socket.refill();
+        Ok(socket)
+    }
+
+    /// The socket's file descriptor, for an XSKMAP entry or an event loop. Valid as long as
+    /// the socket lives.
+    #[inline]
+    pub fn fd(&self) -> RawFd {
+        self.raw_fd
+    }
+
+    /// The mode the kernel granted.
+    pub fn mode(&self) -> BoundMode {
+        self.mode
+    }
+
+    /// The configuration the socket was created with.
+    pub fn config(&self) -> &XskConfig {
+        &self.config
+    }
+
+    /// The UMEM's geometry.
+    pub fn umem(&self) -> &Umem {
+        &self.umem
+    }
+
+    /// Where every frame is now.
+    pub fn accounting(&self) -> FrameAccounting {
+        self.accounting
+    }
+
+    /// Every frame in exactly one place (checked in builds with debug assertions).
+    #[inline]
+    fn debug_check_accounting(&self) {
+        debug_assert_eq!(
+            self.accounting.total(),
+            self.accounting.frame_count,
+            "frames lost or doubled: {:?}",
+            self.accounting
+        );
+        debug_assert_eq!(self.accounting.free, self.pool.len(), "the pool and its count disagree");
+    }
+
+    /// The socket's counters.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// The kernel's statistics for this socket.
+    pub fn xdp_statistics(&self) -> io::Result<XdpStats> {
+        let stats = sockopt::xdp_statistics(self.as_fd())?;
+        Ok(XdpStats {
+            rx_dropped: stats.rx_dropped,
+            rx_invalid_descs: stats.rx_invalid_descs,
+            tx_invalid_descs: stats.tx_invalid_descs,
+            rx_ring_full: stats.rx_ring_full.unwrap_or(0),
+            rx_fill_ring_empty_descs: stats.rx_fill_ring_empty_descs.unwrap_or(0),
+            tx_ring_empty_descs: stats.tx_ring_empty_descs.unwrap_or(0),
+        })
+    }
+
+    /// Moves up to `min(max, batch_size)` descriptors from the RX ring into `rx_scratch`, with
+    /// their frames accounted as held by us; returns how many.
+    fn take_rx(&mut self, max: usize) -> usize {
+        let want = max.min(self.rx_scratch.len());
+        if want == 0 {
+            return 0;
+        }
+        // Safety: the descriptors written are taken from the RX ring, which moves those frames
+        // from the kernel to us (accounted just below); each is used once and then released or
+        // queued for TX.
+        let received = unsafe { self.rx.consume(&mut self.rx_scratch[..want]) };
+        if received == 0 {
+            if self.accounting.fill == 0 {
+                self.counters.fill_empty_events += 1;
+            }
+            return 0;
+        }
+        self.accounting.fill -= received;
+        self.accounting.rx_held += received;
+        self.counters.rx_frames += received as u64;
+        self.counters.rx_batches += 1;
+        received
+    }
+
+    /// Takes up to `min(max, batch_size)` received frames and hands each to `f`, which reads
+    /// it, may rewrite it, and decides: release it, or send it back as it now is (a reply
+    /// built in place, without a copy). Returns the number of frames received.
+    ///
+    /// Released frames go to the pool; call [`refill`](Self::refill) to lend them to the
+    /// kernel again. Frames to transmit join the pending TX batch; [`flush`](Self::flush)
+    /// sends it.
+    pub fn rx_batch<F>(&mut self, max: usize, mut f: F) -> usize
+    where
+        F: FnMut(&mut RxFrame<'_>) -> RxVerdict,
+    {
+        let received = self.take_rx(max);
+        for i in 0..received {
+            let mut desc = self.rx_scratch[i];
+            let Some(frame_addr) = self.umem.frame_of(desc.addr() as u64) else {
+                // The kernel gave an address outside the UMEM: it owns no frame of ours, so
+                // it is neither used nor returned.
+                // The accounting now misses a frame, which `check` reports.
+                self.counters.invalid_addresses += 1;
+                self.accounting.rx_held -= 1;
+                continue;
+            };
+            let verdict = {
+                // Safety: the frame was just taken from the RX ring and is in no ring and no
+                // other view until this block ends (accounted as rx_held).
+                let mut data = unsafe { self.umem.inner().data_mut(&mut desc) };
+                let len = data.contents().len();
+                let mut cursor = data.cursor();
+                let capacity = cursor.buf_len();
+                cursor.set_pos(capacity);
+                f(&mut RxFrame { data, len })
+            };
+            self.accounting.rx_held -= 1;
+            self.apply_verdict(desc, frame_addr, verdict);
+        }
+        received
+    }
+
+    /// Like [`rx_batch`](Self::rx_batch), but lends the whole batch at once to `f`, which may
+    /// visit each frame several times and sets each one's verdict ([`RxBatch`]). Returns the
+    /// number of frames received.
+    pub fn rx_batch_all<F>(&mut self, max: usize, f: F) -> usize
+    where
+        F: FnOnce(&mut RxBatch<'_>),
+    {
+        let received = self.take_rx(max);
+        if received == 0 {
+            return 0;
+        }
+        // Keep the descriptors of frames we own, in order, at the front.
+        let mut valid = 0;
+        for i in 0..received {
+            let desc = self.rx_scratch[i];
+            if self.umem.frame_of(desc.addr() as u64).is_none() {
+                // As in `rx_batch`: not a frame of ours, neither used nor returned.
+                self.counters.invalid_addresses += 1;
+                self.accounting.rx_held -= 1;
+                continue;
+            }
+            self.rx_lens[valid] = desc.lengths().data();
+            self.rx_verdicts[valid] = RxVerdict::Release;
+            self.rx_scratch[valid] = desc;
+            valid += 1;
+        }
+        if valid > 0 {
+            let mut batch = RxBatch {
+                umem: self.umem.inner(),
+                descs: &mut self.rx_scratch[..valid],
+                lens: &self.rx_lens[..valid],
+                verdicts: &mut self.rx_verdicts[..valid],
+            };
+            f(&mut batch);
+        }
+        for i in 0..valid {
+            let desc = self.rx_scratch[i];
+            let Some(frame_addr) = self.umem.frame_of(desc.addr() as u64) else { continue };
+            self.accounting.rx_held -= 1;
+            self.apply_verdict(desc, frame_addr, self.rx_verdicts[i]);
+        }
+        received
+    }
+
+    /// Sends a received frame back as a reply in place, or releases it.
+    #[inline]
+    fn apply_verdict(&mut self, mut desc: FrameDesc, frame_addr: u64, verdict: RxVerdict) {
+        match verdict {
+            RxVerdict::Transmit(len) if self.set_len(&mut desc, len) => {
+                if self.tx_pending.len() == self.tx_pending.capacity() {
+                    self.publish_tx();
+                }
+                if self.tx_pending.len() < self.tx_pending.capacity() {
+                    self.tx_pending.push(desc);
+                    self.accounting.tx_pending += 1;
+                } else {
+                    self.counters.tx_dropped += 1;
+                    self.release(frame_addr);
+                }
+            }
+            RxVerdict::Transmit(_) => {
+                self.counters.tx_dropped += 1;
+                self.release(frame_addr);
+            }
+            RxVerdict::Release => self.release(frame_addr),
+        }
+    }
+
+    /// A free frame to build a packet in, or `None` when the pool is empty or the TX ring and
+    /// the pending batch are full (back-pressure: flush, reap completions and try again).
+    /// A frame it returns can always be submitted: a caller that builds a segment in it (and
+    /// advances a connection's state) never has to throw the segment away. Calling it again
+    /// before [`tx_submit`](Self::tx_submit) returns the same frame.
+    pub fn tx_alloc(&mut self) -> Option<TxBuf<'_>> {
+        if self.tx_pending.len() == self.tx_pending.capacity() {
+            self.publish_tx();
+            if self.tx_pending.len() == self.tx_pending.capacity() {
+                self.counters.tx_ring_full += 1;
+                return None;
+            }
+        }
+        if self.tx_in_hand.is_none() {
+            let Some(frame_addr) = self.pool.pop() else {
+                self.counters.tx_alloc_failures += 1;
+                return None;
+            };
+            self.accounting.free -= 1;
+            self.accounting.tx_in_hand += 1;
+            self.tx_in_hand = Some(self.umem.desc(frame_addr));
+        }
+        let desc = self.tx_in_hand.as_mut()?;
+        // Safety: the frame in hand came from the free pool, so neither the kernel nor another
+        // view touches it; the view borrows `self` mutably, so it ends before the frame is
+        // submitted.
+        let mut data = unsafe { self.umem.inner().data_mut(desc) };
+        let mut cursor = data.cursor();
+        let capacity = cursor.buf_len();
+        cursor.set_pos(capacity);
+        Some(TxBuf { data })
+    }
+
+    /// Queues the frame taken with [`tx_alloc`](Self::tx_alloc), holding `len` bytes, for the
+    /// next [`flush`](Self::flush). On error the frame stays in hand.
+    pub fn tx_submit(&mut self, len: usize) -> Result<(), TxSubmitError> {
+        let Some(mut desc) = self.tx_in_hand else {
+            return Err(TxSubmitError::NoFrameInHand);
+        };
+        let capacity = self.umem.frame_capacity();
+        if !self.set_len(&mut desc, len) {
+            return Err(TxSubmitError::BadLength { len, capacity });
+        }
+        if self.tx_pending.len() == self.tx_pending.capacity() {
+            self.publish_tx();
+            if self.tx_pending.len() == self.tx_pending.capacity() {
+                return Err(TxSubmitError::RingFull);
+            }
+        }
+        self.tx_pending.push(desc);
+        self.tx_in_hand = None;
+        self.accounting.tx_in_hand -= 1;
+        self.accounting.tx_pending += 1;
+        Ok(())
+    }
+
+    /// Puts the pending TX batch in the TX ring (as much as fits) and kicks the kernel with
+    /// `sendto(MSG_DONTWAIT)` when the ring asks for it (always, in copy mode). Returns the
+    /// frames put in the ring. Transient kick failures are counted and retried on the next
+    /// flush; only a hard failure (device gone) is an error.
+    pub fn flush(&mut self) -> Result<usize, KickError> {
+        let published = self.publish_tx();
+        if published > 0 {
+            self.kick_outstanding = true;
+        }
+        if !self.kick_outstanding {
+            return Ok(published);
+        }
+        if self.mode == BoundMode::ZeroCopy && !self.tx.needs_wakeup() {
+            // The driver is polling the ring by itself.
+            self.kick_outstanding = false;
+            return Ok(published);
+        }
+        for _ in 0..self.config.max_kicks_per_flush {
+            self.counters.tx_kicks += 1;
+            match send(self.as_fd(), &[], SendFlags::DONTWAIT) {
+                Ok(_) => {
+                    self.kick_outstanding = false;
+                    break;
+                }
+                // EAGAIN: in copy mode the kernel sends 32 frames per kick and says EAGAIN
+                // when more wait; kick again while the budget lasts.
+                Err(Errno::AGAIN) => self.counters.tx_kick_errors += 1,
+                Err(Errno::BUSY | Errno::NOBUFS | Errno::NETDOWN) => {
+                    self.counters.tx_kick_errors += 1;
+                    break;
+                }
+                Err(Errno::INTR) => {}
+                Err(errno) => return Err(KickError { errno: errno.raw_os_error() }),
+            }
+        }
+        Ok(published)
+    }
+
+    /// Takes the frames the kernel has finished sending from the completion ring back into
+    /// the pool. Returns how many.
+    pub fn reap_completions(&mut self) -> usize {
+        // Safety: entries of the completion ring are frames the kernel has finished with;
+        // they were accounted as tx_queued and return to the pool below.
+        let completed = unsafe { self.comp.consume(&mut self.comp_scratch) };
+        self.accounting.tx_queued -= completed;
+        self.counters.tx_completed += completed as u64;
+        for i in 0..completed {
+            let addr = self.comp_scratch[i].addr() as u64;
+            match self.umem.frame_of(addr) {
+                Some(frame_addr) => self.release(frame_addr),
+                // As in `rx_batch`: counted, and `check` reports the missing frame.
+                None => self.counters.invalid_addresses += 1,
+            }
+        }
+        completed
+    }
+
+    /// Lends free frames to the kernel for receiving: as many as the fill ring takes and the
+    /// pool has, up to `rx_ring_size` frames held by the kernel for receiving in all (fill
+    /// ring and RX ring together). Frames beyond that could not be delivered anyway (the RX
+    /// ring would be full), and keeping them in the pool guarantees that at least
+    /// `frame_count - rx_ring_size` frames stay available for TX. Returns how many.
+    pub fn refill(&mut self) -> usize {
+        let free = self.pool.len();
+        let wanted = (self.config.rx_ring_size as usize).saturating_sub(self.accounting.fill);
+        if wanted == 0 {
+            self.debug_check_accounting();
+            return 0;
+        }
+        let room = self.fill.nb_free(wanted as u32) as usize;
+        let count = wanted.min(room).min(free).min(self.fill_scratch.len());
+        if count == 0 {
+            if room > 0 {
+                self.counters.refill_pool_empty += 1;
+            }
+            return 0;
+        }
+        for slot in &mut self.fill_scratch[..count] {
+            // Cannot fail: `count <= free`.
+            let frame_addr = self.pool.pop().unwrap_or_default();
+            *slot = self.umem.desc(frame_addr);
+        }
+        // Safety: the frames came from the free pool, so nothing else uses them; once in the
+        // fill ring they are forgotten until the RX ring returns them.
+        let produced = unsafe { self.fill.produce(&self.fill_scratch[..count]) };
+        // The ring has one producer, us, and had room for `count`: `produced == count`. Should
+        // it not be, the frames not produced go back.
+        for desc in &self.fill_scratch[produced..count] {
+            let _ = self.pool.push(desc.addr() as u64 & !(u64::from(self.umem.frame_size()) - 1));
+        }
+        self.accounting.free -= produced;
+        self.accounting.fill += produced;
+        if produced > 0 && self.fill.needs_wakeup() {
+            self.counters.rx_kicks += 1;
+            // A zero-length receive only wakes the driver; EAGAIN is its normal answer.
+            let _ = recv(self.as_fd(), &mut [0u8; 0][..], RecvFlags::DONTWAIT);
+        }
+        self.debug_check_accounting();
+        produced
+    }
+
+    /// The usual end of a loop iteration: flush TX, reap completions, refill.
+    pub fn maintain(&mut self) -> Result<(), KickError> {
+        self.flush()?;
+        self.reap_completions();
+        self.refill();
+        Ok(())
+    }
+
+    /// What to do when a loop iteration found no work, per the configured [`PollMode`]:
+    /// spin once, or sleep in `poll()` until a frame arrives or the timeout passes. Returns
+    /// true when frames are ready.
+    pub fn idle(&mut self) -> bool {
+        match self.config.poll_mode {
+            PollMode::Busy => {
+                std::hint::spin_loop();
+                false
+            }
+            PollMode::Sleep { timeout } => self.wait_idle(timeout).unwrap_or(false),
+        }
+    }
+
+    /// Sleeps in `poll(POLLIN)` on the socket until a frame is ready to receive or `timeout`
+    /// passes. Returns true when frames are ready. In copy mode the kernel also pushes out
+    /// pending TX frames during the poll.
+    pub fn wait_idle(&self, timeout: Duration) -> io::Result<bool> {
+        let timeout = rustix::time::Timespec::try_from(timeout)
+            .unwrap_or(rustix::time::Timespec { tv_sec: i64::MAX, tv_nsec: 0 });
+        let fd = self.as_fd();
+        let mut fds = [PollFd::new(&fd, PollFlags::IN)];
+        match poll(&mut fds, Some(&timeout)) {
+            Ok(0) => Ok(false),
+            Ok(_) => Ok(fds[0].revents().contains(PollFlags::IN)),
+            Err(Errno::INTR) => Ok(false),
+            Err(errno) => Err(errno.into()),
+        }
+    }
+
+    /// Flushes and reaps until every TX frame is back in the pool, or `timeout` passes.
+    /// Returns true when none is left in flight. For shutdown and tests.
+    pub fn drain_tx(&mut self, timeout: Duration) -> Result<bool, KickError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            self.reap_completions();
+            if self.accounting.tx_pending == 0 && self.accounting.tx_queued == 0 {
+                return Ok(true);
+            }
+            if Instant::now() >= deadline {
+                return Ok(false);
+            }
+            self.kick_outstanding |= self.accounting.tx_queued > 0;
+            self.flush()?;
+            std::thread::sleep(Duration::from_micros(50));
+        }
+    }
+
+    /// Returns a frame to the pool.
+    #[inline]
+    fn release(&mut self, frame_addr: u64) {
+        if self.pool.push(frame_addr).is_ok() {
+            self.accounting.free += 1;
+        } else {
+            // The pool is as large as the UMEM, so a full pool means this frame was already
+            // free: the accounting would be wrong either way, so make it visible.
+            self.counters.invalid_addresses += 1;
+        }
+    }
+
+    /// Sets a frame descriptor's length for TX; false when out of range.
+    #[inline]
+    fn set_len(&self, desc: &mut FrameDesc, len: usize) -> bool {
+        // Safety: only the descriptor's length changes; no frame byte is read or written.
+        let mut data = unsafe { self.umem.inner().data_mut(desc) };
+        let mut cursor = data.cursor();
+        if len == 0 || len > cursor.buf_len() {
+            return false;
+        }
+        cursor.set_pos(len);
+        true
+    }
+
+    /// Moves as much of the pending TX batch into the TX ring as fits. Returns how many.
+    fn publish_tx(&mut self) -> usize {
+        let pending = self.tx_pending.len();
+        if pending == 0 {
+            return 0;
+        }
+        let room = (self.tx.nb_free(pending as u32) as usize).min(pending);
+        if room == 0 {
+            return 0;
+        }
+        // Safety: pending frames are ours alone (taken from the pool or the RX ring, with no
+        // view left); once in the TX ring they are forgotten until the completion ring returns
+        // them.
+        let produced = unsafe { self.tx.produce(&self.tx_pending[..room]) };
+        self.tx_pending.drain(..produced);
+        self.accounting.tx_pending -= produced;
+        self.accounting.tx_queued += produced;
+        self.counters.tx_frames += produced as u64;
+        // Whoever published (flush, or tx_alloc/tx_submit making room), the next flush kicks:
+        // frames in the ring without a kick would wait there for ever in copy mode.
+        self.kick_outstanding |= produced > 0;
+        produced
+    }
+}
+
+impl AsFd for XskSocket {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        // Safety: the fd belongs to the xsk-rs socket owned by `self.rx` (and the other
+        // rings), which stays open as long as `self`, and so as long as the borrow.
+        unsafe { BorrowedFd::borrow_raw(self.raw_fd) }
+    }
+}
+
+type Rings = (TxQueue, RxQueue, FillQueue, CompQueue);
+
+/// Creates the socket on `umem` and binds it with `bind_flags`.
+fn bind(config: &XskConfig, umem: &Umem, bind_flags: BindFlags) -> io::Result<Rings> {
+    let ring_size =
+        |size: u32| QueueSize::new(size).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()));
+    let libxdp_flags = if config.load_default_program {
+        LibxdpFlags::empty()
+    } else {
+        LibxdpFlags::XSK_LIBXDP_FLAGS_INHIBIT_PROG_LOAD
+    };
+    let socket_config = SocketConfig::builder()
+        .rx_queue_size(ring_size(config.rx_ring_size)?)
+        .tx_queue_size(ring_size(config.tx_ring_size)?)
+        .libxdp_flags(libxdp_flags)
+        .bind_flags(bind_flags)
+        .build();
+    let ifname: Interface =
+        config.ifname.parse().map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in interface name"))?;
+    // Safety: xsk-rs asks that no other socket of this UMEM is bound to the same (interface,
+    // queue): this UMEM is private to this socket. Another process's socket on the queue is the
+    // kernel's to refuse (EBUSY).
+    let (tx, rx, fill_and_comp) =
+        unsafe { Socket::new(socket_config, umem.inner(), &ifname, config.queue_id) }.map_err(|e| io_source(&e))?;
+    let (fill, comp) = fill_and_comp
+        .ok_or_else(|| io::Error::other("xsk-rs returned no fill and completion rings for a private UMEM"))?;
+    Ok((tx, rx, fill, comp))
+}
+
+fn bind_error(config: &XskConfig, rx_queues: Option<u32>, source: io::Error) -> XskError {
+    if is_permission_error(&source) {
+        return XskError::PermissionDenied { operation: "bind an AF_XDP socket", source };
+    }
+    let errno = source.raw_os_error().map(Errno::from_raw_os_error);
+    let reason = match errno {
+        Some(Errno::INVAL) => match rx_queues {
+            Some(count) if config.queue_id >= count => BindFailure::QueueOutOfRange { rx_queue_count: Some(count) },
+            Some(_) => BindFailure::Other,
+            None => BindFailure::QueueOutOfRange { rx_queue_count: None },
+        },
+        Some(Errno::BUSY | Errno::EXIST) => BindFailure::Busy,
+        Some(Errno::OPNOTSUPP) if config.bind_mode == BindMode::ZeroCopy => BindFailure::ZeroCopyUnsupported,
+        Some(Errno::NODEV | Errno::NXIO) => BindFailure::InterfaceGone,
+        _ => BindFailure::Other,
+    };
+    XskError::Bind { ifname: config.ifname.clone(), queue: config.queue_id, reason, source }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn socket_can_move_to_its_worker_thread() {
+        fn assert_send<T: Send>() {}
+        assert_send::<XskSocket>();
+    }
+}
