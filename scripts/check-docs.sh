@@ -16,5 +16,13 @@ while IFS= read -r doc; do
     fail=1
   done < <(grep -oE '`(stack|xdp-prog|bench|tests|deploy|scripts|docs|\.ci)/[^` ]*`' "$doc" | tr -d '`' | sort -u)
 done < <(git ls-files '*.md')
+# The repository stands alone: no file may cite design notes kept outside it.
+outside=$(git ls-files | grep -v '^scripts/check-docs.sh$' \
+  | xargs grep -lE 'DESIGN\.md|\.\./shared/' 2>/dev/null || true)
+if [ -n "$outside" ]; then
+  echo "check-docs: these files cite notes outside the repository (DESIGN.md, ../shared/):" >&2
+  echo "$outside" >&2
+  fail=1
+fi
 [ "$fail" = 0 ] && echo "check-docs: ok ($(git ls-files '*.md' | wc -l) documents)"
 exit "$fail"
