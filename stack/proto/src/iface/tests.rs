@@ -1,5 +1,6 @@
 //! Interface tests: crafted frames, and two interfaces joined back to back through their
-//! frames (ARP, handshake, data, both close orders, TIME_WAIT records and their expiry).
+//! frames by the frame-level simulator over a perfect wire (`sim::Network`: ARP, handshake,
+//! data, both close orders, TIME_WAIT records and their expiry).
 
 use core::time::Duration;
 use std::collections::HashMap;
@@ -8,6 +9,7 @@ use std::net::Ipv4Addr;
 use proptest::prelude::*;
 
 use super::*;
+use crate::sim::{Captured, LinkConfig, Network, Node};
 use crate::tcp::{CloseReason, Endpoint, IsnGenerator, State, TcpConfig};
 use crate::time::Instant;
 use crate::wire::{
@@ -469,81 +471,26 @@ impl App for Client {
     }
 }
 
-/// Runs two interfaces joined by a perfect wire until nothing moves, jumping time to the next
-/// deadline, for at most `limit` of virtual time. `tx_limit` caps frames per poll.
-fn run(
-    a: &mut Interface,
-    app_a: &mut dyn App,
-    b: &mut Interface,
-    app_b: &mut dyn App,
-    limit: Duration,
-    tx_limit: Option<usize>,
-) -> Instant {
-    run_from(Instant::from_millis(1_000), a, app_a, b, app_b, limit, tx_limit, &mut Vec::new()).0
+/// Two interfaces joined back to back by the frame-level simulator over a perfect wire
+/// (`sim::Network` on `LinkConfig::perfect`: every frame arrives the instant it is sent),
+/// starting at 1 s of virtual time.
+fn network<A: App, B: App>(a: Interface, app_a: A, b: Interface, app_b: B) -> Network<A, B> {
+    Network::join(1, Node::new(a, app_a), Node::new(b, app_b), LinkConfig::perfect())
 }
 
-/// [`run`] from `start`; every frame sent either way is also appended to `wire` (with `true`
-/// for A to B). Returns where time stopped and the last instant a frame moved.
-#[allow(clippy::too_many_arguments)]
-fn run_from(
-    start: Instant,
-    a: &mut Interface,
-    app_a: &mut dyn App,
-    b: &mut Interface,
-    app_b: &mut dyn App,
-    limit: Duration,
-    tx_limit: Option<usize>,
-    wire: &mut Vec<(bool, Vec<u8>)>,
-) -> (Instant, Instant) {
-    let mut now = start;
-    let mut last_moved = start;
-    let end = now + limit;
-    let mut to_a: Vec<Vec<u8>> = Vec::new();
-    let mut to_b: Vec<Vec<u8>> = Vec::new();
-    while now < end {
-        let mut sink = VecSink::with_limit(tx_limit);
-        a.poll(now, app_a, &mut sink);
-        to_b.append(&mut sink.frames);
-        let mut sink = VecSink::with_limit(tx_limit);
-        b.poll(now, app_b, &mut sink);
-        to_a.append(&mut sink.frames);
-        let moved = !to_a.is_empty() || !to_b.is_empty();
-        if moved {
-            last_moved = now;
-        }
-        for f in core::mem::take(&mut to_b) {
-            if let Some(reply) = feed(b, now, &f) {
-                to_a.push(reply);
-            }
-            wire.push((true, f));
-        }
-        for f in core::mem::take(&mut to_a) {
-            if let Some(reply) = feed(a, now, &f) {
-                to_b.push(reply);
-            }
-            wire.push((false, f));
-        }
-        if moved || !to_a.is_empty() || !to_b.is_empty() || a.has_pending_output() || b.has_pending_output() {
-            now += Duration::from_micros(10);
-            continue;
-        }
-        match [a.next_deadline(), b.next_deadline()].into_iter().flatten().min() {
-            Some(t) => now = t.max(now + Duration::from_micros(10)),
-            None => break,
-        }
-    }
-    (now, last_moved)
+/// The last instant a frame was sent, of those `net` captured.
+fn last_sent<A: App, B: App>(net: &Network<A, B>) -> Instant {
+    net.captured().last().expect("frames were sent").at
 }
 
 #[test]
 fn echo_through_frames_client_closes_first_then_time_wait_records_expire() {
-    let mut a = iface(MAC_A, ADDR_A);
     let mut b = iface(MAC_B, ADDR_B);
     b.listen(PORT).unwrap();
     let payload: Vec<u8> = (0..50_000u32).map(|i| (i % 251) as u8).collect();
-    let mut client = Client::new(20, payload.clone(), false);
-    let mut server = Echo::default();
-    run(&mut a, &mut client, &mut b, &mut server, Duration::from_secs(30), None);
+    let mut net = network(iface(MAC_A, ADDR_A), Client::new(20, payload.clone(), false), b, Echo::default());
+    net.run_for(Duration::from_secs(30));
+    let (Node { iface: a, app: client }, Node { iface: b, app: server }) = net.into_nodes();
 
     assert_eq!(client.done.len(), 20);
     for (got, reason) in &client.done {
@@ -566,7 +513,6 @@ fn echo_through_frames_client_closes_first_then_time_wait_records_expire() {
 
 #[test]
 fn server_closing_first_puts_time_wait_on_the_server_and_slots_are_reused() {
-    let mut a = iface(MAC_A, ADDR_A);
     let mut b = iface(MAC_B, ADDR_B);
     b.listen(PORT).unwrap();
     // The server closes as soon as it has echoed the request; the client closes when it has
@@ -581,27 +527,29 @@ fn server_closing_first_puts_time_wait_on_the_server_and_slots_are_reused() {
         }
     }
     let payload = vec![7u8; 1000];
+    let mut net = network(iface(MAC_A, ADDR_A), Client::new(0, Vec::new(), false), b, CloseAfter(1000, 0));
     for round in 0..3 {
-        let mut client = Client::new(10, payload.clone(), false);
-        let mut server = CloseAfter(1000, 0);
-        run(&mut a, &mut client, &mut b, &mut server, Duration::from_secs(1), None);
-        assert_eq!(client.done.len(), 10, "round {round}");
-        assert_eq!(b.time_wait_count(), 10 * (round + 1), "TIME_WAIT on the server, which closed first");
-        assert_eq!(a.time_wait_count(), 0);
+        net.a.app = Client::new(10, payload.clone(), false);
+        net.b.app = CloseAfter(1000, 0);
+        // A round stops before its records' 2MSL ends, so they pile up over the rounds.
+        net.run_for(Duration::from_secs(1));
+        assert_eq!(net.a.app.done.len(), 10, "round {round}");
+        assert_eq!(net.b.iface.time_wait_count(), 10 * (round + 1), "TIME_WAIT on the server, which closed first");
+        assert_eq!(net.a.iface.time_wait_count(), 0);
     }
+    let b = &net.b.iface;
     assert!(b.slots_created() <= 10, "slots are reused: {}", b.slots_created());
     // The records expire 2MSL (2 s here) later.
     let record_count = b.time_wait_count();
-    let mut c = Client::new(0, Vec::new(), false);
-    let end = run(&mut a, &mut c, &mut b, &mut (), Duration::from_secs(5), None);
+    net.a.app = Client::new(0, Vec::new(), false);
+    let end = net.run_for(Duration::from_secs(5));
     assert!(end > Instant::from_millis(1_000) + Duration::from_secs(2));
-    assert_eq!(b.counters().time_wait_expired as usize, record_count);
-    assert_eq!(b.time_wait_count(), 0);
+    assert_eq!(net.b.iface.counters().time_wait_expired as usize, record_count);
+    assert_eq!(net.b.iface.time_wait_count(), 0);
 }
 
 #[test]
 fn a_full_time_wait_table_evicts_its_oldest_records_and_counts_them() {
-    let mut a = iface(MAC_A, ADDR_A);
     let mut config_b = config(MAC_B, ADDR_B);
     config_b.max_time_wait = 15;
     let mut b = Interface::new(config_b, IsnGenerator::with_key([3, 4]));
@@ -613,30 +561,32 @@ fn a_full_time_wait_table_evicts_its_oldest_records_and_counts_them() {
             iface.close(conn);
         }
     }
+    let mut net = network(iface(MAC_A, ADDR_A), Client::new(0, Vec::new(), false), b, CloseAfterEcho);
     for round in 0..2 {
-        let mut client = Client::new(10, vec![1u8; 100], false);
-        run(&mut a, &mut client, &mut b, &mut CloseAfterEcho, Duration::from_millis(500), None);
-        assert_eq!(client.done.len(), 10, "round {round}");
+        net.a.app = Client::new(10, vec![1u8; 100], false);
+        net.run_for(Duration::from_millis(500));
+        assert_eq!(net.a.app.done.len(), 10, "round {round}");
     }
+    let b = &net.b.iface;
     assert_eq!(b.counters().time_wait_entered, 20);
     assert_eq!(b.counters().time_wait_evicted, 5, "the table holds 15");
     assert_eq!(b.time_wait_count(), 15);
     // The survivors expire 2MSL (2 s) on; which ones are evicted is tested on the table.
-    let mut c = Client::new(0, Vec::new(), false);
-    run(&mut a, &mut c, &mut b, &mut (), Duration::from_secs(4), None);
-    assert_eq!(b.time_wait_count(), 0);
-    assert_eq!(b.counters().time_wait_expired, 15);
+    net.a.app = Client::new(0, Vec::new(), false);
+    net.run_for(Duration::from_secs(4));
+    assert_eq!(net.b.iface.time_wait_count(), 0);
+    assert_eq!(net.b.iface.counters().time_wait_expired, 15);
 }
 
 #[test]
 fn transfers_complete_when_tx_frames_are_scarce() {
-    let mut a = iface(MAC_A, ADDR_A);
     let mut b = iface(MAC_B, ADDR_B);
     b.listen(PORT).unwrap();
     let payload: Vec<u8> = (0..40_000u32).map(|i| (i * 7 % 256) as u8).collect();
-    let mut client = Client::new(4, payload.clone(), false);
-    let mut server = Echo::default();
-    run(&mut a, &mut client, &mut b, &mut server, Duration::from_secs(60), Some(2));
+    let client = Client::new(4, payload.clone(), false);
+    let mut net = network(iface(MAC_A, ADDR_A), client, b, Echo::default()).with_tx_limit(2);
+    net.run_for(Duration::from_secs(60));
+    let (Node { iface: a, app: client }, Node { iface: b, .. }) = net.into_nodes();
     assert_eq!(client.done.len(), 4);
     assert!(client.done.iter().all(|(got, r)| got == &payload && *r == CloseReason::Normal));
     assert!(a.counters().tx_no_frame > 0 && b.counters().tx_no_frame > 0, "the limit was hit");
@@ -644,12 +594,11 @@ fn transfers_complete_when_tx_frames_are_scarce() {
 
 #[test]
 fn a_stale_handle_is_refused() {
-    let mut a = iface(MAC_A, ADDR_A);
     let mut b = iface(MAC_B, ADDR_B);
     b.listen(PORT).unwrap();
-    let mut client = Client::new(1, b"hello".to_vec(), false);
-    let mut server = Echo::default();
-    run(&mut a, &mut client, &mut b, &mut server, Duration::from_secs(5), None);
+    let mut net = network(iface(MAC_A, ADDR_A), Client::new(1, b"hello".to_vec(), false), b, Echo::default());
+    net.run_for(Duration::from_secs(5));
+    let (Node { iface: mut a, .. }, _) = net.into_nodes();
     let stale = ConnId { index: 0, generation: 0 };
     assert_eq!(a.state(stale), State::Closed);
     assert_eq!(a.send(stale, b"x"), Err(crate::tcp::SendError::InvalidState));
@@ -747,11 +696,13 @@ impl App for Opener {
 }
 
 /// The TCP segments of `wire` in one direction, with their payload lengths.
-fn segments(wire: &[(bool, Vec<u8>)], a_to_b: bool) -> Vec<(TcpRepr, usize)> {
+fn segments(wire: &[Captured], a_to_b: bool) -> Vec<(TcpRepr, usize)> {
     wire.iter()
-        .filter(|(dir, f)| *dir == a_to_b && EthernetFrame::new_checked(&f[..]).unwrap().ethertype() == EtherType::IPV4)
-        .map(|(_, f)| {
-            let (ip, tcp) = parse_tcp(f);
+        .filter(|c| {
+            c.from_a == a_to_b && EthernetFrame::new_checked(&c.frame[..]).unwrap().ethertype() == EtherType::IPV4
+        })
+        .map(|c| {
+            let (ip, tcp) = parse_tcp(&c.frame);
             (tcp, ip.payload_len - tcp.header_len())
         })
         .collect()
@@ -765,22 +716,16 @@ fn a_client_reuses_its_ports_from_time_wait_and_old_duplicates_stay_out() {
     let mut config_a = config(MAC_A, ADDR_A);
     config_a.local_ports = (40000, 40001);
     config_a.tcp.time_wait = Duration::from_secs(60);
-    let mut a = Interface::new(config_a, IsnGenerator::with_key([1, 2]));
+    let a = Interface::new(config_a, IsnGenerator::with_key([1, 2]));
     let mut b = iface(MAC_B, ADDR_B);
     b.listen(PORT).unwrap();
 
-    let mut old_wire = Vec::new();
-    let mut client = Client::new(2, b"hello".to_vec(), false);
-    let (_, quiet_from) = run_from(
-        Instant::from_millis(1_000),
-        &mut a,
-        &mut client,
-        &mut b,
-        &mut Echo::default(),
-        Duration::from_millis(500),
-        None,
-        &mut old_wire,
-    );
+    let mut net = network(a, Client::new(2, b"hello".to_vec(), false), b, Echo::default());
+    net.capture();
+    net.run_for(Duration::from_millis(500));
+    let quiet_from = last_sent(&net);
+    let old_wire = net.captured().to_vec();
+    let (Node { iface: mut a, app: client }, Node { iface: b, .. }) = net.into_nodes();
     assert!(client.done.iter().all(|(got, r)| got == b"hello" && *r == CloseReason::Normal));
     assert_eq!((a.time_wait_count(), b.time_wait_count()), (2, 0), "the client closed first");
 
@@ -792,18 +737,13 @@ fn a_client_reuses_its_ports_from_time_wait_and_old_duplicates_stay_out() {
 
     // A few milliseconds later both are reused (1 ms of quiet, plus up to 4 ms the packed
     // record rounds its last segment up by): the handshakes complete, TIME_WAIT ended early.
-    let mut opener = Opener { count: 2, opened: Vec::new(), connected: 0 };
-    let mut new_wire = Vec::new();
-    let (now, _) = run_from(
-        quiet_from + Duration::from_millis(5),
-        &mut a,
-        &mut opener,
-        &mut b,
-        &mut Echo::default(),
-        Duration::from_millis(100),
-        None,
-        &mut new_wire,
-    );
+    let opener = Opener { count: 2, opened: Vec::new(), connected: 0 };
+    let mut net = network(a, opener, b, Echo::default());
+    net.now = quiet_from + Duration::from_millis(5);
+    net.capture();
+    let now = net.run_for(Duration::from_millis(100));
+    let new_wire = net.captured().to_vec();
+    let (Node { iface: mut a, app: opener }, _) = net.into_nodes();
     assert_eq!(opener.connected, 2);
     assert_eq!(a.counters().time_wait_reused, 2);
     assert_eq!(a.time_wait_count(), 0);
@@ -830,7 +770,7 @@ fn a_client_reuses_its_ports_from_time_wait_and_old_duplicates_stay_out() {
     // connections: PAWS drops them, nothing is delivered, the connections go on.
     let paws_before = a.counters().drop_paws;
     let mut replayed = 0;
-    for (dir, frame) in &old_wire {
+    for Captured { from_a: dir, frame, .. } in &old_wire {
         if EthernetFrame::new_checked(&frame[..]).unwrap().ethertype() != EtherType::IPV4 {
             continue;
         }
@@ -864,20 +804,14 @@ fn without_timestamps_or_with_reuse_off_time_wait_ports_stay_taken() {
         if timestamps {
             config_a.time_wait_reuse = None;
         }
-        let mut a = Interface::new(config_a, IsnGenerator::with_key([1, 2]));
+        let a = Interface::new(config_a, IsnGenerator::with_key([1, 2]));
         let mut b = iface(MAC_B, ADDR_B);
         b.listen(PORT).unwrap();
-        let mut client = Client::new(1, b"x".to_vec(), false);
-        let (_, quiet_from) = run_from(
-            Instant::from_millis(1_000),
-            &mut a,
-            &mut client,
-            &mut b,
-            &mut Echo::default(),
-            Duration::from_millis(500),
-            None,
-            &mut Vec::new(),
-        );
+        let mut net = network(a, Client::new(1, b"x".to_vec(), false), b, Echo::default());
+        net.capture();
+        net.run_for(Duration::from_millis(500));
+        let quiet_from = last_sent(&net);
+        let (Node { iface: mut a, app: client }, _) = net.into_nodes();
         assert_eq!(client.done.len(), 1);
         assert_eq!(a.time_wait_count(), 1);
         let mut sink = VecSink::new();
@@ -906,10 +840,10 @@ fn slots_are_prefilled_up_to_the_ring_budget_and_taken_first() {
     let mut b = Interface::new(c, IsnGenerator::with_key([3, 4]));
     assert_eq!(b.slots_created(), 3);
     b.listen(PORT).unwrap();
-    let mut a = iface(MAC_A, ADDR_A);
-    let mut client = Client::new(2, b"hi".to_vec(), false);
-    run(&mut a, &mut client, &mut b, &mut Echo::default(), Duration::from_secs(1), None);
-    assert_eq!(client.done.len(), 2);
+    let mut net = network(iface(MAC_A, ADDR_A), Client::new(2, b"hi".to_vec(), false), b, Echo::default());
+    net.run_for(Duration::from_secs(1));
+    assert_eq!(net.a.app.done.len(), 2);
+    let b = &net.b.iface;
     assert_eq!(b.slots_created(), 3, "the prefilled slots served, none was added");
     let mut c = config(MAC_B, ADDR_B);
     c.prefault_bytes = usize::MAX;

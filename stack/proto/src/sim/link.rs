@@ -44,6 +44,12 @@ impl Default for LinkConfig {
 }
 
 impl LinkConfig {
+    /// A wire that loses, delays and reorders nothing: a frame arrives the instant it is
+    /// sent (the back-to-back wire of the interface unit tests).
+    pub fn perfect() -> LinkConfig {
+        LinkConfig { delay: Duration::ZERO, ..LinkConfig::default() }
+    }
+
     /// A link with loss, duplication and reordering at the given rates, 1 ms delay.
     pub fn lossy(loss: f64, duplicate: f64, reorder: f64) -> LinkConfig {
         LinkConfig {

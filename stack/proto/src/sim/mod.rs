@@ -15,7 +15,7 @@ use std::net::Ipv4Addr;
 
 pub use host::{Host, HostStats};
 pub use link::{Carried, Frame, Link, LinkConfig, LinkStats, Packet};
-pub use network::{Network, Node};
+pub use network::{Captured, Delivery, Network, Node};
 pub use pair::Pair;
 pub use rng::Rng;
 pub use workers::{HandoffStats, Workers};

@@ -2,66 +2,20 @@
 //! outcome, counters included.
 
 use super::*;
-
-/// `run`, delivering each direction's frames of a step as one batch when `batched`.
-fn run_delivering(
-    a: &mut Interface,
-    app_a: &mut dyn App,
-    b: &mut Interface,
-    app_b: &mut dyn App,
-    limit: Duration,
-    batched: bool,
-) -> usize {
-    let mut now = Instant::from_millis(1_000);
-    let end = now + limit;
-    let mut to_a: Vec<Vec<u8>> = Vec::new();
-    let mut to_b: Vec<Vec<u8>> = Vec::new();
-    let mut largest_batch = 0;
-    let deliver = |iface: &mut Interface, now: Instant, frames: Vec<Vec<u8>>, replies: &mut Vec<Vec<u8>>| {
-        if batched {
-            let mut batch = VecFrames::new(frames.iter().map(|f| f.as_slice()), 2048);
-            iface.receive_batch(now, &mut batch);
-            replies.extend(batch.replies().map(|r| r.to_vec()));
-        } else {
-            for f in frames {
-                replies.extend(feed(iface, now, &f));
-            }
-        }
-    };
-    while now < end {
-        let mut sink = VecSink::new();
-        a.poll(now, app_a, &mut sink);
-        to_b.append(&mut sink.frames);
-        let mut sink = VecSink::new();
-        b.poll(now, app_b, &mut sink);
-        to_a.append(&mut sink.frames);
-        let moved = !to_a.is_empty() || !to_b.is_empty();
-        largest_batch = largest_batch.max(to_a.len()).max(to_b.len());
-        deliver(b, now, core::mem::take(&mut to_b), &mut to_a);
-        deliver(a, now, core::mem::take(&mut to_a), &mut to_b);
-        if moved || !to_a.is_empty() || !to_b.is_empty() || a.has_pending_output() || b.has_pending_output() {
-            now += Duration::from_micros(10);
-            continue;
-        }
-        match [a.next_deadline(), b.next_deadline()].into_iter().flatten().min() {
-            Some(t) => now = t.max(now + Duration::from_micros(10)),
-            None => break,
-        }
-    }
-    largest_batch
-}
+use crate::sim::Delivery;
 
 #[test]
 fn batches_give_the_same_outcome_and_counters_as_frame_by_frame() {
     let payload: Vec<u8> = (0..20_000u32).map(|i| (i % 249) as u8).collect();
     let mut outcomes = Vec::new();
-    for batched in [false, true] {
-        let mut a = iface(MAC_A, ADDR_A);
+    for delivery in [Delivery::Frames, Delivery::Batch] {
         let mut b = iface(MAC_B, ADDR_B);
         b.listen(PORT).unwrap();
-        let mut client = Client::new(40, payload.clone(), false);
-        let mut server = Echo::default();
-        let largest = run_delivering(&mut a, &mut client, &mut b, &mut server, Duration::from_secs(30), batched);
+        let client = Client::new(40, payload.clone(), false);
+        let mut net = network(iface(MAC_A, ADDR_A), client, b, Echo::default()).with_delivery(delivery);
+        net.run_for(Duration::from_secs(30));
+        let largest = net.largest_arrival();
+        let (Node { iface: a, app: client }, Node { iface: b, app: server }) = net.into_nodes();
         assert_eq!(client.done.len(), 40);
         assert!(client.done.iter().all(|(got, r)| got == &payload && *r == CloseReason::Normal));
         // Batches longer than one pass (RX_BATCH_MAX) occurred, so chunking was exercised.

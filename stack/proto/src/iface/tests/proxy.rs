@@ -10,8 +10,9 @@ const MAC_C: EthernetAddress = EthernetAddress([0x02, 0, 0, 0, 0, 0xc]);
 const ADDR_C: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 3);
 const UPSTREAM_PORT: u16 = 80;
 
-/// Runs interfaces joined by a perfect switch (frames go by destination MAC, broadcasts to all
-/// others) in steps of 100 µs of virtual time, polling every host each step, for `limit`.
+/// Runs three interfaces joined by a perfect switch (frames go by destination MAC, broadcasts
+/// to all others) in steps of 100 µs of virtual time, polling every host each step, for
+/// `limit`. (`sim::Network` joins two hosts; the tests of two use it.)
 fn run_hosts(hosts: &mut [(&mut Interface, &mut dyn App)], limit: Duration) {
     let mut now = Instant::from_millis(1_000);
     let end = now + limit;
@@ -282,23 +283,26 @@ fn a_request_and_fin_queued_before_the_upstream_handshake_are_delivered() {
 /// the handshake.
 #[test]
 fn shutdown_in_syn_sent_queues_the_fin_behind_the_data() {
-    let mut a = iface(MAC_A, ADDR_A);
     let mut c = iface(MAC_C, ADDR_C);
     c.listen(UPSTREAM_PORT).unwrap();
     let request = pattern(2_000, 5);
-    let mut client = RequestClient::new(Endpoint::new(ADDR_C, UPSTREAM_PORT), &request, true, Instant::ZERO);
-    let mut upstream = Responder::new(b"ok".to_vec());
-    run_hosts(&mut [(&mut a, &mut client), (&mut c, &mut upstream)], Duration::from_secs(2));
+    let client = RequestClient::new(Endpoint::new(ADDR_C, UPSTREAM_PORT), &request, true, Instant::ZERO);
+    let mut net = network(iface(MAC_A, ADDR_A), client, c, Responder::new(b"ok".to_vec()));
+    net.run_for(Duration::from_secs(2));
+    let (Node { app: client, .. }, Node { app: upstream, .. }) = net.into_nodes();
     assert!(upstream.request == request, "the request reached the upstream ({} bytes)", upstream.request.len());
     assert_eq!(client.got, b"ok");
     assert_eq!(client.closed, Some(CloseReason::Normal));
 }
 
-/// Reads nothing before `read_after`; shuts down its side as soon as the peer's FIN comes, so
-/// that its connection reaches CLOSED (through LAST-ACK) with the data still unread.
+/// Reads nothing before `read_after` (and asks to be woken then); shuts down its side as soon
+/// as the peer's FIN comes, so that its connection reaches CLOSED (through LAST-ACK) with the
+/// data still unread.
 struct LateReader {
     read_after: Instant,
     conn: Option<ConnId>,
+    /// Polled at or after `read_after` already.
+    woken: bool,
     got: Vec<u8>,
     closed: Option<(CloseReason, usize)>,
 }
@@ -312,6 +316,7 @@ impl App for LateReader {
     }
     fn on_poll(&mut self, iface: &mut Interface, now: Instant) {
         let Some(conn) = self.conn.filter(|_| now >= self.read_after) else { return };
+        self.woken = true;
         let mut buf = [0u8; 1000];
         while let Ok(n) = iface.recv(conn, &mut buf) {
             self.got.extend_from_slice(&buf[..n]);
@@ -320,26 +325,31 @@ impl App for LateReader {
     fn on_closed(&mut self, _: &mut Interface, _: ConnId, reason: CloseReason) {
         self.closed = Some((reason, self.got.len()));
     }
+    fn next_wakeup(&self) -> Option<Instant> {
+        (self.conn.is_some() && !self.woken).then_some(self.read_after)
+    }
 }
 
 #[test]
 fn data_unread_at_last_ack_to_closed_stays_readable_until_read() {
-    let mut a = iface(MAC_A, ADDR_A);
     let mut c = iface(MAC_C, ADDR_C);
     c.listen(UPSTREAM_PORT).unwrap();
     let request = pattern(10_000, 6);
-    let mut client = RequestClient::new(Endpoint::new(ADDR_C, UPSTREAM_PORT), &request, false, Instant::ZERO);
-    let mut reader = LateReader { read_after: Instant::from_millis(2_000), conn: None, got: Vec::new(), closed: None };
-    run_hosts(&mut [(&mut a, &mut client), (&mut c, &mut reader)], Duration::from_secs(3));
+    let client = RequestClient::new(Endpoint::new(ADDR_C, UPSTREAM_PORT), &request, false, Instant::ZERO);
+    let reader =
+        LateReader { read_after: Instant::from_millis(2_000), conn: None, woken: false, got: Vec::new(), closed: None };
+    let mut net = network(iface(MAC_A, ADDR_A), client, c, reader);
+    net.run_for(Duration::from_secs(3));
+    let (Node { app: client, .. }, Node { iface: c, app: reader }) = net.into_nodes();
     assert_eq!(client.closed, Some(CloseReason::Normal), "the client saw the whole close");
     assert!(reader.got == request, "the data stayed readable after CLOSED");
     assert_eq!(reader.closed, Some((CloseReason::Normal, request.len())), "on_closed came after the data");
     assert_eq!(c.connection_count(), 0);
 }
 
-/// Opens one connection at start and, at `second_at`, another; records when its timer fired
-/// and how each connection ended. The first connection's timer is armed at the handshake for
-/// `timer` later, moved once, and aborts the connection when it fires.
+/// Opens one connection at start and, at `second_at` (woken then), another; records when its
+/// timer fired and how each connection ended. The first connection's timer is armed at the
+/// handshake for `timer` later, moved once, and aborts the connection when it fires.
 struct TimedClient {
     target: Endpoint,
     timer: Duration,
@@ -373,14 +383,16 @@ impl App for TimedClient {
         assert!(!iface.set_timer(conn, iface.now()), "a stale handle takes no timer");
         self.closed.push((conn, reason));
     }
+    fn next_wakeup(&self) -> Option<Instant> {
+        (self.conns.len() == 1).then_some(self.second_at)
+    }
 }
 
 #[test]
 fn an_application_timer_fires_once_at_its_deadline_and_can_abort() {
-    let mut a = iface(MAC_A, ADDR_A);
     let mut c = iface(MAC_C, ADDR_C);
     c.listen(UPSTREAM_PORT).unwrap();
-    let mut client = TimedClient {
+    let client = TimedClient {
         target: Endpoint::new(ADDR_C, UPSTREAM_PORT),
         timer: Duration::from_millis(300),
         second_at: Instant::from_millis(1_000_000),
@@ -389,7 +401,9 @@ fn an_application_timer_fires_once_at_its_deadline_and_can_abort() {
         fired: Vec::new(),
         closed: Vec::new(),
     };
-    run_hosts(&mut [(&mut a, &mut client), (&mut c, &mut ())], Duration::from_secs(2));
+    let mut net = network(iface(MAC_A, ADDR_A), client, c, ());
+    net.run_for(Duration::from_secs(2));
+    let (Node { app: client, .. }, Node { iface: c, .. }) = net.into_nodes();
     let connected = client.connected_at.expect("connected");
     assert_eq!(client.fired.len(), 1, "fired once (the cancelled deadline never)");
     let late = client.fired[0].saturating_duration_since(connected + Duration::from_millis(300));
@@ -399,21 +413,36 @@ fn an_application_timer_fires_once_at_its_deadline_and_can_abort() {
     assert_eq!(c.connection_count(), 0, "the peer was reset");
 }
 
-/// Echoes; drains at `drain_at` and resets what is left at `abort_at`.
+/// Echoes; drains at `drain_at` and resets what is left at `abort_at` (woken at both).
 struct DrainingServer {
     drain_at: Instant,
     abort_at: Instant,
+    /// Polled at or after `drain_at`, `abort_at` already.
+    past: (bool, bool),
     accepted: usize,
     closed: Vec<CloseReason>,
 }
 
 impl App for DrainingServer {
     fn on_poll(&mut self, iface: &mut Interface, now: Instant) {
-        if now >= self.drain_at && !iface.is_draining() {
-            iface.drain();
+        if now >= self.drain_at {
+            self.past.0 = true;
+            if !iface.is_draining() {
+                iface.drain();
+            }
         }
-        if now >= self.abort_at && iface.connection_count() > 0 {
-            iface.abort_all();
+        if now >= self.abort_at {
+            self.past.1 = true;
+            if iface.connection_count() > 0 {
+                iface.abort_all();
+            }
+        }
+    }
+    fn next_wakeup(&self) -> Option<Instant> {
+        match self.past {
+            (false, _) => Some(self.drain_at),
+            (true, false) => Some(self.abort_at),
+            (true, true) => None,
         }
     }
     fn on_accept(&mut self, _: &mut Interface, _: ConnId) {
@@ -429,10 +458,9 @@ impl App for DrainingServer {
 
 #[test]
 fn a_drain_refuses_new_connections_keeps_open_ones_then_resets_them() {
-    let mut a = iface(MAC_A, ADDR_A);
     let mut c = iface(MAC_C, ADDR_C);
     c.listen(UPSTREAM_PORT).unwrap();
-    let mut client = TimedClient {
+    let client = TimedClient {
         target: Endpoint::new(ADDR_C, UPSTREAM_PORT),
         timer: Duration::from_secs(1_000),
         second_at: Instant::from_millis(1_500),
@@ -441,13 +469,16 @@ fn a_drain_refuses_new_connections_keeps_open_ones_then_resets_them() {
         fired: Vec::new(),
         closed: Vec::new(),
     };
-    let mut server = DrainingServer {
+    let server = DrainingServer {
         drain_at: Instant::from_millis(1_200),
         abort_at: Instant::from_millis(2_000),
+        past: (false, false),
         accepted: 0,
         closed: Vec::new(),
     };
-    run_hosts(&mut [(&mut a, &mut client), (&mut c, &mut server)], Duration::from_secs(2));
+    let mut net = network(iface(MAC_A, ADDR_A), client, c, server);
+    net.run_for(Duration::from_secs(2));
+    let (Node { app: client, .. }, Node { iface: c, app: server }) = net.into_nodes();
     assert_eq!(server.accepted, 1, "nothing accepted while draining");
     assert_eq!(client.conns.len(), 2);
     assert_eq!(
@@ -473,7 +504,9 @@ fn connect_from_uses_the_chosen_port_within_the_range_once_per_destination() {
     assert_eq!(a.connect_from(hi, upstream), Err(ConnectError::NoPortAvailable), "its 4-tuple is taken");
     let other = a.connect_from(hi, Endpoint::new(ADDR_C, UPSTREAM_PORT + 1)).expect("another destination");
     assert_eq!(a.tuple(other).unwrap().local.port, hi);
-    run_hosts(&mut [(&mut a, &mut ()), (&mut c, &mut ())], Duration::from_millis(100));
+    let mut net = network(a, (), c, ());
+    net.run_for(Duration::from_millis(100));
+    let (Node { iface: a, .. }, Node { iface: c, .. }) = net.into_nodes();
     assert_eq!(a.state(id), State::Established, "the handshake completed from the chosen port");
     assert_eq!(c.counters().accepted, 1);
     assert_eq!(a.state(other), State::Closed, "nothing listens there: refused");

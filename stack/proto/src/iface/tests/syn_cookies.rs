@@ -55,12 +55,11 @@ impl App for RecordingEcho {
 
 #[test]
 fn a_full_backlog_answers_with_cookies_and_their_acks_make_working_connections() {
-    let mut a = client_with(big_window_tcp());
-    let mut b = cookie_server(1);
     let payload: Vec<u8> = (0..30_000u32).map(|i| (i % 251) as u8).collect();
-    let mut client = Client::new(6, payload.clone(), false);
-    let mut server = RecordingEcho::default();
-    run(&mut a, &mut client, &mut b, &mut server, Duration::from_secs(30), None);
+    let client = Client::new(6, payload.clone(), false);
+    let mut net = network(client_with(big_window_tcp()), client, cookie_server(1), RecordingEcho::default());
+    net.run_for(Duration::from_secs(30));
+    let (Node { iface: a, app: client }, Node { iface: b, app: server }) = net.into_nodes();
 
     let counters = *b.counters();
     // All six SYNs arrive together: one takes the backlog's place, five get cookies.
@@ -92,12 +91,11 @@ fn a_full_backlog_answers_with_cookies_and_their_acks_make_working_connections()
 #[test]
 fn without_timestamps_a_cookie_connection_goes_without_window_scale_and_sack() {
     let tcp = TcpConfig { timestamps: false, mss: 1400, ..big_window_tcp() };
-    let mut a = client_with(tcp);
-    let mut b = cookie_server(1);
     let payload = vec![9u8; 5000];
-    let mut client = Client::new(3, payload.clone(), false);
-    let mut server = RecordingEcho::default();
-    run(&mut a, &mut client, &mut b, &mut server, Duration::from_secs(30), None);
+    let client = Client::new(3, payload.clone(), false);
+    let mut net = network(client_with(tcp), client, cookie_server(1), RecordingEcho::default());
+    net.run_for(Duration::from_secs(30));
+    let (Node { app: client, .. }, Node { iface: b, app: server }) = net.into_nodes();
     assert_eq!(b.counters().syn_cookies_accepted, 2, "{}", b.counters());
     assert_eq!(client.done.len(), 3);
     assert!(client.done.iter().all(|(got, r)| got == &payload && *r == CloseReason::Normal));
