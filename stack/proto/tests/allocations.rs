@@ -72,6 +72,7 @@ fn zero_allocations_per_segment_in_steady_state() {
     assert_eq!(lifecycle_allocs, 0, "allocations across connection lifetimes");
 
     zero_allocations_on_the_proxy_path_in_steady_state();
+    zero_allocations_in_the_dispatch_of_a_worker_among_several();
 }
 
 // ----- The proxy path: client -> proxy -> upstream, through three interfaces -----
@@ -92,9 +93,9 @@ mod proxy_path {
 
     /// Frames sent by one host in one step, in buffers allocated once.
     pub struct Outbox {
-        bufs: Vec<Vec<u8>>,
-        lens: Vec<usize>,
-        n: usize,
+        pub bufs: Vec<Vec<u8>>,
+        pub lens: Vec<usize>,
+        pub n: usize,
     }
 
     impl Outbox {
@@ -295,4 +296,142 @@ fn zero_allocations_on_the_proxy_path_in_steady_state() {
     eprintln!("proxy path: {moved} bytes spliced, {received} bytes back at the client, {allocs} allocations");
     assert!(received > 10_000_000, "data flowed through the proxy both ways ({received} bytes)");
     assert_eq!(allocs, 0, "allocations on the proxy path");
+}
+
+// ----- The per-frame step of a worker among several (iface::dispatch) -----
+
+mod dispatch_path {
+    use std::net::Ipv4Addr;
+
+    use super::proxy_path::Outbox;
+    use synack_proto::iface::dispatch::{HandoffQueue, Offer};
+    use synack_proto::iface::TxSink;
+    use synack_proto::wire::{
+        emit_header, ip_protocol, ArpOperation, ArpPacket, ArpRepr, EtherType, EthernetAddress, EthernetFrame,
+        EthernetRepr, Ipv4Packet, Ipv4Repr, TcpFlags, TcpRepr,
+    };
+
+    pub const HOST_MAC: EthernetAddress = EthernetAddress([2, 0, 0, 0, 0, 1]);
+    pub const HOST: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
+    const PEER_MAC: EthernetAddress = EthernetAddress([2, 0, 0, 0, 0, 2]);
+    const PEER: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
+
+    /// A hand-off queue in an [`Outbox`]'s buffers, emptied by the test (`n = 0`); counts what
+    /// it was offered.
+    pub struct Queue {
+        pub slots: Outbox,
+        pub owners: u64,
+        pub copies: u64,
+    }
+
+    impl HandoffQueue for Queue {
+        fn offer(&mut self, _to: usize, frame: &[u8], why: Offer) -> bool {
+            match why {
+                Offer::Owner => self.owners += 1,
+                Offer::Copy => self.copies += 1,
+            }
+            let queued = self.slots.send_with(|buf| {
+                buf[..frame.len()].copy_from_slice(frame);
+                Some(frame.len())
+            });
+            queued == Some(true)
+        }
+    }
+
+    /// A SYN from the peer to the host's `port`.
+    pub fn syn_to(port: u16) -> Vec<u8> {
+        let repr = TcpRepr {
+            src_port: 5555,
+            dst_port: port,
+            seq: 1,
+            flags: TcpFlags::SYN,
+            window: 1000,
+            ..TcpRepr::default()
+        };
+        let mut buf = vec![0u8; 14 + 20 + repr.header_len()];
+        EthernetRepr { src_addr: PEER_MAC, dst_addr: HOST_MAC, ethertype: EtherType::IPV4 }
+            .emit(&mut EthernetFrame::new_unchecked(&mut buf[..14]));
+        Ipv4Repr {
+            src_addr: PEER,
+            dst_addr: HOST,
+            protocol: ip_protocol::TCP,
+            payload_len: repr.header_len(),
+            ttl: 64,
+        }
+        .emit(&mut Ipv4Packet::new_unchecked(&mut buf[14..34]));
+        emit_header(&mut buf[34..], &repr, PEER, HOST, 0);
+        buf
+    }
+
+    /// An ARP reply from the peer (unasked for: counted, not learned).
+    pub fn arp_reply() -> Vec<u8> {
+        let mut buf = vec![0u8; 42];
+        EthernetRepr { src_addr: PEER_MAC, dst_addr: HOST_MAC, ethertype: EtherType::ARP }
+            .emit(&mut EthernetFrame::new_unchecked(&mut buf[..14]));
+        ArpRepr {
+            operation: ArpOperation::Reply,
+            source_hardware_addr: PEER_MAC,
+            source_protocol_addr: PEER,
+            target_hardware_addr: HOST_MAC,
+            target_protocol_addr: HOST,
+        }
+        .emit(&mut ArpPacket::new_unchecked(&mut buf[14..]));
+        buf
+    }
+}
+
+/// Worker 0 of three routes a frame for worker 1's port (handed off), one for its own (an RST
+/// in place) and an ARP reply (copied to both others, taken here), then takes the frames it
+/// handed off as their owner would (an RST copied into a TX frame): no allocation in
+/// `dispatch` or `receive_handed_off`. (Called from the one test of this binary.)
+fn zero_allocations_in_the_dispatch_of_a_worker_among_several() {
+    use dispatch_path::{arp_reply, syn_to, Queue, HOST, HOST_MAC};
+    use proxy_path::Outbox;
+    use synack_proto::iface::dispatch::{dispatch, receive_handed_off, Dispatched};
+    use synack_proto::iface::steering::PortOwnership;
+    use synack_proto::iface::{AddressMode, Interface, InterfaceConfig, RxAction};
+    use synack_proto::tcp::IsnGenerator;
+    use synack_proto::time::Instant;
+
+    let mut config = InterfaceConfig::new(HOST_MAC, HOST);
+    config.address_mode = AddressMode::Dedicated;
+    // Three workers over 61000-65535: worker 0 owns 61000-62511, worker 1 62512-64023.
+    let ownership = PortOwnership { me: 0, workers: 3, range: config.local_ports };
+    let mut iface = Interface::new(config, IsnGenerator::with_key([1, 2]));
+    let frames = [syn_to(64000), syn_to(61001), arp_reply()];
+    let mut queue = Queue { slots: Outbox::new(), owners: 0, copies: 0 };
+    let (mut buf, mut tx) = (vec![0u8; 2048], Outbox::new());
+    let (mut in_place, mut sent) = (0u64, 0u64);
+    let now = Instant::from_millis(1);
+    let mut round = |iface: &mut Interface| {
+        for frame in &frames {
+            buf[..frame.len()].copy_from_slice(frame);
+            if let Dispatched::Received(RxAction::Transmit(_)) =
+                dispatch(&ownership, iface, now, &mut buf, frame.len(), &mut queue)
+            {
+                in_place += 1;
+            }
+        }
+        let handed = &mut queue.slots;
+        for i in 0..handed.n {
+            assert!(receive_handed_off(iface, now, &mut handed.bufs[i], handed.lens[i], &mut tx));
+        }
+        sent += tx.n as u64;
+        (handed.n, tx.n) = (0, 0);
+    };
+    for _ in 0..100 {
+        round(&mut iface); // warm-up
+    }
+    let before = allocations();
+    for _ in 0..10_000 {
+        round(&mut iface);
+    }
+    let allocs = allocations() - before;
+    eprintln!(
+        "dispatch: {} handed off, {} copies, {in_place} replies in place, {sent} replies sent, {allocs} allocations",
+        queue.owners, queue.copies
+    );
+    assert_eq!((queue.owners, queue.copies), (10_100, 20_200), "one hand-off and two copies a round");
+    assert_eq!((in_place, sent), (10_100, 10_100), "an RST in place, an RST for the handed-off SYN");
+    assert_eq!(allocs, 0, "allocations in the per-frame step of a worker among several");
 }

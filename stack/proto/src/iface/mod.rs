@@ -17,6 +17,7 @@ mod app;
 pub mod bench_api;
 mod config;
 mod counters;
+pub mod dispatch;
 mod interface;
 mod neighbor;
 mod ports;

@@ -825,6 +825,7 @@ fn without_timestamps_or_with_reuse_off_time_wait_ports_stay_taken() {
     }
 }
 mod batch;
+mod dispatch;
 mod hostile;
 mod orphans;
 mod pmtu;

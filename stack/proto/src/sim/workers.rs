@@ -2,9 +2,10 @@
 //! worker an [`Interface`] with its [`App`], all with the host's address, MAC, listeners and
 //! ISN key, each opening connections from its own slice of the client port range. Frames from
 //! the peer land on a worker's queue by a seeded hash of their flow (as RSS or a veth peer's
-//! transmit queue choice would), and the worker routes each one with the runtime's own
-//! decision, [`PortOwnership::route`]: a segment for a connection another worker opened is
-//! handed to it through a bounded in-memory queue, ARP replies are copied to every worker.
+//! transmit queue choice would), and the worker routes each one with the runtime's own code,
+//! [`dispatch`] (over [`PortOwnership::route`]): a segment for a connection another worker
+//! opened is handed to it through a bounded in-memory queue, ARP replies are copied to every
+//! worker, and a worker takes what was handed to it with [`receive_handed_off`].
 //!
 //! What it tests that [`Network`](super::Network) cannot: the hand-off path under loss,
 //! duplication and reordering, ARP replies that land on a worker that did not ask, and
@@ -12,6 +13,7 @@
 
 use std::collections::VecDeque;
 
+use crate::iface::dispatch::{dispatch, receive_handed_off, Dispatched, HandoffQueue, Offer};
 use crate::iface::steering::{port_slice, PortOwnership};
 use crate::iface::{App, Interface, InterfaceConfig, RxAction, VecSink};
 use crate::tcp::IsnGenerator;
@@ -134,16 +136,10 @@ impl<A: App> Workers<A> {
         for w in 0..self.workers.len() {
             let node = &mut self.workers[w];
             node.iface.poll(self.now, &mut node.app, &mut self.sink);
-            for frame in self.sink.frames.drain(..) {
-                record(&mut self.captured, self.now, &frame);
-                self.to_peer.send(self.now, Frame(frame));
-            }
+            send_sunk(&mut self.sink, &mut self.captured, self.now, &mut self.to_peer);
         }
         self.peer.iface.poll(self.now, &mut self.peer.app, &mut self.sink);
-        for frame in self.sink.frames.drain(..) {
-            record(&mut self.captured, self.now, &frame);
-            self.from_peer.send(self.now, Frame(frame));
-        }
+        send_sunk(&mut self.sink, &mut self.captured, self.now, &mut self.from_peer);
     }
 
     /// The next instant anything happens: a frame arrives, a hand-off is waiting, a timer
@@ -158,33 +154,28 @@ impl<A: App> Workers<A> {
             .min()
     }
 
-    /// Worker `w` (or the peer, `None`) takes one frame, as a worker does: a reply written in
-    /// place goes back on the link it came from.
-    fn deliver(&mut self, to: Option<usize>, frame: &[u8]) {
-        let len = frame.len().min(self.frame.len());
-        self.frame[..len].copy_from_slice(&frame[..len]);
-        let iface = match to {
-            Some(w) => &mut self.workers[w].iface,
-            None => &mut self.peer.iface,
-        };
-        if let RxAction::Transmit(n) = iface.receive(self.now, &mut self.frame, len) {
-            let reply = self.frame[..n.min(self.frame.len())].to_vec();
-            record(&mut self.captured, self.now, &reply);
-            match to {
-                Some(_) => self.to_peer.send(self.now, Frame(reply)),
-                None => self.from_peer.send(self.now, Frame(reply)),
-            }
+    /// The peer takes one frame, as a worker does: a reply written in place goes back on the
+    /// link it came from.
+    fn deliver_to_peer(&mut self, frame: &[u8]) {
+        let len = self.load(frame);
+        if let RxAction::Transmit(n) = self.peer.iface.receive(self.now, &mut self.frame, len) {
+            let reply = self.reply_in_place(n);
+            self.from_peer.send(self.now, reply);
         }
     }
 
-    fn offer(&mut self, to: usize, frame: &[u8]) -> bool {
-        let inbox = &mut self.inboxes[to];
-        if inbox.len() >= self.inbox_capacity {
-            self.handoff.dropped_full += 1;
-            return false;
-        }
-        inbox.push_back(frame.to_vec());
-        true
+    /// Copies `frame` into the UMEM-sized receive buffer, for replies written in place.
+    fn load(&mut self, frame: &[u8]) -> usize {
+        let len = frame.len().min(self.frame.len());
+        self.frame[..len].copy_from_slice(&frame[..len]);
+        len
+    }
+
+    /// The reply of `n` bytes written in place into the receive buffer, captured.
+    fn reply_in_place(&mut self, n: usize) -> Frame {
+        let reply = self.frame[..n.min(self.frame.len())].to_vec();
+        record(&mut self.captured, self.now, &reply);
+        Frame(reply)
     }
 
     /// Sends what is due, jumps time to the next event and processes everything due then:
@@ -198,7 +189,7 @@ impl<A: App> Workers<A> {
         };
         self.now = self.now.max(next);
         while let Some(Frame(f)) = self.to_peer.receive(self.now) {
-            self.deliver(None, &f);
+            self.deliver_to_peer(&f);
         }
         let mut queues: Vec<Vec<Vec<u8>>> = vec![Vec::new(); self.workers.len()];
         while let Some(Frame(f)) = self.from_peer.receive(self.now) {
@@ -208,25 +199,20 @@ impl<A: App> Workers<A> {
         for (w, queue) in queues.into_iter().enumerate() {
             // Handed-off frames first: they are older, as in the runtime's worker.
             while let Some(f) = self.inboxes[w].pop_front() {
-                self.deliver(Some(w), &f);
+                let len = self.load(&f);
+                // The sink has no limit: no reply is lost.
+                let _ = receive_handed_off(&mut self.workers[w].iface, self.now, &mut self.frame, len, &mut self.sink);
+                send_sunk(&mut self.sink, &mut self.captured, self.now, &mut self.to_peer);
             }
             for f in queue {
-                let iface = &self.workers[w].iface;
-                let route = self.steering[w].route(&f, |port| iface.is_listening(port));
-                if route.copy_to_others {
-                    for other in (0..self.workers.len()).filter(|&o| o != w) {
-                        if self.offer(other, &f) {
-                            self.handoff.copies += 1;
-                        }
-                    }
-                }
-                match route.owner {
-                    Some(owner) => {
-                        if self.offer(owner, &f) {
-                            self.handoff.handed_off += 1;
-                        }
-                    }
-                    None => self.deliver(Some(w), &f),
+                let len = self.load(&f);
+                let mut inboxes =
+                    Inboxes { queues: &mut self.inboxes, capacity: self.inbox_capacity, stats: &mut self.handoff };
+                let iface = &mut self.workers[w].iface;
+                let dispatched = dispatch(&self.steering[w], iface, self.now, &mut self.frame, len, &mut inboxes);
+                if let Dispatched::Received(RxAction::Transmit(n)) = dispatched {
+                    let reply = self.reply_in_place(n);
+                    self.to_peer.send(self.now, reply);
                 }
             }
         }
@@ -245,6 +231,38 @@ impl<A: App> Workers<A> {
                 return done(self);
             }
         }
+    }
+}
+
+/// The workers' bounded in-memory hand-off queues, as one worker offers to them, with the
+/// counters of what they took and lost.
+struct Inboxes<'a> {
+    queues: &'a mut [VecDeque<Vec<u8>>],
+    capacity: usize,
+    stats: &'a mut HandoffStats,
+}
+
+impl HandoffQueue for Inboxes<'_> {
+    fn offer(&mut self, to: usize, frame: &[u8], why: Offer) -> bool {
+        let inbox = &mut self.queues[to];
+        if inbox.len() >= self.capacity {
+            self.stats.dropped_full += 1;
+            return false;
+        }
+        inbox.push_back(frame.to_vec());
+        match why {
+            Offer::Owner => self.stats.handed_off += 1,
+            Offer::Copy => self.stats.copies += 1,
+        }
+        true
+    }
+}
+
+/// Puts what a node sent into `sink` on `link`, captured.
+fn send_sunk(sink: &mut VecSink, captured: &mut Option<Vec<(Instant, Vec<u8>)>>, now: Instant, link: &mut Link<Frame>) {
+    for frame in sink.frames.drain(..) {
+        record(captured, now, &frame);
+        link.send(now, Frame(frame));
     }
 }
 

@@ -28,6 +28,8 @@ use std::sync::Arc;
 use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
 use rustix::event::{eventfd, EventfdFlags};
 
+use crate::iface::dispatch::{HandoffQueue, Offer};
+
 /// What one worker's hand-offs did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct HandoffCounters {
@@ -219,6 +221,15 @@ impl Handoff {
     /// The eventfd to poll (readable when another worker woke this one).
     pub(super) fn wake_fd(&self) -> BorrowedFd<'_> {
         self.wakers[self.me].eventfd.as_fd()
+    }
+}
+
+/// The mesh as `dispatch` offers to it: a copy (an ARP reply) and a hand-off to the owner
+/// take a buffer alike, and count alike (`handed_off`, `handoff_dropped_full`).
+impl HandoffQueue for Handoff {
+    #[inline]
+    fn offer(&mut self, to: usize, frame: &[u8], _why: Offer) -> bool {
+        Handoff::offer(self, to, frame)
     }
 }
 

@@ -1,12 +1,15 @@
 //! Two client workers (two [`Interface`]s with a slice of the port range each) against one
 //! server interface, joined through their frames, with the server's frames delivered to the
 //! workers' "queues" alternately, as a veth peer's transmit queue choice would: half of them
-//! land on the worker that does not own the connection and must be handed off.
+//! land on the worker that does not own the connection and must be handed off. Each worker
+//! runs the runtime worker's per-frame step (`iface::dispatch`) over the real [`Handoff`]
+//! mesh: handed-over frames first ([`receive_handed_off`]), then its queue ([`dispatch`]).
 
 use core::time::Duration;
 use std::net::Ipv4Addr;
 
 use super::handoff::{mesh, Handoff, HandoffCounters};
+use crate::iface::dispatch::{dispatch, receive_handed_off, Dispatched};
 use crate::iface::steering::{port_slice, PortOwnership};
 use crate::iface::{AddressMode, App, ConnId, Interface, InterfaceConfig, RxAction, VecSink};
 use crate::tcp::{Endpoint, IsnGenerator, State, TcpConfig};
@@ -72,6 +75,7 @@ struct Outcome {
     echoed: usize,
     resets_from_clients: u64,
     handoff: [HandoffCounters; 2],
+    /// Frames that landed on the queue of the worker that does not own their connection.
     misdelivered: usize,
 }
 
@@ -100,6 +104,8 @@ fn run(hand_off: bool) -> Outcome {
         })
         .collect();
     let ownership = [0, 1].map(|me| PortOwnership { me, workers: 2, range: RANGE });
+    // The control routes as a worker alone on its host does: everything is its own.
+    let routing = if hand_off { ownership } else { [0, 1].map(|me| PortOwnership { me, workers: 1, range: RANGE }) };
     let mut handoffs: Vec<Handoff> = mesh(2, 8, 2048).unwrap();
     let mut apps = [Client::default(), Client::default()];
     let mut conns = Vec::new();
@@ -130,25 +136,28 @@ fn run(hand_off: bool) -> Outcome {
         let mut sink = VecSink::new();
         server.poll(now, &mut Echo, &mut sink);
         to_clients.extend(sink.frames);
+        // The "veth" picks the queue, alternately.
+        let mut queues: [Vec<Vec<u8>>; 2] = Default::default();
         for frame in to_clients {
-            // The "veth" picks the queue; the worker of that queue routes.
             let q = next_queue % 2;
             next_queue += 1;
-            let owner = ownership[q].foreign_owner(&frame, |p| workers[q].is_listening(p));
-            match owner {
-                Some(owner) if hand_off => assert!(handoffs[q].offer(owner, &frame)),
-                _ => {
-                    misdelivered += usize::from(owner.is_some());
-                    to_server.extend(feed(&mut workers[q], now, &frame));
-                }
-            }
+            misdelivered += usize::from(ownership[q].foreign_owner(&frame, |p| workers[q].is_listening(p)).is_some());
+            queues[q].push(frame);
         }
         for (w, iface) in workers.iter_mut().enumerate() {
-            handoffs[w].drain(64, |buf, len| {
-                if let RxAction::Transmit(n) = iface.receive(now, buf, len) {
-                    to_server.push(buf[..n].to_vec());
+            // What the other worker handed over, first, as the runtime's worker does.
+            let mut sink = VecSink::new();
+            handoffs[w].drain(64, |buf, len| assert!(receive_handed_off(iface, now, buf, len, &mut sink)));
+            to_server.extend(sink.frames);
+            for frame in &queues[w] {
+                let mut buf = vec![0u8; 2048];
+                buf[..frame.len()].copy_from_slice(frame);
+                match dispatch(&routing[w], iface, now, &mut buf, frame.len(), &mut handoffs[w]) {
+                    Dispatched::HandedOff { queued } => assert!(queued, "the owner's inbox has room"),
+                    Dispatched::Received(RxAction::Transmit(n)) => to_server.push(buf[..n].to_vec()),
+                    Dispatched::Received(RxAction::Release) => {}
                 }
-            });
+            }
         }
     }
     let established = conns.iter().filter(|&&(w, c)| workers[w].state(c) == State::Established).count();
@@ -175,6 +184,7 @@ fn segments_on_the_wrong_queue_reach_the_connection_through_a_hand_off() {
     assert_eq!(h0.handed_off, h1.handoff_received);
     assert_eq!(h1.handed_off, h0.handoff_received);
     assert_eq!(h0.handoff_dropped_full + h1.handoff_dropped_full, 0);
+    assert_eq!(h0.handed_off + h1.handed_off, out.misdelivered as u64, "what landed on the wrong queue, and only that");
 }
 
 #[test]

@@ -12,6 +12,7 @@ use super::conn_table::TableResponder;
 use super::handoff::{Handoff, HandoffCounters};
 use super::mailbox::Mailbox;
 use super::pcap::PcapTap;
+use crate::iface::dispatch::{dispatch, receive_handed_off, Dispatched};
 use crate::iface::steering::PortOwnership;
 use crate::iface::{App, Counters, Interface, RxAction, RxFrames, TxSink};
 use crate::time::Instant;
@@ -217,17 +218,8 @@ impl<A: App> Worker<A> {
                     let mut lost = 0;
                     // Not captured here: the worker whose socket received them did.
                     let n = handoff.drain(HANDOFF_BATCHES * self.batch_size, |buf, len| {
-                        if let RxAction::Transmit(n) = iface.receive(now, buf, len) {
-                            // A reply written in place (an RST, an ACK from TIME_WAIT) goes out
-                            // through a TX frame of ours: the buffer is not a UMEM frame.
-                            let sent = RingSink(socket, pcap.as_mut(), now).send_with(|out| {
-                                let n = n.min(out.len());
-                                out[..n].copy_from_slice(&buf[..n]);
-                                Some(n)
-                            });
-                            if sent != Some(true) {
-                                lost += 1;
-                            }
+                        if !receive_handed_off(iface, now, buf, len, &mut RingSink(socket, pcap.as_mut(), now)) {
+                            lost += 1;
                         }
                     });
                     handoff.replies_dropped(lost);
@@ -235,52 +227,44 @@ impl<A: App> Worker<A> {
                 }
                 None => 0,
             };
-            received += if self.handoff.is_some() {
+            received += match &mut self.handoff {
                 // Several workers: each frame is first checked for another worker's port, so
                 // they go one by one.
-                let handoff = &mut self.handoff;
-                let pcap = &mut self.pcap;
-                self.socket.rx_batch(self.batch_size, |frame| {
-                    let len = frame.len();
-                    capture(pcap, now, &frame[..len]);
-                    if let Some((ownership, handoff)) = handoff {
-                        let route = ownership.route(&frame[..len], |port| iface.is_listening(port));
-                        if route.copy_to_others {
-                            for other in (0..ownership.workers).filter(|&w| w != ownership.me) {
-                                handoff.offer(other, &frame[..len]);
-                            }
-                        }
-                        if let Some(owner) = route.owner {
+                Some((ownership, handoff)) => {
+                    let pcap = &mut self.pcap;
+                    self.socket.rx_batch(self.batch_size, |frame| {
+                        let len = frame.len();
+                        capture(pcap, now, &frame[..len]);
+                        match dispatch(ownership, iface, now, frame.buffer_mut(), len, handoff) {
                             // Another worker opened this connection. Handed off or dropped
                             // (counted either way), the frame is ours to release.
-                            handoff.offer(owner, &frame[..len]);
-                            return RxVerdict::Release;
-                        }
-                    }
-                    match iface.receive(now, frame.buffer_mut(), len) {
-                        RxAction::Release => RxVerdict::Release,
-                        RxAction::Transmit(n) => {
-                            if pcap.is_some() {
-                                let buf = frame.buffer_mut();
-                                capture(pcap, now, &buf[..n.min(buf.len())]);
+                            Dispatched::HandedOff { .. } | Dispatched::Received(RxAction::Release) => {
+                                RxVerdict::Release
                             }
-                            RxVerdict::Transmit(n)
+                            Dispatched::Received(RxAction::Transmit(n)) => {
+                                if pcap.is_some() {
+                                    let buf = frame.buffer_mut();
+                                    capture(pcap, now, &buf[..n.min(buf.len())]);
+                                }
+                                RxVerdict::Transmit(n)
+                            }
                         }
-                    }
-                })
-            } else {
+                    })
+                }
                 // One worker: the whole batch at once, parsed, looked up, then processed
                 // (`receive_batch`).
-                let pcap = &mut self.pcap;
-                self.socket.rx_batch_all(self.batch_size, |batch| {
-                    if pcap.is_some() {
-                        for i in 0..batch.len() {
-                            let frame = batch.frame(i);
-                            capture(pcap, now, &frame[..frame.len()]);
+                None => {
+                    let pcap = &mut self.pcap;
+                    self.socket.rx_batch_all(self.batch_size, |batch| {
+                        if pcap.is_some() {
+                            for i in 0..batch.len() {
+                                let frame = batch.frame(i);
+                                capture(pcap, now, &frame[..frame.len()]);
+                            }
                         }
-                    }
-                    iface.receive_batch(now, &mut BatchFrames(batch, pcap.as_mut(), now))
-                })
+                        iface.receive_batch(now, &mut BatchFrames(batch, pcap.as_mut(), now))
+                    })
+                }
             };
             for _ in 0..MESSAGES_PER_ITERATION {
                 let Some(message) = self.mailbox.try_recv() else { break };
