@@ -9,7 +9,7 @@
 
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -52,7 +52,7 @@ impl Drop for StatSocket {
 pub fn listen(source: StatsSource, identity: Identity) -> Option<StatSocket> {
     let dir = runtime_dir();
     let path = socket_path(&dir, std::process::id());
-    let bound = std::fs::create_dir_all(&dir).and_then(|()| {
+    let bound = make_private_dir(&dir).and_then(|()| {
         let _ = std::fs::remove_file(&path);
         let listener = UnixListener::bind(&path)?;
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
@@ -76,6 +76,13 @@ pub fn listen(source: StatsSource, identity: Identity) -> Option<StatSocket> {
         return None;
     }
     Some(StatSocket { path })
+}
+
+/// Makes the runtime directory if it is missing, mode 0700 whatever the umask: it also holds
+/// the ISN key, whose check refuses a directory others can read (a stat socket made first must
+/// not leave it 0755). An existing directory is left as it is.
+fn make_private_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)
 }
 
 /// A parsed request.
@@ -365,6 +372,17 @@ pub fn run(args: StatArgs) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_runtime_directory_is_made_private() {
+        let base = std::env::temp_dir().join(format!("synack-stat-dir-{}", std::process::id()));
+        let dir = base.join("run").join("synack");
+        make_private_dir(&dir).unwrap();
+        let mode = std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777;
+        let _ = std::fs::remove_dir_all(&base);
+        // The ISN key's check refuses anything but 0700 (the default umask would give 0755).
+        assert_eq!(mode, 0o700, "mode {mode:o}");
+    }
 
     #[test]
     fn requests_parse() {
