@@ -2,10 +2,14 @@
 //! client and server and synack's (`synack serve --app iperf3`, `synack iperf3`), TX checksum
 //! offload off on both ends (so the kernel segments in software: the per-packet view).
 //!
-//! Pairings (client -> server), each one-way (the client sends) and reverse (`-R`):
-//! kernel -> kernel (the baseline), kernel -> synack, synack -> kernel, synack -> synack, with
-//! one connection, and with 8 (`-P 8`) for all but synack -> kernel. Each run measures every
-//! pairing once, in turn, so that all see the same machine; medians.
+//! Pairings (client -> server), each one-way (the client sends), reverse (`-R`) and, with one
+//! connection, both ways at once (`--bidir`): kernel -> kernel (the baseline), kernel -> synack,
+//! synack -> kernel, synack -> synack, with one connection, and with 8 (`-P 8`) for all but
+//! synack -> kernel. Kernel -> kernel runs a second time with the kernel's default offloads (TX
+//! checksum offload and so TSO/GSO on: the figure users know). Each run measures every pairing
+//! once, in turn, so that all see the same machine; medians. Besides Gbit/s, each transfer
+//! records the packets/s the server's veth end moved (both directions) and the machine's CPU
+//! time (both cores, from `/proc/stat`) per GB delivered.
 
 use std::path::Path;
 use std::time::Duration;
@@ -46,6 +50,35 @@ const PAIRINGS: [(Stack, Stack); 4] = [
     (Stack::Synack, Stack::Synack),
 ];
 
+/// Which way the bytes go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Direction {
+    /// The client sends.
+    Forward,
+    /// The server sends (`-R`).
+    Reverse,
+    /// Both at once (`--bidir`); the figure is the sum of both receivers.
+    Bidir,
+}
+
+impl Direction {
+    fn suffix(self) -> &'static str {
+        match self {
+            Direction::Forward => "",
+            Direction::Reverse => "_reverse",
+            Direction::Bidir => "_bidir",
+        }
+    }
+
+    fn flag(self) -> Option<&'static str> {
+        match self {
+            Direction::Forward => None,
+            Direction::Reverse => Some("-R"),
+            Direction::Bidir => Some("--bidir"),
+        }
+    }
+}
+
 /// What the case gives the main table and the JSON.
 pub struct Bulk {
     /// (label, synack's figure, the kernel's figure), Gbit/s.
@@ -56,9 +89,64 @@ pub struct Bulk {
 /// Connections of the many-connection transfers.
 const MANY: u64 = 8;
 
-fn pairing_key(client: Stack, server: Stack, reverse: bool, parallel: u64) -> String {
+fn pairing_key(client: Stack, server: Stack, direction: Direction, parallel: u64) -> String {
     let streams = if parallel > 1 { format!("_p{parallel}") } else { String::new() };
-    format!("{}_to_{}{}{streams}", client.key(), server.key(), if reverse { "_reverse" } else { "" })
+    format!("{}_to_{}{}{streams}", client.key(), server.key(), direction.suffix())
+}
+
+/// The kernel -> kernel key with the kernel's default offloads.
+fn offload_key(direction: Direction) -> String {
+    format!("kernel_to_kernel_offload{}", direction.suffix())
+}
+
+/// What the machine did around one transfer: CPU time of both cores and the server end's
+/// packets, read before and after.
+#[derive(Debug, Clone, Copy)]
+struct Sample {
+    /// Busy jiffies of all CPUs (`/proc/stat`: everything but idle and iowait).
+    busy_jiffies: u64,
+    /// Packets the server's veth end received plus sent.
+    packets: u64,
+    at: std::time::Instant,
+}
+
+impl Sample {
+    fn take(link: &TestLink) -> Result<Sample> {
+        let stat = std::fs::read_to_string("/proc/stat").context("read /proc/stat")?;
+        let busy_jiffies = busy_jiffies(&stat).context("no cpu line in /proc/stat")?;
+        let text = link.server.netns.ip(&["-j", "-s", "link", "show", "dev", &link.server.ifname])?;
+        let packets = link_packets(&text).with_context(|| format!("no packet counters in `ip -j -s link`: {text}"))?;
+        Ok(Sample { busy_jiffies, packets, at: std::time::Instant::now() })
+    }
+
+    /// Packets/s and CPU seconds per GB (of `gbit` Gbit/s delivered) since `before`.
+    fn since(&self, before: &Sample, gbit: f64) -> Value {
+        let seconds = self.at.duration_since(before.at).as_secs_f64();
+        // USER_HZ is 100 on every Linux this runs on.
+        let cpu_s = self.busy_jiffies.saturating_sub(before.busy_jiffies) as f64 / 100.0;
+        let gigabytes = gbit * seconds / 8.0;
+        let pps = self.packets.saturating_sub(before.packets) as f64 / seconds.max(f64::MIN_POSITIVE);
+        json!({
+            "packets_per_s": pps,
+            "cpu_s": cpu_s,
+            "cpu_s_per_gb": if gigabytes > 0.0 { json!(cpu_s / gigabytes) } else { Value::Null },
+        })
+    }
+}
+
+/// Busy jiffies from `/proc/stat`'s first line: user nice system idle iowait irq softirq steal.
+fn busy_jiffies(stat: &str) -> Option<u64> {
+    let fields: Vec<u64> =
+        stat.lines().next()?.strip_prefix("cpu ")?.split_whitespace().filter_map(|f| f.parse().ok()).collect();
+    let total: u64 = fields.iter().take(8).sum();
+    Some(total - fields.get(3)? - fields.get(4).copied().unwrap_or(0))
+}
+
+/// rx + tx packets from `ip -j -s link show dev X`.
+fn link_packets(json_text: &str) -> Option<u64> {
+    let v: Value = serde_json::from_str(json_text).ok()?;
+    let stats = &v.get(0)?["stats64"];
+    Some(stats["rx"]["packets"].as_u64()? + stats["tx"]["packets"].as_u64()?)
 }
 
 /// Runs the case: `runs` rounds of every pairing, `seconds` per transfer.
@@ -71,7 +159,8 @@ pub fn run(
     seconds: u64,
 ) -> Result<Bulk> {
     println!(
-        "== bulk: one connection, iperf3 -t {seconds}, TX checksum offload off on both ends (Gbit/s, receiver's count)"
+        "== bulk: iperf3 -t {seconds}, TX checksum offload off on both ends unless `offload` (Gbit/s of the receivers, \
+         packets/s of the server's veth end, CPU s per GB of both cores)"
     );
     let mut figures: Vec<(String, Vec<f64>, Vec<Value>)> = Vec::new();
     for run_index in 0..runs {
@@ -90,11 +179,34 @@ pub fn run(
                 }
             };
             let many = (client, server) != (Stack::Synack, Stack::Kernel);
-            let transfers = [(false, 1), (true, 1), (false, MANY), (true, MANY)];
-            for (reverse, parallel) in transfers.into_iter().filter(|&(_, p)| p == 1 || many) {
-                let key = pairing_key(client, server, reverse, parallel);
+            let baseline = (client, server) == (Stack::Kernel, Stack::Kernel);
+            let (fwd, rev, bidir) = (Direction::Forward, Direction::Reverse, Direction::Bidir);
+            let transfers = [
+                (fwd, 1, false),
+                (rev, 1, false),
+                (bidir, 1, false),
+                (fwd, MANY, false),
+                (rev, MANY, false),
+                (fwd, 1, true),
+                (rev, 1, true),
+                (bidir, 1, true),
+            ];
+            for (direction, parallel, offload) in
+                transfers.into_iter().filter(|&(_, p, o)| (p == 1 || many) && (!o || baseline))
+            {
+                let key = if offload {
+                    offload_key(direction)
+                } else {
+                    pairing_key(client, server, direction, parallel)
+                };
                 let outcome = match server_proc {
-                    Some(_) => transfer(link, synack_bin, client_cpu, (client, server), reverse, parallel, seconds),
+                    Some(_) => with_offloads(link, offload, || {
+                        let before = Sample::take(link)?;
+                        let (gbit, mut raw) =
+                            transfer(link, synack_bin, client_cpu, (client, server), direction, parallel, seconds)?;
+                        raw["machine"] = Sample::take(link)?.since(&before, gbit);
+                        Ok((gbit, raw))
+                    }),
                     None => Err(anyhow::anyhow!("no server")),
                 };
                 let at = match figures.iter().position(|(k, _, _)| *k == key) {
@@ -106,7 +218,14 @@ pub fn run(
                 };
                 match outcome {
                     Ok((gbit, raw)) => {
-                        println!("  run {}/{runs} {key}: {} Gbit/s", run_index + 1, format_figure(gbit));
+                        let m = &raw["machine"];
+                        println!(
+                            "  run {}/{runs} {key}: {} Gbit/s, {} kpps, {} CPU s/GB",
+                            run_index + 1,
+                            format_figure(gbit),
+                            m["packets_per_s"].as_f64().map_or("-".into(), |p| format_figure(p / 1e3)),
+                            m["cpu_s_per_gb"].as_f64().map_or("-".into(), format_figure),
+                        );
                         figures[at].1.push(gbit);
                         figures[at].2.push(raw);
                     }
@@ -124,7 +243,7 @@ pub fn run(
                     println!("  {} server died: {e:#}", server.key());
                 } else if server == Stack::Synack {
                     // Its counters, printed on SIGTERM, with the pairing's last record.
-                    let key = pairing_key(client, server, true, 1);
+                    let key = pairing_key(client, server, Direction::Reverse, 1);
                     if let Some(last) = figures.iter_mut().find(|f| f.0 == key).and_then(|f| f.2.last_mut()) {
                         last["server_output"] = json!(output);
                     }
@@ -137,13 +256,14 @@ pub fn run(
     let medians: Vec<(String, Option<f64>)> = figures.iter().map(|(k, v, _)| (k.clone(), median(v))).collect();
     let get = |key: &str| medians.iter().find(|(k, _)| k == key).and_then(|(_, v)| *v);
     let mut rows = Vec::new();
-    for (parallel, reverse, direction) in [
-        (1, false, "client->server"),
-        (1, true, "server->client (-R)"),
-        (MANY, false, "8 conns client->server"),
-        (MANY, true, "8 conns server->client (-R)"),
+    for (parallel, direction, label) in [
+        (1, Direction::Forward, "client->server"),
+        (1, Direction::Reverse, "server->client (-R)"),
+        (1, Direction::Bidir, "both ways (--bidir)"),
+        (MANY, Direction::Forward, "8 conns client->server"),
+        (MANY, Direction::Reverse, "8 conns server->client (-R)"),
     ] {
-        let kernel = get(&pairing_key(Stack::Kernel, Stack::Kernel, reverse, parallel));
+        let kernel = get(&pairing_key(Stack::Kernel, Stack::Kernel, direction, parallel));
         for (client, server, who) in [
             (Stack::Kernel, Stack::Synack, "kernel iperf3 -c -> synack serve"),
             (Stack::Synack, Stack::Kernel, "synack iperf3 -> kernel iperf3 -s"),
@@ -153,19 +273,49 @@ pub fn run(
                 continue;
             }
             rows.push((
-                format!("{direction} Gbit/s, {who}"),
-                get(&pairing_key(client, server, reverse, parallel)),
+                format!("{label} Gbit/s, {who}"),
+                get(&pairing_key(client, server, direction, parallel)),
                 kernel,
+            ));
+        }
+        if parallel == 1 {
+            // synack against the figure users know: the kernel with its default offloads.
+            rows.push((
+                format!("{label} Gbit/s, synack <-> synack vs kernel with default offloads"),
+                get(&pairing_key(Stack::Synack, Stack::Synack, direction, parallel)),
+                get(&offload_key(direction)),
             ));
         }
     }
     let json = json!({
-        "what": "one TCP connection (and 8: -P 8, keys ending _p8), iperf3 -t; kernel = iperf3 client and server (3.12); synack = synack serve --app iperf3 --poll busy / synack iperf3 --poll busy; TX checksum offload off on both veth ends; Gbit/s of the receiver's count",
+        "what": "one TCP connection (and 8: -P 8, keys ending _p8), one-way, reverse (_reverse) and both ways (_bidir, the sum of both receivers), iperf3 -t; kernel = iperf3 client and server (3.12); synack = synack serve --app iperf3 --poll busy / synack iperf3 --poll busy; TX checksum offload off on both veth ends, except kernel_to_kernel_offload* (the kernel's defaults); Gbit/s of the receivers' count; runs[].machine: packets/s of the server's veth end (rx + tx), CPU seconds of both cores and per GB delivered",
         "seconds": seconds,
         "median_gbit_s": medians.iter().map(|(k, v)| (k.clone(), json!(v))).collect::<serde_json::Map<_, _>>(),
         "runs": figures.iter().map(|(k, _, raw)| (k.clone(), json!(raw))).collect::<serde_json::Map<_, _>>(),
     });
     Ok(Bulk { rows, json })
+}
+
+/// Runs `f` with the kernel's default TX offloads (checksum, and so TSO/GSO) on both veth ends
+/// when `on`, turning them off again after, whatever `f` returned.
+fn with_offloads<T>(link: &TestLink, on: bool, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    if !on {
+        return f();
+    }
+    let set = |state: &str| -> Result<()> {
+        for host in [&link.server, &link.client] {
+            host.netns
+                .exec("ethtool", &["-K", &host.ifname, "tx", state])
+                .with_context(|| format!("ethtool -K {} tx {state}", host.ifname))?;
+        }
+        Ok(())
+    };
+    let outcome = set("on").and_then(|()| f());
+    // Off again in any case: the synack pairings need it (partial checksums otherwise).
+    let restored = set("off");
+    let value = outcome?;
+    restored?;
+    Ok(value)
 }
 
 fn server_addr(link: &TestLink, server: Stack) -> std::net::SocketAddr {
@@ -197,7 +347,7 @@ fn transfer(
     synack_bin: Option<&Path>,
     cpu: usize,
     (client, server): (Stack, Stack),
-    reverse: bool,
+    direction: Direction,
     parallel: u64,
     seconds: u64,
 ) -> Result<(f64, Value)> {
@@ -208,16 +358,20 @@ fn transfer(
         Stack::Kernel => {
             let mut command = link.client.netns.command_on_cpu(cpu, "iperf3");
             command.args(["-c", &addr.ip().to_string(), "-p", &addr.port().to_string(), "-t", &t, "-P", &p, "-J"]);
-            if reverse {
-                command.arg("-R");
-            }
+            command.args(direction.flag());
             let output = Running::spawn("iperf3 -c", &mut command)?.wait(limit)?;
             let v: Value =
                 serde_json::from_str(&output).with_context(|| format!("iperf3 printed no JSON: {output}"))?;
             if let Some(e) = v.get("error") {
                 bail!("iperf3: {e}");
             }
-            let gbit = v["end"]["sum_received"]["bits_per_second"].as_f64().context("no end.sum_received")? / 1e9;
+            let mut gbit = v["end"]["sum_received"]["bits_per_second"].as_f64().context("no end.sum_received")? / 1e9;
+            if direction == Direction::Bidir {
+                gbit += v["end"]["sum_received_bidir_reverse"]["bits_per_second"]
+                    .as_f64()
+                    .context("no end.sum_received_bidir_reverse")?
+                    / 1e9;
+            }
             Ok((gbit, json!({ "gbit_s": gbit, "end": v["end"] })))
         }
         Stack::Synack => {
@@ -240,28 +394,31 @@ fn transfer(
                 "--poll",
                 "busy",
             ]);
-            if reverse {
-                command.arg("-R");
-            }
+            command.args(direction.flag());
             let output = Running::spawn("synack iperf3", &mut command)?.wait(limit)?;
             let line =
                 output.lines().find(|l| l.contains("iperf3 client:")).context("synack iperf3 printed no result")?;
-            let gbit = client_line_gbit(line, reverse).with_context(|| format!("unreadable: {line}"))?;
+            let gbit = client_line_gbit(line, direction).with_context(|| format!("unreadable: {line}"))?;
             Ok((gbit, json!({ "gbit_s": gbit, "line": line })))
         }
     }
 }
 
 /// The receiver's rate from `synack iperf3`'s line: `... S s: sent X bytes (..) received Y
-/// bytes (..); server received A sent B bytes` (the server received A; the client Y).
-fn client_line_gbit(line: &str, reverse: bool) -> Option<f64> {
+/// bytes (..); server received A sent B bytes` (the server received A; the client Y; both ways,
+/// A + Y).
+fn client_line_gbit(line: &str, direction: Direction) -> Option<f64> {
     let words: Vec<&str> = line.split("iperf3 client: ").nth(1)?.split_whitespace().collect();
     let seconds: f64 = words.get(words.iter().position(|w| *w == "s:")? - 1)?.parse().ok()?;
     let received = |nth: usize| -> Option<u64> {
         let at = words.iter().enumerate().filter(|(_, w)| **w == "received").nth(nth)?.0;
         words.get(at + 1)?.parse().ok()
     };
-    let bytes = if reverse { received(0)? } else { received(1)? };
+    let bytes = match direction {
+        Direction::Forward => received(1)?,
+        Direction::Reverse => received(0)?,
+        Direction::Bidir => received(0)? + received(1)?,
+    };
     (seconds > 0.0).then(|| bytes as f64 * 8.0 / seconds / 1e9)
 }
 
@@ -273,10 +430,39 @@ mod tests {
     fn the_client_line_gives_the_receivers_rate() {
         let line = "iperf3 client: forward 1 stream(s) 2.000 s: sent 500000000 bytes (2.000 Gbit/s) received 0 bytes \
                     (0.000 Gbit/s); server received 400000000 sent 0 bytes";
-        assert_eq!(client_line_gbit(line, false), Some(1.6));
+        assert_eq!(client_line_gbit(line, Direction::Forward), Some(1.6));
         let line = "iperf3 client: reverse 1 stream(s) 2.000 s: sent 0 bytes (0.000 Gbit/s) received 250000000 bytes \
                     (1.000 Gbit/s); server received 0 sent 260000000 bytes";
-        assert_eq!(client_line_gbit(line, true), Some(1.0));
-        assert_eq!(client_line_gbit("nothing", true), None);
+        assert_eq!(client_line_gbit(line, Direction::Reverse), Some(1.0));
+        let line = "iperf3 client: bidir 1 stream(s) 2.000 s: sent 250000000 bytes (1.000 Gbit/s) received 250000000 \
+                    bytes (1.000 Gbit/s); server received 250000000 sent 250000000 bytes";
+        assert_eq!(client_line_gbit(line, Direction::Bidir), Some(2.0));
+        assert_eq!(client_line_gbit("nothing", Direction::Reverse), None);
+    }
+
+    #[test]
+    fn busy_time_leaves_out_idle_and_iowait() {
+        let stat = "cpu  100 5 50 1000 20 3 7 0 0 0\ncpu0 50 2 25 500 10 1 3 0 0 0\n";
+        assert_eq!(busy_jiffies(stat), Some(100 + 5 + 50 + 3 + 7));
+        assert_eq!(busy_jiffies("intr 1 2 3\n"), None);
+    }
+
+    #[test]
+    fn packets_are_read_from_ip_json() {
+        let text = r#"[{"ifindex":2,"ifname":"x","stats64":{"rx":{"bytes":9,"packets":30},"tx":{"bytes":9,"packets":12}}}]"#;
+        assert_eq!(link_packets(text), Some(42));
+        assert_eq!(link_packets("[]"), None);
+    }
+
+    #[test]
+    fn a_sample_gives_rates_per_second_and_per_gigabyte() {
+        let t0 = std::time::Instant::now();
+        let before = Sample { busy_jiffies: 1_000, packets: 0, at: t0 };
+        let after = Sample { busy_jiffies: 1_200, packets: 500_000, at: t0 + Duration::from_secs(2) };
+        // 8 Gbit/s for 2 s is 2 GB; 200 jiffies are 2 CPU seconds.
+        let m = after.since(&before, 8.0);
+        assert_eq!(m["packets_per_s"].as_f64(), Some(250_000.0));
+        assert_eq!(m["cpu_s"].as_f64(), Some(2.0));
+        assert_eq!(m["cpu_s_per_gb"].as_f64(), Some(1.0));
     }
 }
