@@ -84,6 +84,44 @@ pub trait App {
 /// An application that does nothing (a listener-less interface, or tests).
 impl App for () {}
 
+/// An application borrowed: a simulator can run apps of different types as `&mut dyn App`
+/// while their owner keeps them for a look afterwards.
+impl<T: App + ?Sized> App for &mut T {
+    fn on_accept(&mut self, iface: &mut Interface, conn: ConnId) {
+        (**self).on_accept(iface, conn);
+    }
+    fn on_connected(&mut self, iface: &mut Interface, conn: ConnId) {
+        (**self).on_connected(iface, conn);
+    }
+    fn on_readable(&mut self, iface: &mut Interface, conn: ConnId) {
+        (**self).on_readable(iface, conn);
+    }
+    fn on_writable(&mut self, iface: &mut Interface, conn: ConnId) {
+        (**self).on_writable(iface, conn);
+    }
+    fn on_peer_closed(&mut self, iface: &mut Interface, conn: ConnId) {
+        (**self).on_peer_closed(iface, conn);
+    }
+    fn on_closed(&mut self, iface: &mut Interface, conn: ConnId, reason: CloseReason) {
+        (**self).on_closed(iface, conn, reason);
+    }
+    fn on_timer(&mut self, iface: &mut Interface, conn: ConnId) {
+        (**self).on_timer(iface, conn);
+    }
+    fn on_message(&mut self, iface: &mut Interface, message: u64) {
+        (**self).on_message(iface, message);
+    }
+    fn on_drain(&mut self, iface: &mut Interface, deadline: Instant) {
+        (**self).on_drain(iface, deadline);
+    }
+    fn on_poll(&mut self, iface: &mut Interface, now: Instant) {
+        (**self).on_poll(iface, now);
+    }
+    fn next_wakeup(&self) -> Option<Instant> {
+        (**self).next_wakeup()
+    }
+}
+
 /// What to do with a received frame after [`Interface::receive`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[must_use]

@@ -1,19 +1,23 @@
-//! A deterministic simulated network: two hosts joined by a seeded, lossy link.
+//! A deterministic simulated network: hosts joined by seeded, lossy links (two TCP hosts, two
+//! interfaces back to back, or any number of interfaces on one switched Ethernet segment).
 //!
 //! Virtual time jumps straight to the next event (a packet arrival or a timer), so a transfer
 //! that takes minutes of TCP time runs in milliseconds, and every run replays from its seed.
 
 pub mod fuzz;
 mod host;
+mod lan;
 mod link;
 mod network;
 pub mod pair;
 mod rng;
+mod stepping;
 mod workers;
 
 use std::net::Ipv4Addr;
 
 pub use host::{Host, HostStats};
+pub use lan::{Lan, LanFrame};
 pub use link::{Carried, Frame, Link, LinkConfig, LinkStats, Packet};
 pub use network::{Captured, Delivery, Network, Node};
 pub use pair::Pair;
@@ -99,15 +103,8 @@ impl Sim {
 
     /// Steps until `done` holds (checked after every step) or virtual time passes `deadline`.
     /// Returns whether `done` held.
-    pub fn drive(&mut self, deadline: Instant, mut done: impl FnMut(&mut Sim) -> bool) -> bool {
-        loop {
-            if done(self) {
-                return true;
-            }
-            if self.now > deadline || !self.step() {
-                return done(self);
-            }
-        }
+    pub fn drive(&mut self, deadline: Instant, done: impl FnMut(&mut Sim) -> bool) -> bool {
+        stepping::drive(self, deadline, done)
     }
 
     /// Steps until nothing is left to happen or `deadline` passes.
@@ -115,3 +112,5 @@ impl Sim {
         while self.now <= deadline && self.step() {}
     }
 }
+
+stepping::impl_steps!([] Sim);

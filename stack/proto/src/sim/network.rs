@@ -19,10 +19,7 @@ use crate::tcp::IsnGenerator;
 use crate::time::Instant;
 
 use super::link::{Frame, Link, LinkConfig};
-
-/// Steps [`Network::run_for`] takes before it calls the run a livelock: far more than any
-/// test's transfer needs (steps count round trips, not segments), few enough to fail fast.
-const RUN_STEPS_MAX: u64 = 1_000_000;
+use super::stepping;
 
 /// One host: an interface and the application it runs.
 pub struct Node<A> {
@@ -184,66 +181,30 @@ impl<A: App, B: App> Network<A, B> {
         .min()
     }
 
-    /// Hands one frame to a node, as a worker does: a reply written in place goes back on
-    /// the other link.
-    fn deliver(&mut self, to_a: bool, frame: &[u8]) {
-        let len = frame.len().min(self.frame.len());
-        self.frame[..len].copy_from_slice(&frame[..len]);
-        let iface = if to_a { &mut self.a.iface } else { &mut self.b.iface };
-        if let RxAction::Transmit(n) = iface.receive(self.now, &mut self.frame, len) {
-            let reply = self.frame[..n.min(self.frame.len())].to_vec();
-            let back = if to_a { &mut self.a_to_b } else { &mut self.b_to_a };
-            send(&mut self.captured, back, self.now, to_a, reply);
-        }
-    }
-
-    fn link_to(&mut self, a: bool) -> &mut Link<Frame> {
-        if a {
-            &mut self.b_to_a
-        } else {
-            &mut self.a_to_b
-        }
-    }
-
-    /// Hands a node every frame that has reached it by now, one by one or as one batch.
+    /// Hands a node every frame that has reached it by now, one by one or as one batch; the
+    /// replies written in place go back on the other link.
     fn arrive(&mut self, to_a: bool) {
         let now = self.now;
-        let arrived = match self.delivery {
-            Delivery::Frames => {
-                let mut n = 0;
-                while let Some(Frame(f)) = self.link_to(to_a).receive(now) {
-                    self.deliver(to_a, &f);
-                    n += 1;
-                }
-                n
-            }
-            Delivery::Batch => {
-                let link = self.link_to(to_a);
-                let frames: Vec<Vec<u8>> = core::iter::from_fn(|| link.receive(now).map(|Frame(f)| f)).collect();
-                if !frames.is_empty() {
-                    let mut batch = VecFrames::new(frames.iter().map(Vec::as_slice), self.frame.len());
-                    let iface = if to_a { &mut self.a.iface } else { &mut self.b.iface };
-                    iface.receive_batch(now, &mut batch);
-                    let back = if to_a { &mut self.a_to_b } else { &mut self.b_to_a };
-                    for reply in batch.replies() {
-                        send(&mut self.captured, back, now, to_a, reply.to_vec());
-                    }
-                }
-                frames.len()
-            }
-        };
-        self.largest_arrival = self.largest_arrival.max(arrived);
+        let link = if to_a { &mut self.b_to_a } else { &mut self.a_to_b };
+        let frames: Vec<Vec<u8>> = core::iter::from_fn(|| link.receive(now).map(|Frame(f)| f)).collect();
+        let iface = if to_a { &mut self.a.iface } else { &mut self.b.iface };
+        let mut replies = Vec::new();
+        hand_over(iface, now, self.delivery, &frames, &mut self.frame, &mut replies);
+        let back = if to_a { &mut self.a_to_b } else { &mut self.b_to_a };
+        for reply in replies {
+            send(&mut self.captured, back, now, to_a, reply);
+        }
+        self.largest_arrival = self.largest_arrival.max(frames.len());
     }
 
     /// Sends what is due, jumps time to the next event and processes everything due then
     /// (frames, then timers and the applications through `poll`). Returns false when nothing
     /// is left to happen.
     pub fn step(&mut self) -> bool {
-        self.flush();
-        let Some(next) = self.next_event() else {
+        let Some(now) = stepping::next_instant(self) else {
             return false;
         };
-        self.now = self.now.max(next);
+        self.now = now;
         self.arrive(false);
         self.arrive(true);
         self.flush();
@@ -252,15 +213,8 @@ impl<A: App, B: App> Network<A, B> {
 
     /// Steps until `done` holds (checked after every step), nothing is left to happen, or
     /// virtual time passes `deadline`. Returns whether `done` held.
-    pub fn drive(&mut self, deadline: Instant, mut done: impl FnMut(&mut Network<A, B>) -> bool) -> bool {
-        loop {
-            if done(self) {
-                return true;
-            }
-            if self.now > deadline || !self.step() {
-                return done(self);
-            }
-        }
+    pub fn drive(&mut self, deadline: Instant, done: impl FnMut(&mut Network<A, B>) -> bool) -> bool {
+        stepping::drive(self, deadline, done)
     }
 
     /// Steps through every event before `limit` from now has passed, and stops at the last
@@ -270,23 +224,44 @@ impl<A: App, B: App> Network<A, B> {
     /// # Panics
     /// After a million steps: virtual time stands still (a livelock).
     pub fn run_for(&mut self, limit: Duration) -> Instant {
-        let end = self.now + limit;
-        for _ in 0..RUN_STEPS_MAX {
-            self.flush();
-            match self.next_event() {
-                Some(next) if next < end => {
-                    self.step();
-                }
-                _ => return self.now,
-            }
-        }
-        panic!("no end after {RUN_STEPS_MAX} steps (virtual {:?}): a livelock", self.now);
+        stepping::run_for(self, limit)
     }
 
     /// The captured frames as a pcap file (Ethernet link type, microsecond timestamps of
     /// virtual time). Empty when [`Network::capture`] was not called.
     pub fn pcap(&self) -> Vec<u8> {
         pcap_of(self.captured().iter().map(|c| (c.at, c.frame.as_slice())))
+    }
+}
+
+stepping::impl_steps!([A: App, B: App] Network<A, B>);
+
+/// Hands `frames` to `iface` at `now` as a worker does, one by one through a buffer sized like
+/// a UMEM frame (`buf`) or as one batch; the replies written in place go to `replies`.
+pub(super) fn hand_over(
+    iface: &mut Interface,
+    now: Instant,
+    delivery: Delivery,
+    frames: &[Vec<u8>],
+    buf: &mut [u8],
+    replies: &mut Vec<Vec<u8>>,
+) {
+    match delivery {
+        Delivery::Frames => {
+            for frame in frames {
+                let len = frame.len().min(buf.len());
+                buf[..len].copy_from_slice(&frame[..len]);
+                if let RxAction::Transmit(n) = iface.receive(now, buf, len) {
+                    replies.push(buf[..n.min(buf.len())].to_vec());
+                }
+            }
+        }
+        Delivery::Batch if !frames.is_empty() => {
+            let mut batch = VecFrames::new(frames.iter().map(Vec::as_slice), buf.len());
+            iface.receive_batch(now, &mut batch);
+            replies.extend(batch.replies().map(<[u8]>::to_vec));
+        }
+        Delivery::Batch => {}
     }
 }
 
@@ -303,7 +278,7 @@ pub(super) fn pcap(frames: &[(Instant, Vec<u8>)]) -> Vec<u8> {
     pcap_of(frames.iter().map(|(at, f)| (*at, f.as_slice())))
 }
 
-fn pcap_of<'a>(frames: impl Iterator<Item = (Instant, &'a [u8])> + Clone) -> Vec<u8> {
+pub(super) fn pcap_of<'a>(frames: impl Iterator<Item = (Instant, &'a [u8])> + Clone) -> Vec<u8> {
     let mut out = Vec::with_capacity(24 + frames.clone().map(|(_, f)| 16 + f.len()).sum::<usize>());
     // Global header: magic, version 2.4, zone 0, sigfigs 0, snaplen, LINKTYPE_ETHERNET.
     out.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());

@@ -23,6 +23,7 @@ use crate::wire::{EtherType, EthernetFrame, Ipv4Packet};
 use super::link::{Frame, Link, LinkConfig};
 use super::network::Node;
 use super::rng::Rng;
+use super::stepping;
 
 /// What the hand-off between workers did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -222,17 +223,12 @@ impl<A: App> Workers<A> {
 
     /// Steps until `done` holds (checked after every step), nothing is left to happen, or
     /// virtual time passes `deadline`. Returns whether `done` held.
-    pub fn drive(&mut self, deadline: Instant, mut done: impl FnMut(&mut Workers<A>) -> bool) -> bool {
-        loop {
-            if done(self) {
-                return true;
-            }
-            if self.now > deadline || !self.step() {
-                return done(self);
-            }
-        }
+    pub fn drive(&mut self, deadline: Instant, done: impl FnMut(&mut Workers<A>) -> bool) -> bool {
+        stepping::drive(self, deadline, done)
     }
 }
+
+stepping::impl_steps!([A: App] Workers<A>);
 
 /// The workers' bounded in-memory hand-off queues, as one worker offers to them, with the
 /// counters of what they took and lost.

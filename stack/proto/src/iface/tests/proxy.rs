@@ -5,43 +5,48 @@
 use std::collections::HashSet;
 
 use super::*;
+use crate::sim::Lan;
 
 const MAC_C: EthernetAddress = EthernetAddress([0x02, 0, 0, 0, 0, 0xc]);
 const ADDR_C: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 3);
 const UPSTREAM_PORT: u16 = 80;
 
-/// Runs three interfaces joined by a perfect switch (frames go by destination MAC, broadcasts
-/// to all others) in steps of 100 µs of virtual time, polling every host each step, for
-/// `limit`. (`sim::Network` joins two hosts; the tests of two use it.)
-fn run_hosts(hosts: &mut [(&mut Interface, &mut dyn App)], limit: Duration) {
-    let mut now = Instant::from_millis(1_000);
-    let end = now + limit;
-    let macs: Vec<EthernetAddress> = hosts.iter().map(|(i, _)| i.config().mac).collect();
-    let mut queues: Vec<Vec<Vec<u8>>> = vec![Vec::new(); hosts.len()];
-    let route = |queues: &mut Vec<Vec<Vec<u8>>>, from: usize, frame: Vec<u8>| {
-        let dst = EthernetAddress(frame[..6].try_into().unwrap());
-        for (j, mac) in macs.iter().enumerate() {
-            if j != from && (*mac == dst || dst.is_broadcast()) {
-                queues[j].push(frame.clone());
-            }
+/// Runs interfaces on one perfectly switched segment (`sim::Lan` over `LinkConfig::perfect`)
+/// for `limit` of virtual time from 1 s, keeping the frames sent; returns the segment.
+fn run_hosts(hosts: Vec<(Interface, &mut dyn App)>, limit: Duration) -> Lan<&mut dyn App> {
+    let nodes = hosts.into_iter().map(|(iface, app)| Node::new(iface, app)).collect();
+    let mut lan = Lan::join(1, nodes, LinkConfig::perfect());
+    lan.capture();
+    lan.run_for(limit);
+    lan
+}
+
+/// Every frame of a client -> proxy -> upstream run went where a switch sends it: the client
+/// and the upstream never address each other, and a frame to one MAC reached only that node.
+fn assert_switched<A: App>(lan: &Lan<A>) {
+    let macs: Vec<EthernetAddress> = lan.nodes.iter().map(|n| n.iface.config().mac).collect();
+    assert_eq!(lan.unswitched(), 0, "every frame had a receiver");
+    // Frames each node received (unicast) and sent as broadcasts.
+    let (mut unicast, mut broadcast) = ([0u64; 3], [0u64; 3]);
+    for sent in lan.captured() {
+        let dst = EthernetAddress(sent.frame[..6].try_into().unwrap());
+        if dst.is_broadcast() {
+            broadcast[sent.from] += 1;
+            continue;
         }
-    };
-    while now < end {
-        for (i, (iface, app)) in hosts.iter_mut().enumerate() {
-            let mut sink = VecSink::new();
-            iface.poll(now, &mut **app, &mut sink);
-            for f in sink.frames {
-                route(&mut queues, i, f);
-            }
-        }
-        for i in 0..hosts.len() {
-            for f in core::mem::take(&mut queues[i]) {
-                if let Some(reply) = feed(hosts[i].0, now, &f) {
-                    route(&mut queues, i, reply);
-                }
-            }
-        }
-        now += Duration::from_micros(100);
+        let to = macs.iter().position(|m| *m == dst).expect("a node's MAC");
+        assert_ne!(to, sent.from, "not to itself");
+        assert!(to == 1 || sent.from == 1, "the client and the upstream talk only to the proxy");
+        unicast[to] += 1;
+    }
+    assert!(broadcast[0] > 0 && broadcast[1] > 0, "the client and the proxy asked ARP");
+    let all: u64 = broadcast.iter().sum();
+    for (i, link) in lan.links.iter().enumerate() {
+        assert_eq!(
+            link.stats.delivered,
+            unicast[i] + all - broadcast[i],
+            "node {i}: its frames and the others' broadcasts"
+        );
     }
 }
 
@@ -108,6 +113,8 @@ struct RequestClient {
     request: Vec<u8>,
     early: bool,
     read_after: Instant,
+    /// Polled at or after `read_after` with a connection already.
+    woken: bool,
     conn: Option<ConnId>,
     got: Vec<u8>,
     fin: bool,
@@ -121,6 +128,7 @@ impl RequestClient {
             request: request.to_vec(),
             early,
             read_after,
+            woken: false,
             conn: None,
             got: Vec::new(),
             fin: false,
@@ -136,6 +144,7 @@ impl RequestClient {
         if iface.now() < self.read_after {
             return;
         }
+        self.woken = true;
         let mut buf = [0u8; 4096];
         loop {
             match iface.recv(conn, &mut buf) {
@@ -177,6 +186,9 @@ impl App for RequestClient {
     }
     fn on_closed(&mut self, _: &mut Interface, _: ConnId, reason: CloseReason) {
         self.closed = Some(reason);
+    }
+    fn next_wakeup(&self) -> Option<Instant> {
+        (!self.woken).then_some(self.read_after)
     }
 }
 
@@ -235,7 +247,7 @@ fn through_proxy(
     early: bool,
     read_after: Instant,
 ) -> (RequestClient, SpliceProxy, Responder, Interface) {
-    let mut a = iface(MAC_A, ADDR_A);
+    let a = iface(MAC_A, ADDR_A);
     let mut b = iface(MAC_B, ADDR_B);
     let mut c = iface(MAC_C, ADDR_C);
     b.listen(PORT).unwrap();
@@ -243,7 +255,10 @@ fn through_proxy(
     let mut client = RequestClient::new(Endpoint::new(ADDR_B, PORT), request, early, read_after);
     let mut proxy = SpliceProxy { upstream: Some(Endpoint::new(ADDR_C, UPSTREAM_PORT)), ..SpliceProxy::default() };
     let mut upstream = Responder::new(response);
-    run_hosts(&mut [(&mut a, &mut client), (&mut b, &mut proxy), (&mut c, &mut upstream)], Duration::from_secs(6));
+    let hosts: Vec<(Interface, &mut dyn App)> = vec![(a, &mut client), (b, &mut proxy), (c, &mut upstream)];
+    let lan = run_hosts(hosts, Duration::from_secs(6));
+    assert_switched(&lan);
+    let Node { iface: b, .. } = lan.into_nodes().swap_remove(1);
     (client, proxy, upstream, b)
 }
 
