@@ -194,11 +194,8 @@ pub fn run(
             for (direction, parallel, offload) in
                 transfers.into_iter().filter(|&(_, p, o)| (p == 1 || many) && (!o || baseline))
             {
-                let key = if offload {
-                    offload_key(direction)
-                } else {
-                    pairing_key(client, server, direction, parallel)
-                };
+                let key =
+                    if offload { offload_key(direction) } else { pairing_key(client, server, direction, parallel) };
                 let outcome = match server_proc {
                     Some(_) => with_offloads(link, offload, || {
                         let before = Sample::take(link)?;
@@ -449,7 +446,8 @@ mod tests {
 
     #[test]
     fn packets_are_read_from_ip_json() {
-        let text = r#"[{"ifindex":2,"ifname":"x","stats64":{"rx":{"bytes":9,"packets":30},"tx":{"bytes":9,"packets":12}}}]"#;
+        let text =
+            r#"[{"ifindex":2,"ifname":"x","stats64":{"rx":{"bytes":9,"packets":30},"tx":{"bytes":9,"packets":12}}}]"#;
         assert_eq!(link_packets(text), Some(42));
         assert_eq!(link_packets("[]"), None);
     }
