@@ -52,14 +52,16 @@ impl<A: App> Network<A> {
     /// unless the caller teaches them with [`Interface::learn_neighbor`].
     pub fn new(seed: u64, a: (InterfaceConfig, A), b: (InterfaceConfig, A), link: LinkConfig) -> Network<A> {
         let key = |s: u64| IsnGenerator::with_key([s.wrapping_mul(0x9e37_79b9_7f4a_7c15), s ^ 0x5151]);
+        // Frames of either side fit; 2048 bytes at least, as a UMEM frame.
+        let frame_len = a.0.max_frame_len().max(b.0.max_frame_len()).max(2048);
         Network {
             now: Instant::from_millis(1_000),
             a: Node { iface: Interface::new(a.0, key(seed)), app: a.1 },
             b: Node { iface: Interface::new(b.0, key(!seed)), app: b.1 },
             a_to_b: Link::new(link, seed.wrapping_mul(3).wrapping_add(1)),
             b_to_a: Link::new(link, seed.wrapping_mul(7).wrapping_add(2)),
-            sink: VecSink::new(),
-            frame: vec![0; 2048],
+            sink: VecSink::with_frame_len(None, frame_len),
+            frame: vec![0; frame_len],
             captured: None,
         }
     }
