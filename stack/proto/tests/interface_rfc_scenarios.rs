@@ -248,15 +248,12 @@ fn syn_cookies_open_every_connection_once_the_backlog_is_full() {
     }
 }
 
-#[test]
-fn a_megabyte_survives_five_percent_loss_each_way() {
-    let link = LinkConfig::lossy(0.05, 0.01, 0.02);
-    let mut net = network(link, Host::new(false, true), Host::new(true, true));
-    let conn = net.a.iface.connect(Endpoint::new(SERVER, PORT)).unwrap();
-    assert!(until(&mut net, 30, |n| n.a.app.connected.contains(&conn)));
-    let data: Vec<u8> = (0..1_000_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
+/// Sends `bytes` of a pattern from `a` on `conn`, which `b` echoes, and checks that exactly
+/// they come back within `seconds` of virtual time.
+fn echo_exactly(net: &mut Network<Host>, conn: ConnId, bytes: u32, seconds: u64) {
+    let data: Vec<u8> = (0..bytes).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
     let mut sent = 0;
-    let ok = until(&mut net, 600, |n| {
+    let ok = until(net, seconds, |n| {
         if sent < data.len() {
             if let Ok(k) = n.a.iface.send(conn, &data[sent..]) {
                 sent += k;
@@ -266,6 +263,15 @@ fn a_megabyte_survives_five_percent_loss_each_way() {
     });
     assert!(ok, "echoed {} of {} bytes", net.a.app.received.len(), data.len());
     assert!(net.a.app.received == data, "the echo is the data");
+}
+
+#[test]
+fn a_megabyte_survives_five_percent_loss_each_way() {
+    let link = LinkConfig::lossy(0.05, 0.01, 0.02);
+    let mut net = network(link, Host::new(false, true), Host::new(true, true));
+    let conn = net.a.iface.connect(Endpoint::new(SERVER, PORT)).unwrap();
+    assert!(until(&mut net, 30, |n| n.a.app.connected.contains(&conn)));
+    echo_exactly(&mut net, conn, 1_000_000, 600);
     assert!(net.a_to_b.stats.lost > 0 && net.b_to_a.stats.lost > 0, "the link lost frames");
 }
 
@@ -282,18 +288,7 @@ fn echo_at_mtus(mtu_a: u16, mtu_b: u16, bytes: u32) -> (usize, usize) {
     net.capture();
     let conn = net.a.iface.connect(Endpoint::new(SERVER, PORT)).unwrap();
     assert!(until(&mut net, 5, |n| n.a.app.connected.contains(&conn)));
-    let data: Vec<u8> = (0..bytes).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
-    let mut sent = 0;
-    let ok = until(&mut net, 60, |n| {
-        if sent < data.len() {
-            if let Ok(k) = n.a.iface.send(conn, &data[sent..]) {
-                sent += k;
-            }
-        }
-        n.a.app.received.len() == data.len()
-    });
-    assert!(ok, "echoed {} of {} bytes", net.a.app.received.len(), data.len());
-    assert!(net.a.app.received == data, "the echo is the data");
+    echo_exactly(&mut net, conn, bytes, 60);
     assert_eq!(net.a_to_b.stats.oversize + net.b_to_a.stats.oversize, 0, "no packet beyond the wire's MTU");
     // pcap: a 24-byte file header, then per frame 16 bytes (captured length at 8) and the frame.
     let pcap = net.pcap();
