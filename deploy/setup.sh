@@ -99,12 +99,18 @@ else
   else
     ok "no XDP program attached"
   fi
+  # synack serves at the interface's MTU (MSS = MTU - 40): 2048-byte UMEM frames up to 1778,
+  # 4096-byte ones up to 3826, and above that chains of them (AF_XDP multi-buffer, Linux 6.6).
   mtu=$(cat "/sys/class/net/$iface/mtu" 2>/dev/null || echo 0)
-  if [ "$mtu" -le 1500 ]; then
+  if [ "$mtu" -le 1778 ]; then
     ok "MTU $mtu (fits synack's 2048-byte frames)"
+  elif [ "$mtu" -le 3826 ]; then
+    ok "MTU $mtu (synack uses 4096-byte frames)"
+  elif [ "$kmaj" -gt 6 ] || { [ "$kmaj" = 6 ] && [ "$kmin" -ge 6 ]; }; then
+    ok "MTU $mtu: frames over 3.8 KB travel as chains of 4096-byte frames (AF_XDP multi-buffer, kernel $kver >= 6.6)"
   else
-    bad "MTU $mtu: synack's frames are 2048 bytes, native XDP refuses MTUs that do not fit"
-    fix "ip link set dev $iface mtu 1500"
+    bad "MTU $mtu: frames over 3.8 KB need AF_XDP multi-buffer (XDP_USE_SG), which kernel $kver (< 6.6) lacks"
+    fix "run a kernel >= 6.6, or ip link set dev $iface mtu 3826 (or less)"
   fi
   # `ethtool -l`: the combined (or RX) channels, current and maximum.
   channels=$(ethtool -l "$iface" 2>/dev/null)

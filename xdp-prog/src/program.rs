@@ -39,6 +39,11 @@ const NEIGHBOR_LEN: usize = 8;
 /// to one device, which lets it call the XDP metadata kfuncs.
 const BPF_F_XDP_DEV_BOUND_ONLY: u32 = 1 << 6;
 
+/// `BPF_F_XDP_HAS_FRAGS` (linux/bpf.h, Linux 5.18): what `SEC("xdp.frags")` asks for (multi-buffer
+/// frames, which veth requires above a ~3.5 KB MTU); said again beside the bound flag, which
+/// replaces the program's flags.
+const BPF_F_XDP_HAS_FRAGS: u32 = 1 << 5;
+
 // `config_bytes` lays the fields out by hand; this holds it to the C layout
 // that the skeleton's BTF-generated type reproduces.
 const _: () = {
@@ -213,7 +218,7 @@ impl SteerObject {
         match bound_to {
             Some(ifindex) => {
                 open.progs.xdp_steer_dev.set_ifindex(ifindex);
-                open.progs.xdp_steer_dev.set_flags(BPF_F_XDP_DEV_BOUND_ONLY);
+                open.progs.xdp_steer_dev.set_flags(BPF_F_XDP_HAS_FRAGS | BPF_F_XDP_DEV_BOUND_ONLY);
             }
             None => open.progs.xdp_steer_dev.set_autoload(false),
         }

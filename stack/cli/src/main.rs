@@ -137,6 +137,11 @@ struct Common {
     /// reach the kernel, which resets synack's connections on a shared address.
     #[arg(long)]
     allow_partial_queues: bool,
+    /// The MTU to serve at [default: the interface's]: the MSS advertised and used is MTU - 40,
+    /// and frames above 3.8 KB (MTU 3826) travel as chains of UMEM frames (AF_XDP
+    /// multi-buffer, Linux 6.6). At most the interface's MTU.
+    #[arg(long, value_parser = clap::value_parser!(u16).range(576..))]
+    mtu: Option<u16>,
 }
 
 #[derive(Subcommand)]
@@ -319,6 +324,7 @@ impl Common {
         });
         config.interface.tcp.user_timeout = self.user_timeout_s.map(Duration::from_secs);
         config.allow_partial_queues = self.allow_partial_queues;
+        config.mtu = self.mtu;
         let buffer = self.buffer_bytes.unwrap_or(64 * 1024);
         config.interface.tcp.send_buffer_len = buffer;
         config.interface.tcp.recv_buffer_len = buffer;

@@ -157,7 +157,7 @@ pub fn render(
 
     // The AF_XDP socket's counters. Destructured whole: a new field fails to compile here.
     type Get = fn(&WorkerStats) -> u64;
-    let socket: [(&str, Get); 13] = [
+    let socket: [(&str, Get); 16] = [
         ("rx_frames", |w| w.socket.rx_frames),
         ("rx_batches", |w| w.socket.rx_batches),
         ("fill_empty_events", |w| w.socket.fill_empty_events),
@@ -171,6 +171,9 @@ pub fn render(
         ("tx_dropped", |w| w.socket.tx_dropped),
         ("invalid_addresses", |w| w.socket.invalid_addresses),
         ("tx_ring_full", |w| w.socket.tx_ring_full),
+        ("rx_chained", |w| w.socket.rx_chained),
+        ("rx_chains_dropped", |w| w.socket.rx_chains_dropped),
+        ("tx_chained", |w| w.socket.tx_chained),
     ];
     let synack::xsk::Counters {
         rx_frames: _,
@@ -186,6 +189,9 @@ pub fn render(
         tx_dropped: _,
         invalid_addresses: _,
         tx_ring_full: _,
+        rx_chained: _,
+        rx_chains_dropped: _,
+        tx_chained: _,
     } = synack::xsk::Counters::default();
     for (name, get) in socket {
         let help = format!("AF_XDP socket counter {name}.");

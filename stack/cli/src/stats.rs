@@ -136,6 +136,9 @@ fn queue(w: &WorkerStats) -> Queue {
             tx_ring_full: s.tx_ring_full,
             tx_dropped: s.tx_dropped,
             invalid_addresses: s.invalid_addresses,
+            rx_chained: s.rx_chained,
+            rx_chains_dropped: s.rx_chains_dropped,
+            tx_chained: s.tx_chained,
         },
     }
 }

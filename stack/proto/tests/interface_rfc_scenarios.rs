@@ -248,15 +248,12 @@ fn syn_cookies_open_every_connection_once_the_backlog_is_full() {
     }
 }
 
-#[test]
-fn a_megabyte_survives_five_percent_loss_each_way() {
-    let link = LinkConfig::lossy(0.05, 0.01, 0.02);
-    let mut net = network(link, Host::new(false, true), Host::new(true, true));
-    let conn = net.a.iface.connect(Endpoint::new(SERVER, PORT)).unwrap();
-    assert!(until(&mut net, 30, |n| n.a.app.connected.contains(&conn)));
-    let data: Vec<u8> = (0..1_000_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
+/// Sends `bytes` of a pattern from `a` on `conn`, which `b` echoes, and checks that exactly
+/// they come back within `seconds` of virtual time.
+fn echo_exactly(net: &mut Network<Host>, conn: ConnId, bytes: u32, seconds: u64) {
+    let data: Vec<u8> = (0..bytes).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
     let mut sent = 0;
-    let ok = until(&mut net, 600, |n| {
+    let ok = until(net, seconds, |n| {
         if sent < data.len() {
             if let Ok(k) = n.a.iface.send(conn, &data[sent..]) {
                 sent += k;
@@ -266,5 +263,59 @@ fn a_megabyte_survives_five_percent_loss_each_way() {
     });
     assert!(ok, "echoed {} of {} bytes", net.a.app.received.len(), data.len());
     assert!(net.a.app.received == data, "the echo is the data");
+}
+
+#[test]
+fn a_megabyte_survives_five_percent_loss_each_way() {
+    let link = LinkConfig::lossy(0.05, 0.01, 0.02);
+    let mut net = network(link, Host::new(false, true), Host::new(true, true));
+    let conn = net.a.iface.connect(Endpoint::new(SERVER, PORT)).unwrap();
+    assert!(until(&mut net, 30, |n| n.a.app.connected.contains(&conn)));
+    echo_exactly(&mut net, conn, 1_000_000, 600);
     assert!(net.a_to_b.stats.lost > 0 && net.b_to_a.stats.lost > 0, "the link lost frames");
+}
+
+/// Echoes `bytes` from `a` through `b` with both interfaces fitted to their MTUs and returns the
+/// longest frame each side sent (by source MAC, from the capture).
+fn echo_at_mtus(mtu_a: u16, mtu_b: u16, bytes: u32) -> (usize, usize) {
+    let (mut a, mut b) = (config(0xa, CLIENT), config(0xb, SERVER));
+    a.set_mtu(mtu_a);
+    b.set_mtu(mtu_b);
+    assert_eq!(a.max_frame_len(), usize::from(mtu_a) + 14);
+    // The wire carries the larger MTU: only the MSS keeps the other side's segments small.
+    let link = LinkConfig { mtu: usize::from(mtu_a.max(mtu_b)), ..LinkConfig::default() };
+    let mut net = network_with(link, a, Host::new(false, true), b, Host::new(true, true));
+    net.capture();
+    let conn = net.a.iface.connect(Endpoint::new(SERVER, PORT)).unwrap();
+    assert!(until(&mut net, 5, |n| n.a.app.connected.contains(&conn)));
+    echo_exactly(&mut net, conn, bytes, 60);
+    assert_eq!(net.a_to_b.stats.oversize + net.b_to_a.stats.oversize, 0, "no packet beyond the wire's MTU");
+    // pcap: a 24-byte file header, then per frame 16 bytes (captured length at 8) and the frame.
+    let pcap = net.pcap();
+    let (mut longest_a, mut longest_b, mut at) = (0, 0, 24);
+    while at + 16 <= pcap.len() {
+        let len = u32::from_le_bytes(pcap[at + 8..at + 12].try_into().unwrap()) as usize;
+        let frame = &pcap[at + 16..at + 16 + len];
+        let longest = if frame[11] == 0xa { &mut longest_a } else { &mut longest_b };
+        *longest = (*longest).max(len);
+        at += 16 + len;
+    }
+    (longest_a, longest_b)
+}
+
+#[test]
+fn segments_fill_the_mtu_both_ways() {
+    // MTU 9000: MSS 8960 advertised, 8948 bytes of payload beside the timestamps, 9014-byte
+    // frames both ways.
+    assert_eq!(echo_at_mtus(9000, 9000, 1_000_000), (9014, 9014));
+    // MTU 1500 is what it always was.
+    assert_eq!(echo_at_mtus(1500, 1500, 200_000), (1514, 1514));
+}
+
+#[test]
+fn the_peers_mss_caps_what_a_jumbo_interface_sends() {
+    // The client could send 9014-byte frames, the server takes 1460-byte segments: each sends
+    // no more than the other's MSS allows.
+    assert_eq!(echo_at_mtus(9000, 1500, 200_000), (1514, 1514));
+    assert_eq!(echo_at_mtus(1500, 9000, 200_000), (1514, 1514));
 }

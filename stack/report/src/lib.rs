@@ -252,6 +252,14 @@ pub struct SocketCounters {
     pub tx_ring_full: u64,
     pub tx_dropped: u64,
     pub invalid_addresses: u64,
+    /// Packets received and sent as chains of UMEM frames (multi-buffer: frames beyond one
+    /// UMEM frame, an MTU above 3826), and received chains dropped.
+    #[serde(default)]
+    pub rx_chained: u64,
+    #[serde(default)]
+    pub rx_chains_dropped: u64,
+    #[serde(default)]
+    pub tx_chained: u64,
 }
 
 /// What `--pcap` captured.

@@ -60,8 +60,15 @@ pub struct XskConfig {
     pub queue_id: u32,
     /// Frames in the UMEM, allocated once at creation.
     pub frame_count: u32,
-    /// Bytes per frame: 2048 (default) or 4096.
+    /// Bytes per frame: 2048 (default) or 4096. The kernel takes no larger frame (chunk) than a
+    /// page; a longer packet spans several frames ([`max_frame_len`](Self::max_frame_len)).
     pub frame_size: u32,
+    /// The longest Ethernet frame (without FCS) the socket must receive and send: the
+    /// interface's MTU + 14. Default 1514. When it exceeds [`frame_capacity`](Self::frame_capacity)
+    /// the socket is bound with `XDP_USE_SG` (multi-buffer, Linux 6.6): such a frame arrives and
+    /// leaves as a chain of frames, which the socket joins into one contiguous buffer for the
+    /// application and splits again for sending ([`multi_buffer`](Self::multi_buffer)).
+    pub max_frame_len: u32,
     /// Bytes reserved for the application at the start of every frame, before the kernel's
     /// own `XDP_PACKET_HEADROOM` (256). 0 by default.
     pub frame_headroom: u32,
@@ -95,6 +102,14 @@ pub const MIN_FRAME_SIZE: u32 = 2048;
 pub const XDP_PACKET_HEADROOM: u32 = 256;
 /// Longest Ethernet frame without FCS and VLAN tag: every frame must hold at least this.
 pub const MAX_ETHERNET_FRAME: u32 = 1514;
+/// Largest frame (chunk) the kernel accepts in an aligned UMEM: a page (`PAGE_SIZE`). Linux
+/// refuses larger chunks with `EINVAL` even on huge pages (measured on 6.18).
+pub const MAX_FRAME_SIZE: u32 = 4096;
+/// Most frames one packet may span: the kernel builds a sent chain into one skb of at most
+/// `MAX_SKB_FRAGS` (17) fragments after its head; 16 keeps a margin.
+pub const MAX_FRAMES_PER_PACKET: u32 = 16;
+/// Bytes of the Ethernet header (no VLAN tag): a frame is the MTU plus this.
+pub const ETHERNET_HEADER_LEN: u32 = 14;
 
 impl XskConfig {
     /// Defaults for `(ifname, queue_id)`: 4096 frames of 2048 bytes (8 MiB), rings of 2048,
@@ -105,6 +120,7 @@ impl XskConfig {
             queue_id,
             frame_count: 4096,
             frame_size: 2048,
+            max_frame_len: MAX_ETHERNET_FRAME,
             frame_headroom: 0,
             rx_ring_size: 2048,
             tx_ring_size: 2048,
@@ -123,6 +139,35 @@ impl XskConfig {
         self.frame_size.saturating_sub(XDP_PACKET_HEADROOM).saturating_sub(self.frame_headroom)
     }
 
+    /// Sizes the frames for an interface MTU: `max_frame_len = mtu + 14`, and the smallest
+    /// frame size that holds such a frame whole (2048 up to MTU 1778, the default, so an MTU of
+    /// 1500 changes nothing), else 4096, chained beyond MTU 3826 ([`multi_buffer`](Self::multi_buffer)).
+    pub fn set_mtu(&mut self, mtu: u32) {
+        self.max_frame_len = mtu.saturating_add(ETHERNET_HEADER_LEN).max(MAX_ETHERNET_FRAME);
+        self.frame_size = MIN_FRAME_SIZE;
+        if self.frame_capacity() < self.max_frame_len {
+            self.frame_size = MAX_FRAME_SIZE;
+        }
+    }
+
+    /// Whether a frame of `max_frame_len` takes more than one UMEM frame: the socket is then
+    /// bound with `XDP_USE_SG` and chains frames.
+    pub fn multi_buffer(&self) -> bool {
+        self.max_frame_len > self.frame_capacity()
+    }
+
+    /// UMEM frames the longest packet takes: 1 unless [`multi_buffer`](Self::multi_buffer).
+    pub fn frames_per_packet(&self) -> u32 {
+        self.max_frame_len.div_ceil(self.frame_capacity().max(1)).max(1)
+    }
+
+    /// Bytes of the longest packet the socket hands out or takes: a frame's capacity, or
+    /// `max_frame_len` with multi-buffer. The buffers a caller copies frames into (hand-offs,
+    /// captures) need this many.
+    pub fn packet_capacity(&self) -> u32 {
+        self.max_frame_len.max(self.frame_capacity())
+    }
+
     /// Checks every field; the first problem found is returned as
     /// [`XskError::InvalidConfig`].
     pub fn validate(&self) -> Result<(), XskError> {
@@ -130,8 +175,15 @@ impl XskConfig {
         if self.ifname.is_empty() || self.ifname.len() > 15 || self.ifname.contains('\0') {
             return invalid("ifname", format!("{:?} is not an interface name (1 to 15 bytes, no NUL)", self.ifname));
         }
-        if self.frame_size != 2048 && self.frame_size != 4096 {
-            return invalid("frame_size", format!("{} is not 2048 or 4096", self.frame_size));
+        if self.frame_size != MIN_FRAME_SIZE && self.frame_size != MAX_FRAME_SIZE {
+            return invalid(
+                "frame_size",
+                format!(
+                    "{} is not 2048 or 4096 (the kernel takes no frame larger than a page: longer packets \
+                     span several frames, see max_frame_len)",
+                    self.frame_size
+                ),
+            );
         }
         if self.frame_count == 0 {
             return invalid("frame_count", "must be at least 1".into());
@@ -153,6 +205,20 @@ impl XskConfig {
                 ),
             );
         }
+        if self.max_frame_len < MAX_ETHERNET_FRAME {
+            return invalid("max_frame_len", format!("{} is below {MAX_ETHERNET_FRAME}", self.max_frame_len));
+        }
+        if self.frames_per_packet() > MAX_FRAMES_PER_PACKET {
+            return invalid(
+                "max_frame_len",
+                format!(
+                    "{} bytes would span {} frames of {} bytes; at most {MAX_FRAMES_PER_PACKET}",
+                    self.max_frame_len,
+                    self.frames_per_packet(),
+                    self.frame_capacity()
+                ),
+            );
+        }
         for (field, size) in [
             ("rx_ring_size", self.rx_ring_size),
             ("tx_ring_size", self.tx_ring_size),
@@ -163,10 +229,30 @@ impl XskConfig {
                 return invalid(field, format!("{size} is not a power of two"));
             }
         }
+        if self.multi_buffer() && self.bind_mode != BindMode::Copy {
+            return invalid(
+                "bind_mode",
+                format!(
+                    "frames of {} bytes need several UMEM frames each, which synack supports in copy mode only",
+                    self.max_frame_len
+                ),
+            );
+        }
         if self.batch_size == 0 || self.batch_size > self.rx_ring_size {
             return invalid(
                 "batch_size",
                 format!("{} is not between 1 and rx_ring_size ({})", self.batch_size, self.rx_ring_size),
+            );
+        }
+        if self.frames_per_packet() > self.batch_size || self.frames_per_packet() > self.tx_ring_size {
+            return invalid(
+                "batch_size",
+                format!(
+                    "a packet of {} frames must fit in one batch ({}) and in the TX ring ({})",
+                    self.frames_per_packet(),
+                    self.batch_size,
+                    self.tx_ring_size
+                ),
             );
         }
         if self.frame_count <= self.rx_ring_size {
@@ -213,6 +299,53 @@ mod tests {
         assert_eq!(field_of(config.validate()), "frame_size");
         config.frame_size = 1024;
         assert_eq!(field_of(config.validate()), "frame_size");
+    }
+
+    #[test]
+    fn an_mtu_of_1500_keeps_the_default_frames() {
+        let mut config = XskConfig::new("eth0", 0);
+        let default = config.clone();
+        config.set_mtu(1500);
+        assert_eq!(config, default, "MTU 1500 must change nothing");
+        assert!(!config.multi_buffer());
+        assert_eq!(config.frames_per_packet(), 1);
+        assert_eq!(config.packet_capacity(), 2048 - 256);
+    }
+
+    #[test]
+    fn frames_follow_the_mtu() {
+        let mut config = XskConfig::new("eth0", 0);
+        // The largest MTU a 2048-byte frame holds whole: 2048 - 256 - 14.
+        config.set_mtu(1778);
+        assert_eq!((config.frame_size, config.max_frame_len, config.multi_buffer()), (2048, 1792, false));
+        config.set_mtu(1779);
+        assert_eq!((config.frame_size, config.multi_buffer()), (4096, false));
+        config.set_mtu(4096 - 256 - 14);
+        assert_eq!((config.frame_size, config.multi_buffer()), (4096, false));
+        config.set_mtu(9000);
+        assert_eq!((config.frame_size, config.max_frame_len), (4096, 9014));
+        assert!(config.multi_buffer());
+        assert_eq!(config.frames_per_packet(), 3, "9014 bytes in frames of 3840");
+        assert_eq!(config.packet_capacity(), 9014);
+        config.validate().unwrap();
+        // A tiny MTU still leaves room for a standard frame.
+        config.set_mtu(576);
+        assert_eq!((config.frame_size, config.max_frame_len), (2048, 1514));
+    }
+
+    #[test]
+    fn multi_buffer_limits_are_checked() {
+        let mut config = XskConfig::new("eth0", 0);
+        config.set_mtu(65_000);
+        assert_eq!(field_of(config.validate()), "max_frame_len", "17 frames of 3840");
+        config.set_mtu(9000);
+        config.bind_mode = BindMode::ZeroCopy;
+        assert_eq!(field_of(config.validate()), "bind_mode");
+        config.bind_mode = BindMode::Copy;
+        config.batch_size = 2;
+        assert_eq!(field_of(config.validate()), "batch_size", "a 3-frame packet in batches of 2");
+        config.max_frame_len = 1000;
+        assert_eq!(field_of(config.validate()), "max_frame_len");
     }
 
     #[test]

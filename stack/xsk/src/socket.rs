@@ -41,10 +41,36 @@ pub enum RxVerdict {
 /// One received frame, lent to the application inside [`XskSocket::rx_batch`].
 ///
 /// Dereferences to the received bytes. [`buffer_mut`](Self::buffer_mut) gives the whole frame
-/// (up to [`capacity`](Self::capacity) bytes), for a reply longer than the request.
+/// (up to [`capacity`](Self::capacity) bytes), for a reply longer than the request. A packet that
+/// arrived in several UMEM frames (multi-buffer) is lent joined, as one buffer of
+/// `max_frame_len` bytes.
 pub struct RxFrame<'a> {
-    data: DataMut<'a>,
+    data: FrameBytes<'a>,
     len: usize,
+}
+
+/// Where a lent packet's bytes are: its UMEM frame, or the socket's buffer that joined a chain.
+enum FrameBytes<'a> {
+    Umem(DataMut<'a>),
+    Joined(&'a mut [u8]),
+}
+
+impl FrameBytes<'_> {
+    #[inline]
+    fn bytes(&self) -> &[u8] {
+        match self {
+            FrameBytes::Umem(data) => data.contents(),
+            FrameBytes::Joined(buf) => buf,
+        }
+    }
+
+    #[inline]
+    fn bytes_mut(&mut self) -> &mut [u8] {
+        match self {
+            FrameBytes::Umem(data) => data.contents_mut(),
+            FrameBytes::Joined(buf) => buf,
+        }
+    }
 }
 
 impl RxFrame<'_> {
@@ -63,26 +89,26 @@ impl RxFrame<'_> {
     /// Bytes the frame can hold: the most a [`RxVerdict::Transmit`] can send.
     #[inline]
     pub fn capacity(&self) -> usize {
-        self.data.contents().len()
+        self.data.bytes().len()
     }
 
     /// The received bytes.
     #[inline]
     pub fn packet(&self) -> &[u8] {
-        &self.data.contents()[..self.len]
+        &self.data.bytes()[..self.len]
     }
 
     /// The received bytes, writable.
     #[inline]
     pub fn packet_mut(&mut self) -> &mut [u8] {
         let len = self.len;
-        &mut self.data.contents_mut()[..len]
+        &mut self.data.bytes_mut()[..len]
     }
 
     /// The whole frame, writable; the first [`len`](Self::len) bytes are the received ones.
     #[inline]
     pub fn buffer_mut(&mut self) -> &mut [u8] {
-        self.data.contents_mut()
+        self.data.bytes_mut()
     }
 }
 
@@ -101,14 +127,30 @@ impl DerefMut for RxFrame<'_> {
     }
 }
 
+/// `XDP_PKT_CONTD` (linux/if_xdp.h): set on every descriptor of a multi-buffer packet but its
+/// last.
+const XDP_PKT_CONTD: u32 = 1;
+
+/// One received packet of a batch: `count` descriptors of `rx_scratch` from `first` (more than
+/// one for a chain), `len` bytes in all.
+#[derive(Debug, Clone, Copy, Default)]
+struct RxPacket {
+    first: usize,
+    count: usize,
+    len: usize,
+}
+
 /// The frames of one RX batch, lent all together by [`XskSocket::rx_batch_all`], so that the
 /// application can make several passes over them (parse them all, then look them all up, then
-/// process them). Each frame gets a verdict; [`RxVerdict::Release`] unless set.
+/// process them). Each frame gets a verdict; [`RxVerdict::Release`] unless set. A frame is a
+/// packet: one that arrived in several UMEM frames is lent joined.
 pub struct RxBatch<'a> {
     umem: &'a xsk_rs::Umem,
     descs: &'a mut [FrameDesc],
-    /// Bytes received per frame (the descriptors' lengths change when a frame is viewed whole).
-    lens: &'a [usize],
+    packets: &'a [RxPacket],
+    /// The joined chains: `max_frame_len` bytes for packet `i` at `i * max_frame_len`.
+    joined: &'a mut [u8],
+    max_frame_len: usize,
     verdicts: &'a mut [RxVerdict],
 }
 
@@ -116,26 +158,34 @@ impl RxBatch<'_> {
     /// Frames in the batch.
     #[inline]
     pub fn len(&self) -> usize {
-        self.descs.len()
+        self.packets.len()
     }
 
     /// True for an empty batch (never lent).
     #[inline]
     pub fn is_empty(&self) -> bool {
-        self.descs.is_empty()
+        self.packets.is_empty()
     }
 
     /// Frame `i`, for as long as this borrow of the batch lasts; it can be visited again.
     #[inline]
     pub fn frame(&mut self, i: usize) -> RxFrame<'_> {
+        let packet = self.packets[i];
+        if packet.count > 1 {
+            let at = i * self.max_frame_len;
+            return RxFrame {
+                data: FrameBytes::Joined(&mut self.joined[at..at + self.max_frame_len]),
+                len: packet.len,
+            };
+        }
         // Safety: every descriptor of the batch came from the RX ring in this batch and is in
         // no ring until the batch ends (accounted as rx_held); the view borrows the whole batch
         // mutably, so no other view of any of its frames exists meanwhile.
-        let mut data = unsafe { self.umem.data_mut(&mut self.descs[i]) };
+        let mut data = unsafe { self.umem.data_mut(&mut self.descs[packet.first]) };
         let mut cursor = data.cursor();
         let capacity = cursor.buf_len();
         cursor.set_pos(capacity);
-        RxFrame { data, len: self.lens[i] }
+        RxFrame { data: FrameBytes::Umem(data), len: packet.len }
     }
 
     /// What becomes of frame `i` when the batch ends.
@@ -147,23 +197,24 @@ impl RxBatch<'_> {
 
 /// A free frame to write a packet into, from [`XskSocket::tx_alloc`]. Dereferences to the
 /// whole frame (capacity bytes); how much of it to send is given to
-/// [`XskSocket::tx_submit`].
+/// [`XskSocket::tx_submit`]. With multi-buffer it is the socket's buffer of `max_frame_len`
+/// bytes, which `tx_submit` splits into a chain of UMEM frames.
 pub struct TxBuf<'a> {
-    data: DataMut<'a>,
+    data: FrameBytes<'a>,
 }
 
 impl Deref for TxBuf<'_> {
     type Target = [u8];
     #[inline]
     fn deref(&self) -> &[u8] {
-        self.data.contents()
+        self.data.bytes()
     }
 }
 
 impl DerefMut for TxBuf<'_> {
     #[inline]
     fn deref_mut(&mut self) -> &mut [u8] {
-        self.data.contents_mut()
+        self.data.bytes_mut()
     }
 }
 
@@ -180,11 +231,28 @@ pub struct XskSocket {
     pool: FramePool,
     accounting: FrameAccounting,
     counters: Counters,
-    /// Descriptors taken from the RX ring in one batch.
+    /// Descriptors taken from the RX ring in one batch (a batch, plus the rest of a chain it
+    /// cut).
     rx_scratch: Box<[FrameDesc]>,
-    /// Bytes received and verdicts of the frames of one `rx_batch_all`.
-    rx_lens: Box<[usize]>,
+    /// The packets of one batch and their verdicts.
+    rx_packets: Box<[RxPacket]>,
     rx_verdicts: Box<[RxVerdict]>,
+    /// Multi-buffer: the chains of one batch joined, `max_frame_len` bytes per packet (empty
+    /// otherwise).
+    rx_joined: Box<[u8]>,
+    /// Multi-buffer: the buffer `tx_alloc` lends, `max_frame_len` bytes (empty otherwise).
+    tx_joined: Box<[u8]>,
+    /// Multi-buffer: the frames `tx_alloc` set aside for the packet in hand (enough for the
+    /// longest), of which `tx_submit` uses what the packet needs.
+    tx_reserved: Box<[u64]>,
+    tx_reserved_len: usize,
+    /// A chain was cut at the end of the last batch and dropped: its rest, at the start of
+    /// the next, is dropped too.
+    rx_drop_tail: bool,
+    /// `config.multi_buffer()`, and the geometry the chains need.
+    multi_buffer: bool,
+    frame_capacity: usize,
+    max_frame_len: usize,
     /// Descriptors taken from the completion ring in one reap.
     comp_scratch: Box<[FrameDesc]>,
     /// Descriptors handed to the fill ring in one refill.
@@ -236,10 +304,13 @@ impl XskSocket {
             BindMode::ZeroCopy => &[BindFlags::XDP_ZEROCOPY],
             BindMode::Auto => &[BindFlags::XDP_ZEROCOPY, BindFlags::XDP_COPY],
         };
+        // Multi-buffer (Linux 6.6): a packet longer than a frame arrives as a chain of frames,
+        // instead of being dropped, and may be sent as one.
+        let sg = if config.multi_buffer() { BindFlags::XDP_USE_SG } else { BindFlags::empty() };
         let mut last_error = None;
         let mut rings = None;
         for &mode_flag in attempts {
-            match bind(&config, &umem, mode_flag | BindFlags::XDP_USE_NEED_WAKEUP) {
+            match bind(&config, &umem, mode_flag | sg | BindFlags::XDP_USE_NEED_WAKEUP) {
                 Ok(bound) => {
                     rings = Some(bound);
                     break;
@@ -266,6 +337,10 @@ impl XskSocket {
 
         let frame_count = config.frame_count as usize;
         let batch = config.batch_size as usize;
+        let multi_buffer = config.multi_buffer();
+        let per_packet = config.frames_per_packet() as usize;
+        let max_frame_len = config.max_frame_len as usize;
+        let joined_len = |len: usize| if multi_buffer { len } else { 0 };
         let mut socket = XskSocket {
             rx,
             tx,
@@ -275,9 +350,17 @@ impl XskSocket {
             pool: FramePool::full(config.frame_count, config.frame_size),
             accounting: FrameAccounting::all_free(frame_count),
             counters: Counters::default(),
-            rx_scratch: vec![FrameDesc::default(); batch].into_boxed_slice(),
-            rx_lens: vec![0; batch].into_boxed_slice(),
+            rx_scratch: vec![FrameDesc::default(); batch + per_packet - 1].into_boxed_slice(),
+            rx_packets: vec![RxPacket::default(); batch].into_boxed_slice(),
             rx_verdicts: vec![RxVerdict::Release; batch].into_boxed_slice(),
+            rx_joined: vec![0; joined_len(batch * max_frame_len)].into_boxed_slice(),
+            tx_joined: vec![0; joined_len(max_frame_len)].into_boxed_slice(),
+            tx_reserved: vec![0; joined_len(per_packet)].into_boxed_slice(),
+            tx_reserved_len: 0,
+            rx_drop_tail: false,
+            multi_buffer,
+            frame_capacity: umem.frame_capacity(),
+            max_frame_len,
             comp_scratch: vec![FrameDesc::default(); config.comp_ring_size as usize].into_boxed_slice(),
             fill_scratch: vec![FrameDesc::default(); config.fill_ring_size as usize].into_boxed_slice(),
             tx_pending: Vec::with_capacity(config.tx_ring_size as usize),
@@ -349,21 +432,33 @@ impl XskSocket {
     }
 
     /// Moves up to `min(max, batch_size)` descriptors from the RX ring into `rx_scratch`, with
-    /// their frames accounted as held by us; returns how many.
+    /// their frames accounted as held by us, and with multi-buffer the rest of a chain the
+    /// batch cut (the kernel publishes a packet's descriptors together); returns how many.
     fn take_rx(&mut self, max: usize) -> usize {
-        let want = max.min(self.rx_scratch.len());
+        let want = max.min(self.rx_packets.len());
         if want == 0 {
             return 0;
         }
         // Safety: the descriptors written are taken from the RX ring, which moves those frames
         // from the kernel to us (accounted just below); each is used once and then released or
         // queued for TX.
-        let received = unsafe { self.rx.consume(&mut self.rx_scratch[..want]) };
+        let mut received = unsafe { self.rx.consume(&mut self.rx_scratch[..want]) };
         if received == 0 {
             if self.accounting.fill == 0 {
                 self.counters.fill_empty_events += 1;
             }
             return 0;
+        }
+        while self.multi_buffer
+            && received < self.rx_scratch.len()
+            && self.rx_scratch[received - 1].options() & XDP_PKT_CONTD != 0
+        {
+            // Safety: as above.
+            let more = unsafe { self.rx.consume_one(&mut self.rx_scratch[received]) };
+            if more == 0 {
+                break;
+            }
+            received += more;
         }
         self.accounting.fill -= received;
         self.accounting.rx_held += received;
@@ -372,9 +467,73 @@ impl XskSocket {
         received
     }
 
+    /// Groups the `received` descriptors of `rx_scratch` into packets (`rx_packets`, their
+    /// descriptors moved to the front in order), joining each chain into its place in
+    /// `rx_joined`. Frames that make no packet are released or, outside the UMEM, forgotten,
+    /// and counted. Returns the number of packets.
+    fn collect_packets(&mut self, received: usize) -> usize {
+        let (mut packets, mut kept, mut next) = (0, 0, 0);
+        while next < received {
+            let first = next;
+            while next < received && self.rx_scratch[next].options() & XDP_PKT_CONTD != 0 {
+                next += 1;
+            }
+            // The last descriptor of the packet; past the end when the chain was cut short.
+            let complete = next < received;
+            next = (next + 1).min(received);
+            let count = next - first;
+            let mut len = 0;
+            let mut owned = true;
+            for desc in &self.rx_scratch[first..next] {
+                len += desc.lengths().data();
+                owned &= self.umem.frame_of(desc.addr() as u64).is_some();
+            }
+            let max_len = if count > 1 { self.max_frame_len } else { usize::MAX };
+            // The rest of a chain dropped in an earlier batch is no packet: lent, its first
+            // bytes (payload the sender chose) would be read as a frame.
+            let tail = core::mem::replace(&mut self.rx_drop_tail, !complete);
+            if tail || !(complete && owned && len <= max_len) {
+                // Not a packet we can lend. A descriptor outside the UMEM owns no frame of
+                // ours: it is neither used nor returned, and the accounting misses a frame,
+                // which `check` reports.
+                for i in first..next {
+                    let addr = self.rx_scratch[i].addr() as u64;
+                    self.accounting.rx_held -= 1;
+                    match self.umem.frame_of(addr) {
+                        Some(frame_addr) => self.release(frame_addr),
+                        None => self.counters.invalid_addresses += 1,
+                    }
+                }
+                if !tail && (count > 1 || !complete) {
+                    self.counters.rx_chains_dropped += 1;
+                }
+                continue;
+            }
+            if count > 1 {
+                let mut at = packets * self.max_frame_len;
+                for desc in &self.rx_scratch[first..next] {
+                    // Safety: the frame was taken from the RX ring in this batch and is in no
+                    // ring and no other view (accounted as rx_held); this view only reads.
+                    let data = unsafe { self.umem.inner().data(desc) };
+                    let bytes = data.contents();
+                    self.rx_joined[at..at + bytes.len()].copy_from_slice(bytes);
+                    at += bytes.len();
+                }
+                self.counters.rx_chained += 1;
+            }
+            self.rx_scratch.copy_within(first..next, kept);
+            self.rx_packets[packets] = RxPacket { first: kept, count, len };
+            self.rx_verdicts[packets] = RxVerdict::Release;
+            kept += count;
+            packets += 1;
+        }
+        packets
+    }
+
     /// Takes up to `min(max, batch_size)` received frames and hands each to `f`, which reads
     /// it, may rewrite it, and decides: release it, or send it back as it now is (a reply
-    /// built in place, without a copy). Returns the number of frames received.
+    /// built in place, without a copy). Returns the number of UMEM frames received (a chain
+    /// counts each of its frames).
     ///
     /// Released frames go to the pool; call [`refill`](Self::refill) to lend them to the
     /// kernel again. Frames to transmit join the pending TX batch; [`flush`](Self::flush)
@@ -384,35 +543,30 @@ impl XskSocket {
         F: FnMut(&mut RxFrame<'_>) -> RxVerdict,
     {
         let received = self.take_rx(max);
-        for i in 0..received {
-            let mut desc = self.rx_scratch[i];
-            let Some(frame_addr) = self.umem.frame_of(desc.addr() as u64) else {
-                // The kernel gave an address outside the UMEM: it owns no frame of ours, so
-                // it is neither used nor returned.
-                // The accounting now misses a frame, which `check` reports.
-                self.counters.invalid_addresses += 1;
-                self.accounting.rx_held -= 1;
-                continue;
-            };
-            let verdict = {
+        let packets = self.collect_packets(received);
+        for i in 0..packets {
+            let packet = self.rx_packets[i];
+            let verdict = if packet.count > 1 {
+                let at = i * self.max_frame_len;
+                let joined = &mut self.rx_joined[at..at + self.max_frame_len];
+                f(&mut RxFrame { data: FrameBytes::Joined(joined), len: packet.len })
+            } else {
                 // Safety: the frame was just taken from the RX ring and is in no ring and no
                 // other view until this block ends (accounted as rx_held).
-                let mut data = unsafe { self.umem.inner().data_mut(&mut desc) };
-                let len = data.contents().len();
+                let mut data = unsafe { self.umem.inner().data_mut(&mut self.rx_scratch[packet.first]) };
                 let mut cursor = data.cursor();
                 let capacity = cursor.buf_len();
                 cursor.set_pos(capacity);
-                f(&mut RxFrame { data, len })
+                f(&mut RxFrame { data: FrameBytes::Umem(data), len: packet.len })
             };
-            self.accounting.rx_held -= 1;
-            self.apply_verdict(desc, frame_addr, verdict);
+            self.apply_verdict(i, verdict);
         }
         received
     }
 
     /// Like [`rx_batch`](Self::rx_batch), but lends the whole batch at once to `f`, which may
     /// visit each frame several times and sets each one's verdict ([`RxBatch`]). Returns the
-    /// number of frames received.
+    /// number of UMEM frames received.
     pub fn rx_batch_all<F>(&mut self, max: usize, f: F) -> usize
     where
         F: FnOnce(&mut RxBatch<'_>),
@@ -421,61 +575,97 @@ impl XskSocket {
         if received == 0 {
             return 0;
         }
-        // Keep the descriptors of frames we own, in order, at the front.
-        let mut valid = 0;
-        for i in 0..received {
-            let desc = self.rx_scratch[i];
-            if self.umem.frame_of(desc.addr() as u64).is_none() {
-                // As in `rx_batch`: not a frame of ours, neither used nor returned.
-                self.counters.invalid_addresses += 1;
-                self.accounting.rx_held -= 1;
-                continue;
-            }
-            self.rx_lens[valid] = desc.lengths().data();
-            self.rx_verdicts[valid] = RxVerdict::Release;
-            self.rx_scratch[valid] = desc;
-            valid += 1;
-        }
-        if valid > 0 {
+        let packets = self.collect_packets(received);
+        if packets > 0 {
             let mut batch = RxBatch {
                 umem: self.umem.inner(),
-                descs: &mut self.rx_scratch[..valid],
-                lens: &self.rx_lens[..valid],
-                verdicts: &mut self.rx_verdicts[..valid],
+                descs: &mut self.rx_scratch[..],
+                packets: &self.rx_packets[..packets],
+                joined: &mut self.rx_joined[..],
+                max_frame_len: self.max_frame_len,
+                verdicts: &mut self.rx_verdicts[..packets],
             };
             f(&mut batch);
         }
-        for i in 0..valid {
-            let desc = self.rx_scratch[i];
-            let Some(frame_addr) = self.umem.frame_of(desc.addr() as u64) else { continue };
-            self.accounting.rx_held -= 1;
-            self.apply_verdict(desc, frame_addr, self.rx_verdicts[i]);
+        for i in 0..packets {
+            self.apply_verdict(i, self.rx_verdicts[i]);
         }
         received
     }
 
-    /// Sends a received frame back as a reply in place, or releases it.
+    /// Room left in the pending TX batch, publishing first when it has less than `needed`.
     #[inline]
-    fn apply_verdict(&mut self, mut desc: FrameDesc, frame_addr: u64, verdict: RxVerdict) {
-        match verdict {
-            RxVerdict::Transmit(len) if self.set_len(&mut desc, len) => {
-                if self.tx_pending.len() == self.tx_pending.capacity() {
-                    self.publish_tx();
-                }
-                if self.tx_pending.len() < self.tx_pending.capacity() {
-                    self.tx_pending.push(desc);
-                    self.accounting.tx_pending += 1;
+    fn tx_room(&mut self, needed: usize) -> usize {
+        if self.tx_pending.capacity() - self.tx_pending.len() < needed {
+            self.publish_tx();
+        }
+        self.tx_pending.capacity() - self.tx_pending.len()
+    }
+
+    /// Sends received packet `i` back as a reply in place, or releases it. A chain's reply is
+    /// written back from the joined buffer into the chain's own frames.
+    #[inline]
+    fn apply_verdict(&mut self, i: usize, verdict: RxVerdict) {
+        let RxPacket { first, count, .. } = self.rx_packets[i];
+        self.accounting.rx_held -= count;
+        let capacity = self.frame_capacity;
+        // A lone frame holds what its view holds (its packet may start off the usual offset);
+        // a chain holds `capacity` bytes per frame.
+        let room = if count == 1 { self.rx_frame_room(first) } else { count * capacity };
+        // Frames of the chain the reply takes: none when it cannot be sent.
+        let used = match verdict {
+            RxVerdict::Transmit(len) if len > 0 && len <= room => {
+                let used = if count == 1 { 1 } else { len.div_ceil(capacity) };
+                if self.tx_room(used) >= used {
+                    used
                 } else {
                     self.counters.tx_dropped += 1;
-                    self.release(frame_addr);
+                    0
                 }
             }
             RxVerdict::Transmit(_) => {
                 self.counters.tx_dropped += 1;
+                0
+            }
+            RxVerdict::Release => 0,
+        };
+        if let RxVerdict::Transmit(len) = verdict {
+            for k in 0..used {
+                let mut desc = self.rx_scratch[first + k];
+                let piece = if count == 1 { len } else { (len - k * capacity).min(capacity) };
+                // Safety: the frame is still ours (taken from the RX ring in this batch, its
+                // view ended with the batch); it goes to the TX ring just below.
+                let mut data = unsafe { self.umem.inner().data_mut(&mut desc) };
+                // The view's contents are the descriptor's length: set it first.
+                data.cursor().set_pos(piece);
+                if count > 1 {
+                    let at = i * self.max_frame_len + k * capacity;
+                    data.contents_mut().copy_from_slice(&self.rx_joined[at..at + piece]);
+                }
+                desc.set_options(if k + 1 < used { XDP_PKT_CONTD } else { 0 });
+                self.tx_pending.push(desc);
+            }
+            self.accounting.tx_pending += used;
+            if used > 1 {
+                self.counters.tx_chained += 1;
+            }
+        }
+        for k in used..count {
+            let addr = self.rx_scratch[first + k].addr() as u64;
+            // Checked in `collect_packets`: every descriptor kept is a frame of ours.
+            if let Some(frame_addr) = self.umem.frame_of(addr) {
                 self.release(frame_addr);
             }
-            RxVerdict::Release => self.release(frame_addr),
         }
+    }
+
+    /// Bytes the view of received frame `rx_scratch[index]` holds.
+    #[inline]
+    fn rx_frame_room(&mut self, index: usize) -> usize {
+        // Safety: the frame is ours (taken from the RX ring in this batch, no view left); this
+        // view only measures it.
+        let mut data = unsafe { self.umem.inner().data_mut(&mut self.rx_scratch[index]) };
+        data.cursor().buf_len()
     }
 
     /// A free frame to build a packet in, or `None` when the pool is empty or the TX ring and
@@ -483,13 +673,31 @@ impl XskSocket {
     /// A frame it returns can always be submitted: a caller that builds a segment in it (and
     /// advances a connection's state) never has to throw the segment away. Calling it again
     /// before [`tx_submit`](Self::tx_submit) returns the same frame.
+    ///
+    /// With multi-buffer it lends the socket's buffer of `max_frame_len` bytes and sets aside
+    /// the frames the longest packet takes; `tx_submit` copies the packet into as many of them
+    /// as it needs and frees the others.
     pub fn tx_alloc(&mut self) -> Option<TxBuf<'_>> {
-        if self.tx_pending.len() == self.tx_pending.capacity() {
-            self.publish_tx();
-            if self.tx_pending.len() == self.tx_pending.capacity() {
-                self.counters.tx_ring_full += 1;
-                return None;
+        let per_packet = self.tx_reserved.len().max(1);
+        if self.tx_room(per_packet) < per_packet {
+            self.counters.tx_ring_full += 1;
+            return None;
+        }
+        if self.multi_buffer {
+            if self.tx_reserved_len == 0 {
+                if self.pool.len() < per_packet {
+                    self.counters.tx_alloc_failures += 1;
+                    return None;
+                }
+                for slot in self.tx_reserved.iter_mut() {
+                    // Cannot fail: the pool holds at least `per_packet` frames.
+                    *slot = self.pool.pop().unwrap_or_default();
+                }
+                self.tx_reserved_len = per_packet;
+                self.accounting.free -= per_packet;
+                self.accounting.tx_in_hand += per_packet;
             }
+            return Some(TxBuf { data: FrameBytes::Joined(&mut self.tx_joined[..]) });
         }
         if self.tx_in_hand.is_none() {
             let Some(frame_addr) = self.pool.pop() else {
@@ -508,12 +716,15 @@ impl XskSocket {
         let mut cursor = data.cursor();
         let capacity = cursor.buf_len();
         cursor.set_pos(capacity);
-        Some(TxBuf { data })
+        Some(TxBuf { data: FrameBytes::Umem(data) })
     }
 
     /// Queues the frame taken with [`tx_alloc`](Self::tx_alloc), holding `len` bytes, for the
     /// next [`flush`](Self::flush). On error the frame stays in hand.
     pub fn tx_submit(&mut self, len: usize) -> Result<(), TxSubmitError> {
+        if self.multi_buffer {
+            return self.tx_submit_chain(len);
+        }
         let Some(mut desc) = self.tx_in_hand else {
             return Err(TxSubmitError::NoFrameInHand);
         };
@@ -521,16 +732,52 @@ impl XskSocket {
         if !self.set_len(&mut desc, len) {
             return Err(TxSubmitError::BadLength { len, capacity });
         }
-        if self.tx_pending.len() == self.tx_pending.capacity() {
-            self.publish_tx();
-            if self.tx_pending.len() == self.tx_pending.capacity() {
-                return Err(TxSubmitError::RingFull);
-            }
+        if self.tx_room(1) == 0 {
+            return Err(TxSubmitError::RingFull);
         }
         self.tx_pending.push(desc);
         self.tx_in_hand = None;
         self.accounting.tx_in_hand -= 1;
         self.accounting.tx_pending += 1;
+        Ok(())
+    }
+
+    /// `tx_submit` with multi-buffer: the packet in `tx_joined` is copied into as many of the
+    /// reserved frames as it needs, queued as a chain; the other reserved frames go back.
+    fn tx_submit_chain(&mut self, len: usize) -> Result<(), TxSubmitError> {
+        if self.tx_reserved_len == 0 {
+            return Err(TxSubmitError::NoFrameInHand);
+        }
+        if len == 0 || len > self.max_frame_len {
+            return Err(TxSubmitError::BadLength { len, capacity: self.max_frame_len });
+        }
+        let capacity = self.frame_capacity;
+        let used = len.div_ceil(capacity);
+        if self.tx_room(used) < used {
+            return Err(TxSubmitError::RingFull);
+        }
+        for k in 0..used {
+            let mut desc = self.umem.desc(self.tx_reserved[k]);
+            let piece = (len - k * capacity).min(capacity);
+            // Safety: the reserved frames came from the free pool and are in no ring and no
+            // other view; each goes to the TX ring just below.
+            let mut data = unsafe { self.umem.inner().data_mut(&mut desc) };
+            // The view's contents are the descriptor's length: set it first.
+            data.cursor().set_pos(piece);
+            data.contents_mut().copy_from_slice(&self.tx_joined[k * capacity..k * capacity + piece]);
+            desc.set_options(if k + 1 < used { XDP_PKT_CONTD } else { 0 });
+            self.tx_pending.push(desc);
+        }
+        let reserved = self.tx_reserved_len;
+        self.tx_reserved_len = 0;
+        self.accounting.tx_in_hand -= reserved;
+        self.accounting.tx_pending += used;
+        for k in used..reserved {
+            self.release(self.tx_reserved[k]);
+        }
+        if used > 1 {
+            self.counters.tx_chained += 1;
+        }
         Ok(())
     }
 
@@ -721,7 +968,12 @@ impl XskSocket {
         if pending == 0 {
             return 0;
         }
-        let room = (self.tx.nb_free(pending as u32) as usize).min(pending);
+        let mut room = (self.tx.nb_free(pending as u32) as usize).min(pending);
+        // Whole chains only: the kernel would otherwise meet a packet whose end is not yet
+        // in the ring.
+        while room > 0 && self.tx_pending[room - 1].options() & XDP_PKT_CONTD != 0 {
+            room -= 1;
+        }
         if room == 0 {
             return 0;
         }

@@ -33,6 +33,14 @@ pub struct Counters {
     pub tx_dropped: u64,
     /// Descriptors from the kernel whose address lies outside the UMEM (never expected).
     pub invalid_addresses: u64,
+    /// Packets received in several frames (multi-buffer, `XskConfig::max_frame_len`), joined
+    /// into one buffer for the application.
+    pub rx_chained: u64,
+    /// Received chains dropped whole: longer than `max_frame_len`, cut short, or holding an
+    /// address outside the UMEM (never expected).
+    pub rx_chains_dropped: u64,
+    /// Packets sent in several frames (multi-buffer).
+    pub tx_chained: u64,
 }
 
 /// The kernel's per-socket statistics (`getsockopt(SOL_XDP, XDP_STATISTICS)`).

@@ -37,6 +37,14 @@
  * generic XDP) the loader falls back to `xdp_steer`, which sees only tags in
  * the frame: a stripped tag then goes unnoticed.
  *
+ * Jumbo frames: both programs are `xdp.frags` (BPF_F_XDP_HAS_FRAGS), so a
+ * driver may hand them a frame in several buffers; veth refuses a program
+ * without it once the peer's MTU exceeds what one page holds (about 3.5 KB).
+ * The program reads headers only, within the first buffer (data..data_end)
+ * with the bounds checks below, so a multi-buffer frame is parsed as any
+ * other; its redirect lands in the AF_XDP socket as a chain of descriptors
+ * (XDP_USE_SG), which synack reassembles.
+ *
  * Everything else, including anything this parser does not understand,
  * passes to the kernel untouched: the program must never break the host's
  * own traffic (SSH, ARP for kernel addresses, IPv6, ...).
@@ -516,7 +524,7 @@ static __always_inline int steer_frame(struct xdp_md *ctx)
 }
 
 /* Sees tags in the frame only; any kernel, any XDP mode, BPF_PROG_TEST_RUN. */
-SEC("xdp")
+SEC("xdp.frags")
 int xdp_steer(struct xdp_md *ctx)
 {
 	return steer_frame(ctx);
@@ -526,7 +534,7 @@ int xdp_steer(struct xdp_md *ctx)
  * Loaded bound to the interface: also passes a frame whose tag the driver
  * stripped (a driver without the kfunc answers -EOPNOTSUPP: no tag known).
  */
-SEC("xdp")
+SEC("xdp.frags")
 int xdp_steer_dev(struct xdp_md *ctx)
 {
 	__be16 vlan_proto;

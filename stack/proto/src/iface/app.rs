@@ -157,9 +157,16 @@ impl VecSink {
         VecSink::with_limit(None)
     }
 
-    /// A sink that takes at most `limit` frames.
+    /// A sink that takes at most `limit` frames, of at most 2048 bytes (MTU 1500 and up to 1994).
     pub fn with_limit(limit: Option<usize>) -> VecSink {
-        VecSink { frames: Vec::new(), limit, buf: vec![0; 2048] }
+        VecSink::with_frame_len(limit, 2048)
+    }
+
+    /// A sink that takes at most `limit` frames of at most `frame_len` bytes (at least
+    /// [`InterfaceConfig::max_frame_len`](super::InterfaceConfig::max_frame_len) of the
+    /// interface that sends into it).
+    pub fn with_frame_len(limit: Option<usize>, frame_len: usize) -> VecSink {
+        VecSink { frames: Vec::new(), limit, buf: vec![0; frame_len] }
     }
 }
 

@@ -118,6 +118,19 @@ impl InterfaceConfig {
         }
     }
 
+    /// Fits the interface to a link MTU: the MSS advertised and used becomes `mtu - 40`
+    /// ([`TcpConfig::mss_for_mtu`]), so that a full segment fills a packet of `mtu` bytes.
+    pub fn set_mtu(&mut self, mtu: u16) {
+        self.tcp.mss = TcpConfig::mss_for_mtu(mtu);
+    }
+
+    /// The longest Ethernet frame this interface sends a TCP segment in: its MTU
+    /// (`tcp.mss + 40`) plus the 14-byte Ethernet header. Received frames of the same link are
+    /// no longer; a buffer that takes frames needs this many bytes.
+    pub fn max_frame_len(&self) -> usize {
+        usize::from(self.tcp.mtu()) + crate::wire::ethernet::HEADER_LEN
+    }
+
     /// Whether `addr` is in our subnet.
     pub fn is_on_link(&self, addr: Ipv4Addr) -> bool {
         let mask = if self.prefix_len == 0 { 0 } else { u32::MAX << (32 - u32::from(self.prefix_len.min(32))) };
@@ -131,5 +144,20 @@ impl InterfaceConfig {
         } else {
             self.gateway
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_mtu_sets_the_mss_and_the_longest_frame() {
+        let mut config = InterfaceConfig::new(EthernetAddress([2, 0, 0, 0, 0, 1]), Ipv4Addr::new(198, 18, 0, 1));
+        assert_eq!((config.tcp.mss, config.max_frame_len()), (1460, 1514), "the defaults are MTU 1500's");
+        config.set_mtu(9000);
+        assert_eq!((config.tcp.mss, config.max_frame_len()), (8960, 9014));
+        config.set_mtu(1500);
+        assert_eq!(config.tcp, TcpConfig::default(), "back at 1500, nothing else changed");
     }
 }

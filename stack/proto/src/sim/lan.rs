@@ -52,12 +52,14 @@ impl<A: App> Lan<A> {
         let links = (0..nodes.len() as u64)
             .map(|i| Link::new(link, seed.wrapping_mul(2 * i + 3).wrapping_add(i + 1)))
             .collect();
+        // Frames of every node fit; 2048 bytes at least, as a UMEM frame.
+        let frame_len = nodes.iter().map(|n| n.iface.config().max_frame_len()).fold(2048, usize::max);
         Lan {
             now: Instant::from_millis(1_000),
             nodes,
             links,
-            sink: VecSink::new(),
-            frame: vec![0; 2048],
+            sink: VecSink::with_frame_len(None, frame_len),
+            frame: vec![0; frame_len],
             delivery: Delivery::Frames,
             largest_arrival: 0,
             unswitched: 0,

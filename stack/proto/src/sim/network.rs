@@ -97,14 +97,16 @@ impl<A: App, B: App> Network<A, B> {
     /// Two nodes made by the caller (their keys, listeners and neighbours set up already),
     /// joined by `link` in both directions; virtual time starts at 1 s.
     pub fn join(seed: u64, a: Node<A>, b: Node<B>, link: LinkConfig) -> Network<A, B> {
+        // Frames of either side fit; 2048 bytes at least, as a UMEM frame.
+        let frame_len = a.iface.config().max_frame_len().max(b.iface.config().max_frame_len()).max(2048);
         Network {
             now: Instant::from_millis(1_000),
             a,
             b,
             a_to_b: Link::new(link, seed.wrapping_mul(3).wrapping_add(1)),
             b_to_a: Link::new(link, seed.wrapping_mul(7).wrapping_add(2)),
-            sink: VecSink::new(),
-            frame: vec![0; 2048],
+            sink: VecSink::with_frame_len(None, frame_len),
+            frame: vec![0; frame_len],
             delivery: Delivery::Frames,
             largest_arrival: 0,
             captured: None,

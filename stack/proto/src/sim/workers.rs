@@ -91,6 +91,8 @@ impl<A: App> Workers<A> {
             return None;
         }
         let peer_key = IsnGenerator::with_key([!seed, seed.rotate_left(17)]);
+        // Frames of either side fit; 2048 bytes at least, as a UMEM frame.
+        let frame_len = host.max_frame_len().max(peer.0.max_frame_len()).max(2048);
         Some(Workers {
             now: Instant::from_millis(1_000),
             workers,
@@ -103,8 +105,8 @@ impl<A: App> Workers<A> {
             inbox_capacity,
             rss_key: seed.wrapping_mul(0x2545_f491_4f6c_dd1d) | 1,
             rng: Rng::new(seed ^ 0xa5a5),
-            sink: VecSink::new(),
-            frame: vec![0; 2048],
+            sink: VecSink::with_frame_len(None, frame_len),
+            frame: vec![0; frame_len],
             captured: None,
         })
     }

@@ -2,6 +2,9 @@
 
 use core::time::Duration;
 
+/// Bytes of the IPv4 and TCP headers without options: what the MSS leaves of the MTU.
+pub(crate) const IPV4_TCP_HEADERS: u16 = 40;
+
 /// Keepalive parameters (RFC 1122 4.2.3.6): off unless configured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Keepalive {
@@ -17,7 +20,9 @@ pub struct Keepalive {
 /// connection it spawns without allocating.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TcpConfig {
-    /// The MSS we advertise: the largest segment payload we accept.
+    /// The MSS we advertise: the largest segment payload we accept, and the most we send (the
+    /// peer's MSS caps it further). [`TcpConfig::mss_for_mtu`] of the interface's MTU; 1460 by
+    /// default (MTU 1500).
     pub mss: u16,
     /// Send ring size in bytes (rounded up to a power of two).
     pub send_buffer_len: usize,
@@ -90,6 +95,18 @@ impl Default for TcpConfig {
 }
 
 impl TcpConfig {
+    /// The MSS that fills an IPv4 packet of `mtu` bytes: `mtu - 40` (RFC 9293 3.7.1: IPv4 and
+    /// TCP headers without options; options come out of the segment, not on top). 1460 for
+    /// 1500, 8960 for 9000; at least 1.
+    pub fn mss_for_mtu(mtu: u16) -> u16 {
+        mtu.saturating_sub(IPV4_TCP_HEADERS).max(1)
+    }
+
+    /// The interface's MTU that this MSS fills (the inverse of [`TcpConfig::mss_for_mtu`]).
+    pub fn mtu(&self) -> u16 {
+        self.mss.saturating_add(IPV4_TCP_HEADERS)
+    }
+
     /// The window-scale shift we offer: the smallest that lets the receive ring be advertised.
     pub fn recv_window_shift(&self) -> u8 {
         let mut shift = 0u8;
@@ -97,5 +114,21 @@ impl TcpConfig {
             shift += 1;
         }
         shift
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_mss_fills_the_mtu() {
+        assert_eq!(TcpConfig::mss_for_mtu(1500), 1460);
+        assert_eq!(TcpConfig::mss_for_mtu(9000), 8960);
+        assert_eq!(TcpConfig::mss_for_mtu(576), 536);
+        assert_eq!(TcpConfig::mss_for_mtu(10), 1, "never 0");
+        assert_eq!(TcpConfig::default().mss, TcpConfig::mss_for_mtu(1500), "the default is MTU 1500's");
+        let jumbo = TcpConfig { mss: TcpConfig::mss_for_mtu(9000), ..TcpConfig::default() };
+        assert_eq!(jumbo.mtu(), 9000);
     }
 }

@@ -79,10 +79,15 @@ pub struct RuntimeConfig {
     /// Every worker's [`Interface`](crate::iface::Interface): address, prefix and gateway,
     /// checksums, TCP settings, table bounds, client ports... The runtime fills in what it
     /// finds at start: `mac` (the interface's), `address_mode` (shared when the kernel has
-    /// the address), `icmp_echo` (kept only on a dedicated address), and each worker's slice
-    /// of `local_ports` ([`port_slice`]: segments to a port of another worker's slice are
-    /// handed to it).
+    /// the address), `icmp_echo` (kept only on a dedicated address), `tcp.mss` (the MTU's,
+    /// see [`RuntimeConfig::mtu`]), and each worker's slice of `local_ports` ([`port_slice`]:
+    /// segments to a port of another worker's slice are handed to it).
     pub interface: InterfaceConfig,
+    /// The MTU to serve at: `None` (the default) reads the interface's. The MSS advertised and
+    /// used is `mtu - 40`, and the UMEM frames are sized for `mtu + 14` bytes: 2048-byte frames
+    /// up to an MTU of 1778, 4096-byte ones above, chained (AF_XDP multi-buffer) beyond 3826.
+    /// Above the interface's MTU it is refused (such frames could not be sent).
+    pub mtu: Option<u16>,
     /// Queues (and workers): queue `i` is served by worker `i`.
     pub queues: u32,
     /// The core of each worker (`cores[i]` for worker `i`); unpinned where missing.
@@ -95,7 +100,8 @@ pub struct RuntimeConfig {
     pub listen_ports: Vec<u16>,
     /// Frames a worker can have in transit to other workers, and frames its inbox holds (2048
     /// by default, as many as a socket's RX ring: an owner that is descheduled for a while
-    /// loses no more of its handed-off frames than of its own). 2 KiB of buffer each.
+    /// loses no more of its handed-off frames than of its own). A frame's buffer each: 2 KiB at
+    /// MTU 1500, the longest frame (`mtu + 14`) with multi-buffer.
     pub handoff_capacity: usize,
     /// UMEM frames per socket.
     pub frame_count: u32,
@@ -122,6 +128,7 @@ impl RuntimeConfig {
             ifname: ifname.into(),
             // The MAC is the interface's, read at start.
             interface: InterfaceConfig::new(EthernetAddress([0; 6]), addr),
+            mtu: None,
             queues: 1,
             cores: Vec::new(),
             batch_size: 64,
@@ -344,6 +351,7 @@ impl Runtime {
             .mac
             .map(EthernetAddress)
             .ok_or_else(|| RuntimeError::Config(format!("{} has no Ethernet address", config.ifname)))?;
+        let mtu = serving_mtu(config.mtu, info.mtu)?;
         let address_mode = address_mode_of(config.interface.addr);
         let (lo, hi) = config.interface.local_ports;
         if lo == 0 || hi < lo {
@@ -392,6 +400,7 @@ impl Runtime {
         let mut sockets = Vec::new();
         for queue in 0..config.queues {
             let mut xsk_config = XskConfig::new(config.ifname.clone(), queue);
+            xsk_config.set_mtu(u32::from(mtu));
             xsk_config.batch_size = config.batch_size;
             xsk_config.frame_count = config.frame_count;
             xsk_config.poll_mode =
@@ -401,9 +410,10 @@ impl Runtime {
             sockets.push(socket);
         }
 
+        // The longest packet a socket lends or takes: a UMEM frame, or a joined chain.
+        let frame_len = sockets.first().map_or(2048, |s| frame_buffer_len(s.config()));
         // One worker needs no hand-off: every port is its own.
         let mut handoffs = if workers > 1 {
-            let frame_len = sockets.first().map_or(2048, |s| s.config().frame_size as usize);
             handoff::mesh(workers, config.handoff_capacity, frame_len)
                 .map_err(|e| RuntimeError::Config(format!("cannot make the hand-off queues: {e}")))?
                 .into_iter()
@@ -413,9 +423,10 @@ impl Runtime {
             vec![None]
         };
         let pcap = match &config.pcap {
-            Some(c) => {
-                Some(pcap::Pcap::start(c).map_err(|source| RuntimeError::Pcap { path: c.path.clone(), source })?)
-            }
+            Some(c) => Some(
+                pcap::Pcap::start(c, frame_len)
+                    .map_err(|source| RuntimeError::Pcap { path: c.path.clone(), source })?,
+            ),
             None => None,
         };
         let mut runtime = Runtime {
@@ -431,6 +442,7 @@ impl Runtime {
         };
         for (queue, socket) in sockets.into_iter().enumerate() {
             let mut iface_config = config.interface;
+            iface_config.set_mtu(mtu);
             iface_config.mac = mac;
             iface_config.address_mode = address_mode;
             iface_config.icmp_echo = config.interface.icmp_echo && address_mode == AddressMode::Dedicated;
@@ -566,6 +578,26 @@ impl Drop for Runtime {
     }
 }
 
+/// The MTU to serve at: the one asked for, which may not exceed the interface's, else the
+/// interface's (1500 where netlink reports none).
+fn serving_mtu(asked: Option<u16>, interface: Option<u32>) -> Result<u16, RuntimeError> {
+    let interface = interface.map_or(1500, |mtu| u16::try_from(mtu).unwrap_or(u16::MAX));
+    match asked {
+        Some(mtu) if mtu > interface => Err(RuntimeError::Config(format!(
+            "MTU {mtu} exceeds the interface's ({interface}): raise it first (ip link set dev IF mtu {mtu})"
+        ))),
+        Some(mtu) if mtu < 576 => Err(RuntimeError::Config(format!("MTU {mtu} is below 576 (RFC 791)"))),
+        Some(mtu) => Ok(mtu),
+        None => Ok(interface),
+    }
+}
+
+/// Bytes a buffer needs to hold any packet of a socket with `config` (hand-offs, capture): a
+/// UMEM frame (2048 at MTU 1500, as always), or the whole joined chain with multi-buffer.
+fn frame_buffer_len(config: &XskConfig) -> usize {
+    config.packet_capacity().max(config.frame_size) as usize
+}
+
 /// Whether the kernel has `addr` in this network namespace (then synack shares it).
 pub fn kernel_has_address(addr: Ipv4Addr) -> bool {
     address_mode_of(addr) == AddressMode::Shared
@@ -642,7 +674,26 @@ mod handoff_tests;
 
 #[cfg(test)]
 mod tests {
-    use super::covers;
+    use super::{covers, frame_buffer_len, serving_mtu};
+    use crate::xsk::XskConfig;
+
+    #[test]
+    fn the_mtu_is_the_interfaces_unless_a_smaller_one_is_asked() {
+        assert_eq!(serving_mtu(None, Some(9000)).unwrap(), 9000);
+        assert_eq!(serving_mtu(None, None).unwrap(), 1500);
+        assert_eq!(serving_mtu(Some(1500), Some(9000)).unwrap(), 1500);
+        assert!(serving_mtu(Some(9000), Some(1500)).is_err(), "frames the interface cannot carry");
+        assert!(serving_mtu(Some(100), Some(1500)).is_err());
+    }
+
+    #[test]
+    fn buffers_hold_a_frame_or_a_joined_chain() {
+        let mut config = XskConfig::new("eth0", 0);
+        config.set_mtu(1500);
+        assert_eq!(frame_buffer_len(&config), 2048, "MTU 1500 keeps its 2048-byte buffers");
+        config.set_mtu(9000);
+        assert_eq!(frame_buffer_len(&config), 9014);
+    }
 
     #[test]
     fn local_addresses_are_read_from_the_fib_trie() {

@@ -19,9 +19,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError};
 use synack_proto::time::Instant;
 
-/// Bytes of a frame kept (a UMEM frame holds at most 2048).
-const SNAPLEN: usize = 2048;
-/// Buffers in the pool shared by the workers (2 KiB each).
+/// Buffers in the pool shared by the workers, each as long as the longest frame (2 KiB at MTU
+/// 1500: 8 MiB in all; a joined 9014-byte chain at MTU 9000: 37 MB).
 const POOL: usize = 4096;
 
 /// Where to capture, and how much.
@@ -48,7 +47,8 @@ struct Record {
     at: Instant,
     /// Length on the wire.
     len: usize,
-    data: Box<[u8; SNAPLEN]>,
+    /// The frame's first bytes, up to the capture's snap length.
+    data: Box<[u8]>,
 }
 
 /// A worker's end: takes free buffers, sends full ones.
@@ -71,7 +71,7 @@ impl PcapTap {
             }
             Err(TryRecvError::Disconnected) => return false,
         };
-        let n = frame.len().min(SNAPLEN);
+        let n = frame.len().min(record.data.len());
         record.data[..n].copy_from_slice(&frame[..n]);
         record.len = frame.len();
         record.at = at;
@@ -95,8 +95,9 @@ pub(crate) struct Pcap {
 }
 
 impl Pcap {
-    /// Creates the file, writes the pcap header, allocates the pool and starts the writer.
-    pub(super) fn start(config: &PcapConfig) -> std::io::Result<Pcap> {
+    /// Creates the file, writes the pcap header, allocates the pool of `snaplen`-byte buffers
+    /// (the longest frame a worker lends) and starts the writer.
+    pub(super) fn start(config: &PcapConfig, snaplen: usize) -> std::io::Result<Pcap> {
         let file = File::create(&config.path)?;
         let mut out = BufWriter::with_capacity(1 << 20, file);
         // pcap global header: magic (microseconds), version 2.4, no zone, no sigfigs,
@@ -106,13 +107,14 @@ impl Pcap {
         out.write_all(&4u16.to_le_bytes())?;
         out.write_all(&0i32.to_le_bytes())?;
         out.write_all(&0u32.to_le_bytes())?;
-        out.write_all(&(SNAPLEN as u32).to_le_bytes())?;
+        out.write_all(&(snaplen as u32).to_le_bytes())?;
         out.write_all(&1u32.to_le_bytes())?;
         out.flush()?;
         let (free_tx, free) = crossbeam_channel::bounded(POOL);
         let (full, full_rx) = crossbeam_channel::bounded::<Record>(POOL);
         for _ in 0..POOL {
-            let _ = free_tx.send(Record { at: Instant::from_nanos(0), len: 0, data: Box::new([0; SNAPLEN]) });
+            let _ =
+                free_tx.send(Record { at: Instant::from_nanos(0), len: 0, data: vec![0; snaplen].into_boxed_slice() });
         }
         // Wall-clock time of the workers' clock's zero, for the records' timestamps.
         let epoch = SystemTime::now()
@@ -126,7 +128,7 @@ impl Pcap {
             while written < max {
                 let Ok(record) = full_rx.recv() else { break };
                 let at = epoch + Duration::from_nanos(record.at.as_nanos());
-                let kept = record.len.min(SNAPLEN);
+                let kept = record.len.min(record.data.len());
                 out.write_all(&(at.as_secs() as u32).to_le_bytes())?;
                 out.write_all(&at.subsec_micros().to_le_bytes())?;
                 out.write_all(&(kept as u32).to_le_bytes())?;

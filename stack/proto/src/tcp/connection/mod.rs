@@ -38,8 +38,7 @@ const MIN_PEER_MSS: u16 = 64;
 pub const MIN_PATH_MTU: u16 = 552;
 /// The IPv4 minimum MTU (RFC 791): an ICMP message claiming less is bogus.
 const MIN_IPV4_MTU: u16 = 68;
-/// IPv4 and TCP headers without options.
-const IPV4_TCP_HEADERS: u16 = 40;
+use crate::tcp::config::IPV4_TCP_HEADERS;
 /// Bytes of the timestamp option as it is laid out in data segments (with padding).
 const TIMESTAMP_OPTION_LEN: u16 = 12;
 /// The least time between two ACKs that answer unacceptable zero-length segments (Linux's
