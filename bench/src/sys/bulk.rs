@@ -390,6 +390,9 @@ fn transfer(
                 &cpu.to_string(),
                 "--poll",
                 "busy",
+                // One worker on a veth with a queue per CPU, as `synack serve` and `synack load`
+                // run in this benchmark (procs.rs): the runtime refuses this unless asked.
+                "--allow-partial-queues",
             ]);
             command.args(direction.flag());
             let output = Running::spawn("synack iperf3", &mut command)?.wait(limit)?;
