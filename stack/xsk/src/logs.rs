@@ -1,6 +1,8 @@
 //! libxdp's messages go to `tracing` at debug level (target `libxdp`), never to stderr: they
 //! would land in the tables of the CLI and the benchmark. `RUST_LOG=libxdp=debug` shows them.
-//! (libbpf's own messages are routed by synack-xdp, which loads the program.)
+//! libbpf's go to target `libbpf` the same way: synack-xdp routes them when it loads synack's
+//! program, and a socket routes them too, since libxdp loads its default program through
+//! libbpf when no program of synack's is there (the benchmark's packet ceiling).
 
 #![allow(unsafe_code)]
 
@@ -11,6 +13,7 @@ use std::sync::Once;
 pub fn route_to_tracing() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
+        libbpf_rs::set_print(Some((libbpf_rs::PrintLevel::Debug, print_libbpf)));
         // SAFETY: `print` has the signature libxdp calls (its va_list is a pointer, taken as
         // one: see `print`), and stays valid for the process's life.
         unsafe {
@@ -24,6 +27,10 @@ pub fn route_to_tracing() {
             >(print)));
         }
     });
+}
+
+fn print_libbpf(level: libbpf_rs::PrintLevel, message: String) {
+    tracing::debug!(target: "libbpf", ?level, "{}", message.trim_end());
 }
 
 /// libxdp's print function. The va_list is passed as a pointer on the platforms synack runs
