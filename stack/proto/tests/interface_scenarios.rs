@@ -14,6 +14,8 @@
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
+mod common;
+
 use synack_proto::iface::{AddressMode, App, ConnId, Interface, InterfaceConfig};
 use synack_proto::sim::{LinkConfig, Network, Rng};
 use synack_proto::tcp::{CloseReason, Endpoint, RecvError, TcpConfig};
@@ -269,22 +271,7 @@ fn scenario(seed: u64, capture: bool) -> Result<Outcome, (String, Vec<u8>)> {
 
 /// Runs a seed; on failure replays it with capture on and writes the pcap.
 fn run(seed: u64) -> Result<Outcome, String> {
-    match std::panic::catch_unwind(|| scenario(seed, false)) {
-        Ok(Ok(outcome)) => Ok(outcome),
-        failed => {
-            let what = match failed {
-                Ok(Err((what, _))) => what,
-                _ => format!("seed {seed}: panicked"),
-            };
-            let pcap = match std::panic::catch_unwind(|| scenario(seed, true)) {
-                Ok(Err((_, pcap))) => pcap,
-                _ => Vec::new(),
-            };
-            let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("net-scenario-{seed}.pcap"));
-            let saved = !pcap.is_empty() && std::fs::write(&path, &pcap).is_ok();
-            Err(if saved { format!("{what} (frames: {})", path.display()) } else { what })
-        }
-    }
+    common::run_seed("net-scenario", seed, scenario)
 }
 
 #[test]

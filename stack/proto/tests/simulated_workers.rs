@@ -17,6 +17,8 @@ use std::collections::HashMap;
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
+mod common;
+
 use synack_proto::iface::{AddressMode, App, ConnId, Interface, InterfaceConfig};
 use synack_proto::sim::{HandoffStats, LinkConfig, Rng, Workers};
 use synack_proto::tcp::{CloseReason, Endpoint, RecvError, TcpConfig};
@@ -266,31 +268,9 @@ fn scenario(seed: u64, capture: bool) -> Result<Outcome, (String, Vec<u8>)> {
     Ok(Outcome { workers: n, clients_are_workers, connections, bytes, handoff: sim.handoff })
 }
 
+/// Runs a seed; on failure replays it with capture on and writes the pcap.
 fn run(seed: u64) -> Result<Outcome, String> {
-    match std::panic::catch_unwind(|| scenario(seed, false)) {
-        Ok(Ok(outcome)) => Ok(outcome),
-        failed => {
-            let what = match failed {
-                Ok(Err((what, _))) => what,
-                Err(panic) => format!(
-                    "seed {seed}: panicked: {}",
-                    panic
-                        .downcast_ref::<String>()
-                        .map(String::as_str)
-                        .or(panic.downcast_ref::<&str>().copied())
-                        .unwrap_or("?")
-                ),
-                Ok(Ok(_)) => unreachable!(),
-            };
-            let pcap = match std::panic::catch_unwind(|| scenario(seed, true)) {
-                Ok(Err((_, pcap))) => pcap,
-                _ => Vec::new(),
-            };
-            let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("workers-scenario-{seed}.pcap"));
-            let saved = !pcap.is_empty() && std::fs::write(&path, &pcap).is_ok();
-            Err(if saved { format!("{what} (frames: {})", path.display()) } else { what })
-        }
-    }
+    common::run_seed("workers-scenario", seed, scenario)
 }
 
 #[test]
