@@ -112,6 +112,9 @@ fn metrics_parse_and_count_the_traffic() {
     let _ = per_queue("synack_handed_off_total");
     let _ = per_queue("synack_syn_cookies_sent_total");
     let _ = per_queue("synack_tcp_retransmits_total");
+    // Stalls are counted, never more of 10 ms than of 1 ms.
+    assert!(per_queue("synack_loop_stalls_10ms_total") <= per_queue("synack_loop_stalls_total"));
+    let _ = per_queue("synack_loop_longest_stall_seconds");
     assert!(
         sample(&lines, "synack_drops_total{queue=\"0\",reason=\"bad_checksum\"}").is_some(),
         "drops by reason: {lines:?}"

@@ -136,6 +136,27 @@ pub fn render(
     });
     f.per_queue("synack_umem_frames_free", "gauge", "UMEM frames free in the pool.", workers, |w| w.frames_free as f64);
     f.per_queue("synack_loop_iterations_total", "counter", "Worker loop iterations.", workers, |w| w.iterations as f64);
+    f.per_queue(
+        "synack_loop_stalls_total",
+        "counter",
+        "Gaps of 1 ms or more between busy iterations of a worker's loop (busy elsewhere or off its core).",
+        workers,
+        |w| w.stalls.over_1ms as f64,
+    );
+    f.per_queue(
+        "synack_loop_stalls_10ms_total",
+        "counter",
+        "Gaps of 10 ms or more between busy iterations of a worker's loop.",
+        workers,
+        |w| w.stalls.over_10ms as f64,
+    );
+    f.per_queue(
+        "synack_loop_longest_stall_seconds",
+        "gauge",
+        "The longest gap between busy iterations.",
+        workers,
+        |w| w.stalls.longest.as_secs_f64(),
+    );
 
     // The interface's counters: drops as one family by reason, the others one family each.
     let names: Vec<&'static str> =

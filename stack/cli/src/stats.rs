@@ -19,7 +19,7 @@ pub fn print_workers(report: &Report) {
         println!(
             "  queue {}: accepted {} connected {} handed_off {} handoff_received {} handoff_dropped_full {} handoff_replies_dropped {} \
              connections {} time_wait {} ({:.1} bytes per TIME_WAIT entry) slots {} frames_in_use {} iterations {} \
-             socket {:?}",
+             loop_stalls_over_1ms {} loop_stalls_over_10ms {} longest_loop_stall_us {} socket {:?}",
             w.queue,
             c.accepted,
             c.connected,
@@ -33,6 +33,9 @@ pub fn print_workers(report: &Report) {
             w.slots,
             w.frames_in_use,
             w.iterations,
+            w.stalls.over_1ms,
+            w.stalls.over_10ms,
+            w.stalls.longest.as_micros(),
             w.socket
         );
     }
@@ -122,6 +125,9 @@ fn queue(w: &WorkerStats) -> Queue {
         slots: w.slots as u64,
         frames_in_use: w.frames_in_use as u64,
         iterations: w.iterations,
+        loop_stalls_over_1ms: w.stalls.over_1ms,
+        loop_stalls_over_10ms: w.stalls.over_10ms,
+        longest_loop_stall_us: w.stalls.longest.as_micros() as u64,
         socket: SocketCounters {
             rx_frames: s.rx_frames,
             rx_batches: s.rx_batches,

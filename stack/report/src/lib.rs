@@ -232,6 +232,14 @@ pub struct Queue {
     pub frames_in_use: u64,
     /// Loop iterations.
     pub iterations: u64,
+    /// Gaps of 1 ms and of 10 ms or more between two busy iterations of the worker's loop, and
+    /// the longest (sleeps left out): time the worker was busy elsewhere or off its core.
+    #[serde(default)]
+    pub loop_stalls_over_1ms: u64,
+    #[serde(default)]
+    pub loop_stalls_over_10ms: u64,
+    #[serde(default)]
+    pub longest_loop_stall_us: u64,
     /// The AF_XDP socket's counters.
     pub socket: SocketCounters,
 }

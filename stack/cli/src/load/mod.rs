@@ -304,7 +304,15 @@ pub fn run(common: Common, args: LoadArgs, stop: Arc<AtomicBool>) -> anyhow::Res
     }
     eprintln!("synack load counters: {}", report.counters);
     for w in &report.workers {
-        eprintln!("  queue {}: frames_in_use {} socket {:?}", w.queue, w.frames_in_use, w.socket);
+        eprintln!(
+            "  queue {}: frames_in_use {} loop_stalls_over_1ms {} loop_stalls_over_10ms {} longest_loop_stall_us {} socket {:?}",
+            w.queue,
+            w.frames_in_use,
+            w.stalls.over_1ms,
+            w.stalls.over_10ms,
+            w.stalls.longest.as_micros(),
+            w.socket
+        );
     }
     if let Some(pcap) = report.pcap {
         eprintln!("  pcap: {} frames written, {} not captured (the writer was behind)", pcap.written, pcap.dropped);

@@ -43,6 +43,7 @@
 mod conn_table;
 mod handoff;
 mod kernel_listeners;
+mod loop_stalls;
 mod mailbox;
 mod pcap;
 mod worker;
@@ -57,6 +58,7 @@ use crate::iface::steering::PortOwnership;
 pub use crate::iface::steering::{owner_of_port, port_slice, tcp_dst_port};
 pub use conn_table::{ConnInfo, StateCounts, STATES};
 pub use handoff::HandoffCounters;
+pub use loop_stalls::LoopStalls;
 pub use mailbox::{SendMessageError, WorkerHandle};
 pub use pcap::{PcapConfig, PcapStats};
 use worker::{NeighborLookup, Worker};
@@ -485,6 +487,7 @@ impl Runtime {
                 handoff,
                 pcap: runtime.pcap.as_ref().map(pcap::Pcap::tap),
                 mailbox,
+                stall_clock: Default::default(),
             };
             let handle = std::thread::Builder::new()
                 .name(format!("synack-q{queue}"))

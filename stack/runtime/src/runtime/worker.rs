@@ -10,6 +10,7 @@ use rustix::event::{poll, PollFd, PollFlags};
 
 use super::conn_table::TableResponder;
 use super::handoff::{Handoff, HandoffCounters};
+use super::loop_stalls::{LoopStalls, StallClock};
 use super::mailbox::Mailbox;
 use super::pcap::PcapTap;
 use crate::iface::dispatch::{dispatch, receive_handed_off, Dispatched};
@@ -54,6 +55,8 @@ pub struct WorkerStats {
     pub slots: usize,
     /// Loop iterations.
     pub iterations: u64,
+    /// Gaps of 1 ms or more between busy iterations (see [`LoopStalls`]).
+    pub stalls: LoopStalls,
     /// Frames passed to and received from other workers.
     pub handoff: HandoffCounters,
     /// Why the worker stopped by itself, if it did.
@@ -108,6 +111,8 @@ pub(crate) struct Worker<A> {
     pub pcap: Option<PcapTap>,
     /// Messages from other threads, for the application.
     pub mailbox: Mailbox,
+    /// Gaps between the loop's busy iterations.
+    pub stall_clock: StallClock,
 }
 
 /// The socket's TX ring as the interface's [`TxSink`] (and the capture, if on).
@@ -198,6 +203,7 @@ impl<A: App> Worker<A> {
             iterations += 1;
             // One clock read per batch: everything in it happens "now".
             let now = crate::clock::now();
+            self.stall_clock.tick(now);
             if drain_deadline.is_none() {
                 let grace = self.drain.load(Ordering::Relaxed);
                 if grace != 0 {
@@ -318,6 +324,7 @@ impl<A: App> Worker<A> {
                         .min(drain_deadline.unwrap_or(housekeeping_at));
                     let sleep = until.saturating_duration_since(now).min(MAX_SLEEP);
                     if !sleep.is_zero() {
+                        self.stall_clock.sleeping();
                         self.sleep(sleep);
                     }
                 }
@@ -418,6 +425,7 @@ impl<A: App> Worker<A> {
             time_wait_bytes_per_entry: self.iface.time_wait_bytes_per_entry(),
             slots: self.iface.slots_created(),
             iterations,
+            stalls: self.stall_clock.stalls(),
             handoff: self.handoff.as_ref().map(|(_, h)| h.counters()).unwrap_or_default(),
             fault: None,
         }
