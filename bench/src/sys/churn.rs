@@ -180,6 +180,7 @@ fn run_segments(
             target,
             concurrency,
             duration_s: length.min(left.as_secs_f64().ceil() as u64).max(1),
+            keepalive: false,
         };
         let start_s = ready.elapsed().as_secs_f64();
         let output = Running::spawn(load.label(), &mut load.command(&link.client.netns, client_cpu))?

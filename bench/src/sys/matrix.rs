@@ -1,17 +1,21 @@
-//! The connection-rate matrix: two clients (wrk, `synack load`) against two servers (nginx on
+//! The client-by-server matrix: two clients (wrk, `synack load`) against two servers (nginx on
 //! the kernel stack, `synack serve --app http`), with the same pinning (server on one CPU,
 //! client on the other) and the same length, run by run interleaved, medians reported:
 //!
 //! - (a) wrk -> nginx: the kernel against the kernel, the reference every ratio is taken to;
 //! - (b) wrk -> synack;
 //! - (c) synack load -> synack: the goal is (c) >= 5 x (a);
-//! - (d) synack load -> nginx.
+//! - (d) synack load -> nginx: with (c), the same client against both servers.
 //!
-//! Every connection is one `GET /` with `Connection: close`: the server closes first and
-//! TIME_WAIT lands on it, with both clients (wrk `-H 'Connection: close'`, `synack load
-//! --close-first server`). The server's packets per connection are counted (`packets`), and
-//! the server's packets per second (connections/s x packets per connection) are set against
-//! the AF_XDP packet ceiling measured in the same run: the goal is 60 % of it.
+//! Two modes. [`Mode::Close`] (the connection rate): every connection is one `GET /` with
+//! `Connection: close`; the server closes first and TIME_WAIT lands on it, with both clients
+//! (wrk `-H 'Connection: close'`, `synack load --close-first server`). The server's packets
+//! per connection are counted (`packets`), and the server's packets per second (connections/s
+//! x packets per connection) are set against the AF_XDP packet ceiling measured in the same
+//! run: the goal is 60 % of it. [`Mode::KeepAlive`]: both clients hold
+//! [`KEEPALIVE_CONNECTIONS`] connections and send one request after another on each (wrk
+//! without the header, `synack load --keepalive`); requests/s and latency, with the goal that
+//! (c)'s p99 is at most a quarter of (d)'s (the same client against nginx).
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -35,6 +39,29 @@ pub const GOAL_SHARE_OF_CEILING: f64 = 0.60;
 /// wrk's connections in flight (one thread): what the kernel reference figures were
 /// measured with (docs/machine-notes.md).
 pub const WRK_CONNECTIONS: u64 = 64;
+/// Keep-alive mode: connections each client holds (wrk `-c`, `synack load --concurrency`).
+pub const KEEPALIVE_CONNECTIONS: u64 = 64;
+/// Keep-alive goal: (c)'s p99 at most this share of (d)'s.
+pub const GOAL_KEEPALIVE_P99_SHARE: f64 = 0.25;
+
+/// What each client does with its connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// One request per connection, `Connection: close`, the server closes first.
+    Close,
+    /// [`KEEPALIVE_CONNECTIONS`] connections, requests back to back on each.
+    KeepAlive,
+}
+
+impl Mode {
+    /// What the rate counts.
+    fn unit(self) -> &'static str {
+        match self {
+            Mode::Close => "connections/s",
+            Mode::KeepAlive => "requests/s",
+        }
+    }
+}
 
 /// A load generator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,6 +118,8 @@ pub const PAIRINGS: [Pairing; 4] = [
 /// What to run.
 #[derive(Debug, Clone)]
 pub struct Config<'a> {
+    /// Connection per request, or keep-alive.
+    pub mode: Mode,
     /// Runs per pairing; medians are reported.
     pub runs: usize,
     /// Length of each run.
@@ -99,7 +128,7 @@ pub struct Config<'a> {
     pub server_cpu: usize,
     /// CPU of the client.
     pub client_cpu: usize,
-    /// `synack load --concurrency`.
+    /// `synack load --concurrency` (in [`Mode::Close`]).
     pub load_concurrency: u64,
     /// synack's binary, when it exists.
     pub synack_bin: Option<&'a Path>,
@@ -118,9 +147,13 @@ pub struct Config<'a> {
 pub struct PairingResults {
     /// Not run, and why.
     pub unavailable: Option<String>,
-    /// Connections per second, per successful run.
+    /// Connections (or, keep-alive, requests) per second, per successful run.
     pub rates: Vec<f64>,
-    /// The server's packets (in and out) per connection, per run that counted them.
+    /// Latency p50 and p99 in microseconds (connect to answer, or request to answer), per run.
+    pub p50_us: Vec<f64>,
+    pub p99_us: Vec<f64>,
+    /// The server's packets (in and out) per connection (keep-alive: per request), per run
+    /// that counted them.
     pub packets_per_connection: Vec<f64>,
     /// Every run's raw record (or its error).
     pub runs: Vec<Value>,
@@ -130,6 +163,15 @@ impl PairingResults {
     /// Median connections per second.
     pub fn rate(&self) -> Option<f64> {
         median(&self.rates)
+    }
+
+    /// Median latency p50 and p99 (us).
+    pub fn p50(&self) -> Option<f64> {
+        median(&self.p50_us)
+    }
+
+    pub fn p99(&self) -> Option<f64> {
+        median(&self.p99_us)
     }
 
     /// Median packets per connection at the server.
@@ -147,6 +189,8 @@ impl PairingResults {
 /// The whole matrix.
 #[derive(Debug)]
 pub struct Matrix {
+    /// Connection per request, or keep-alive.
+    pub mode: Mode,
     /// Results in [`PAIRINGS`] order.
     pub results: [PairingResults; 4],
     /// Runs per pairing.
@@ -159,14 +203,23 @@ pub struct Matrix {
 
 /// Runs the matrix, printing each run's figures.
 pub fn run(config: &Config, link: &TestLink, dir: &RunDir) -> Result<Matrix> {
-    println!(
-        "== connection rate matrix: GET / with Connection: close (the server closes first), {} s per run, \
-         server CPU {}, client CPU {}; wrk -t1 -c{WRK_CONNECTIONS}, synack load --concurrency {}",
-        config.duration.as_secs(),
-        config.server_cpu,
-        config.client_cpu,
-        config.load_concurrency
-    );
+    match config.mode {
+        Mode::Close => println!(
+            "== connection rate matrix: GET / with Connection: close (the server closes first), {} s per run, \
+             server CPU {}, client CPU {}; wrk -t1 -c{WRK_CONNECTIONS}, synack load --concurrency {}",
+            config.duration.as_secs(),
+            config.server_cpu,
+            config.client_cpu,
+            config.load_concurrency
+        ),
+        Mode::KeepAlive => println!(
+            "== keep-alive matrix: GET / back to back on {KEEPALIVE_CONNECTIONS} connections, {} s per run, \
+             server CPU {}, client CPU {}; wrk -t1 -c{KEEPALIVE_CONNECTIONS}, synack load --keepalive --concurrency {KEEPALIVE_CONNECTIONS}",
+            config.duration.as_secs(),
+            config.server_cpu,
+            config.client_cpu
+        ),
+    }
     let mut results: [PairingResults; 4] = Default::default();
     for (pairing, r) in PAIRINGS.iter().zip(results.iter_mut()) {
         r.unavailable = match (pairing.client, pairing.server, config.synack_bin) {
@@ -187,9 +240,12 @@ pub fn run(config: &Config, link: &TestLink, dir: &RunDir) -> Result<Matrix> {
             match run_once(config, link, dir, pairing) {
                 Ok(once) => {
                     println!(
-                        "{prefix}: {}/s, server {} packets per connection ({} in, {} out, {} connections); load average {}",
+                        "{prefix}: {}/s, p50 {} us, p99 {} us, server {} packets per {} ({} in, {} out, {} connections); load average {}",
                         format_figure(once.rate),
-                        once.packets.per_connection().map_or("n/a".into(), |p| format!("{p:.2}")),
+                        once.p50_us.map_or("n/a".into(), format_figure),
+                        once.p99_us.map_or("n/a".into(), format_figure),
+                        once.packets_per_unit.map_or("n/a".into(), |p| format!("{p:.2}")),
+                        if config.mode == Mode::Close { "connection" } else { "request" },
                         once.packets.rx,
                         once.packets.tx,
                         once.packets.connections,
@@ -199,7 +255,9 @@ pub fn run(config: &Config, link: &TestLink, dir: &RunDir) -> Result<Matrix> {
                         println!("    warning: {w}");
                     }
                     r.rates.push(once.rate);
-                    r.packets_per_connection.extend(once.packets.per_connection());
+                    r.p50_us.extend(once.p50_us);
+                    r.p99_us.extend(once.p99_us);
+                    r.packets_per_connection.extend(once.packets_per_unit);
                     r.runs.push(once.raw);
                 }
                 Err(e) if e.is::<Interrupted>() => return Err(e),
@@ -211,6 +269,7 @@ pub fn run(config: &Config, link: &TestLink, dir: &RunDir) -> Result<Matrix> {
         }
     }
     Ok(Matrix {
+        mode: config.mode,
         results,
         runs: config.runs,
         duration_s: config.duration.as_secs(),
@@ -221,7 +280,11 @@ pub fn run(config: &Config, link: &TestLink, dir: &RunDir) -> Result<Matrix> {
 /// One run of one pairing.
 struct Once {
     rate: f64,
+    p50_us: Option<f64>,
+    p99_us: Option<f64>,
     packets: ServerPackets,
+    /// Per connection, or (keep-alive) per request.
+    packets_per_unit: Option<f64>,
     warnings: Vec<String>,
     raw: Value,
 }
@@ -258,30 +321,53 @@ fn run_once(config: &Config, link: &TestLink, dir: &RunDir, pairing: &Pairing) -
     };
     let alive = server.ensure_running();
     let server_output = server.stop();
-    let (rate, warnings, mut raw) = load?;
+    let ClientRun { rate, p50_us, p99_us, warnings, mut raw } = load?;
     alive?;
     let packets = match (kernel_before, kernel_after) {
         (Some(before), Some(after)) => after?.since(&before),
         _ => packets::parse_synack_stop(&server_output)?,
     };
     raw["server_packets"] = json!(packets);
+    let packets_per_unit = match config.mode {
+        Mode::Close => packets.per_connection(),
+        Mode::KeepAlive => {
+            let requests = rate * config.duration.as_secs_f64();
+            (requests >= 1.0).then(|| (packets.rx + packets.tx) as f64 / requests)
+        }
+    };
     raw["server_packets_per_connection"] = json!(packets.per_connection());
+    raw["server_packets_per_unit"] = json!(packets_per_unit);
     if pairing.server == Server::Synack {
         raw["server_output"] = json!(server_output);
     }
-    Ok(Once { rate, packets, warnings, raw })
+    Ok(Once { rate, p50_us, p99_us, packets, packets_per_unit, warnings, raw })
 }
 
-/// Runs the client against `addr`: its connections per second, warnings, raw record.
-fn run_client(config: &Config, link: &TestLink, client: Client, addr: SocketAddr) -> Result<(f64, Vec<String>, Value)> {
+/// What a client run gave.
+struct ClientRun {
+    /// Connections (keep-alive: requests) per second.
+    rate: f64,
+    p50_us: Option<f64>,
+    p99_us: Option<f64>,
+    warnings: Vec<String>,
+    raw: Value,
+}
+
+/// Runs the client against `addr`.
+fn run_client(config: &Config, link: &TestLink, client: Client, addr: SocketAddr) -> Result<ClientRun> {
     let netns = &link.client.netns;
     let mut warnings = Vec::new();
     match client {
         Client::Wrk => {
             let mut command = netns.command_on_cpu(config.client_cpu, "wrk");
             let duration = format!("{}s", config.duration.as_secs().max(1));
-            command.args(["-t1", &format!("-c{WRK_CONNECTIONS}"), "-d", &duration, "-H", "Connection: close"]);
-            command.arg(format!("http://{addr}/"));
+            match config.mode {
+                Mode::Close => {
+                    command.args(["-t1", &format!("-c{WRK_CONNECTIONS}"), "-d", &duration, "-H", "Connection: close"])
+                }
+                Mode::KeepAlive => command.args(["-t1", &format!("-c{KEEPALIVE_CONNECTIONS}"), "-d", &duration]),
+            };
+            command.args(["--latency", &format!("http://{addr}/")]);
             let output = Running::spawn("wrk", &mut command)?.wait(config.duration + Duration::from_secs(30))?;
             let report = parse::parse_wrk(&output)?;
             if report.non_2xx_3xx > 0 {
@@ -290,8 +376,9 @@ fn run_client(config: &Config, link: &TestLink, client: Client, addr: SocketAddr
             if report.socket_errors.total() * 100 > report.requests.max(1) {
                 warnings.push(format!("socket errors: {:?}", report.socket_errors));
             }
+            let (p50_us, p99_us) = (report.latency_percentile_us(50.0), report.latency_percentile_us(99.0));
             let raw = json!({ "client": "wrk", "wrk": report, "output": output, "warnings": warnings });
-            Ok((report.requests_per_s, warnings, raw))
+            Ok(ClientRun { rate: report.requests_per_s, p50_us, p99_us, warnings, raw })
         }
         Client::SynackLoad => {
             let bin = config.synack_bin.context("no synack binary")?;
@@ -301,22 +388,31 @@ fn run_client(config: &Config, link: &TestLink, client: Client, addr: SocketAddr
                 ifname: &link.client.ifname,
                 ip,
                 target: addr,
-                concurrency: config.load_concurrency,
+                concurrency: match config.mode {
+                    Mode::Close => config.load_concurrency,
+                    Mode::KeepAlive => KEEPALIVE_CONNECTIONS,
+                },
                 duration_s: config.duration.as_secs().max(1),
+                keepalive: config.mode == Mode::KeepAlive,
             };
             let mut command = load.command(netns, config.client_cpu);
             // The run, up to 5 s of drain, and the start (XDP program, UMEM).
             let output = Running::spawn(load.label(), &mut command)?.wait(config.duration + Duration::from_secs(40))?;
             let report = parse_load(&output)?;
             let s = &report.summary;
-            if s.connections == 0 {
+            if s.connections == 0 && s.requests == 0 {
                 bail!("synack load completed no connection:\n{output}");
             }
-            if s.errors * 100 > s.connections {
+            if s.errors * 100 > s.connections.max(s.requests) {
                 warnings.push(format!("{} errors in {} connections", s.errors, s.connections));
             }
+            let rate = match config.mode {
+                Mode::Close => s.conn_per_s,
+                Mode::KeepAlive => s.req_per_s,
+            };
+            let (p50_us, p99_us) = (Some(s.p50_us as f64), Some(s.p99_us as f64));
             let raw = json!({ "client": load.label(), "client_ip": ip.to_string(), "load": report, "output": output, "warnings": warnings });
-            Ok((s.conn_per_s, warnings, raw))
+            Ok(ClientRun { rate, p50_us, p99_us, warnings, raw })
         }
     }
 }
@@ -366,16 +462,27 @@ impl Matrix {
         ratio(self.results[i].server_pps(), ceiling_pps)
     }
 
+    /// The keep-alive goal: (c)'s p99 over (d)'s.
+    pub fn p99_share(&self) -> Option<f64> {
+        ratio(self.get("c").p99(), self.get("d").p99())
+    }
+
     /// Prints the matrix, every ratio and the goals.
     pub fn print_summary(&self, ceiling_pps: Option<f64>) {
+        let (title, what, per) = match self.mode {
+            Mode::Close => ("Connection rate", "Connection: close, the server closes first", "conn"),
+            Mode::KeepAlive => ("Keep-alive", "requests back to back on 64 connections", "req"),
+        };
         println!(
-            "== Connection rate matrix: medians of {} run{} of {} s (Connection: close, the server closes first); \
+            "== {title} matrix: medians of {} run{} of {} s ({what}); \
              server packets counted at the server (synack: its AF_XDP frames; nginx: the namespace's TCP segments)",
             self.runs,
             if self.runs == 1 { "" } else { "s" },
             self.duration_s
         );
-        let header = ["pairing", "connections/s", "vs (a)", "server pkts/conn", "server pkts/s", "of ceiling"];
+        let per_column = format!("server pkts/{per}");
+        let header =
+            ["pairing", self.mode.unit(), "vs (a)", "p50 us", "p99 us", &per_column, "server pkts/s", "of ceiling"];
         let reference = self.rate("a");
         let rows: Vec<Vec<String>> = PAIRINGS
             .iter()
@@ -383,13 +490,17 @@ impl Matrix {
             .enumerate()
             .map(|(i, (p, r))| {
                 if let Some(why) = &r.unavailable {
-                    return vec![p.name(), format!("n/a ({why})"), "-".into(), "-".into(), "-".into(), "-".into()];
+                    let mut row = vec![p.name(), format!("n/a ({why})")];
+                    row.resize(8, "-".into());
+                    return row;
                 }
                 let rate = r.rate();
                 vec![
                     p.name(),
                     rate.map_or("failed (see JSON)".into(), format_figure),
                     format_ratio(ratio(rate, reference)),
+                    r.p50().map_or("-".into(), format_figure),
+                    r.p99().map_or("-".into(), format_figure),
                     r.packets_per_connection().map_or("-".into(), |v| format!("{v:.2}")),
                     r.server_pps().map_or("-".into(), format_figure),
                     self.share(i, ceiling_pps).map_or("-".into(), |s| format!("{:.0} %", s * 100.0)),
@@ -410,6 +521,15 @@ impl Matrix {
             format_ratio(goal),
             goal.map_or("n/a", |g| met(g >= GOAL_SYNACK_OVER_KERNEL))
         );
+        if self.mode == Mode::KeepAlive {
+            let share = self.p99_share();
+            println!(
+                "goal: p99 of synack load -> synack <= {GOAL_KEEPALIVE_P99_SHARE} x synack load -> nginx: {} ({})",
+                format_ratio(share),
+                share.map_or("n/a", |s| met(s <= GOAL_KEEPALIVE_P99_SHARE))
+            );
+            return;
+        }
         for (i, p) in PAIRINGS.iter().enumerate().filter(|(_, p)| p.server == Server::Synack) {
             let share = self.share(i, ceiling_pps);
             println!(
@@ -436,7 +556,10 @@ impl Matrix {
                     "client": format!("{:?}", p.client),
                     "server": format!("{:?}", p.server),
                     "unavailable": r.unavailable,
-                    "median_connections_per_s": r.rate(),
+                    "median_connections_per_s": (self.mode == Mode::Close).then(|| r.rate()).flatten(),
+                    "median_requests_per_s": (self.mode == Mode::KeepAlive).then(|| r.rate()).flatten(),
+                    "median_latency_p50_us": r.p50(),
+                    "median_latency_p99_us": r.p99(),
                     "ratio_to_a": ratio(r.rate(), reference),
                     "median_server_packets_per_connection": r.packets_per_connection(),
                     "server_packets_per_s": r.server_pps(),
@@ -448,15 +571,29 @@ impl Matrix {
         let ratios: serde_json::Map<String, Value> =
             self.ratios().into_iter().map(|(label, value)| (label.to_owned(), json!(value))).collect();
         let goal = ratio(self.rate("c"), reference);
-        json!({
-            "request": "GET / HTTP/1.1 with Connection: close; the server closes first",
-            "clients": {
-                "wrk": format!("wrk -t1 -c{WRK_CONNECTIONS} -d{}s -H 'Connection: close'", self.duration_s),
-                "synack_load": format!(
+        let (request, wrk, load) = match self.mode {
+            Mode::Close => (
+                "GET / HTTP/1.1 with Connection: close; the server closes first",
+                format!("wrk -t1 -c{WRK_CONNECTIONS} -d{}s -H 'Connection: close' --latency", self.duration_s),
+                format!(
                     "synack load --concurrency {} --close-first server --poll busy --duration {}, a fresh dedicated client address per run",
                     self.load_concurrency, self.duration_s
                 ),
-            },
+            ),
+            Mode::KeepAlive => (
+                "GET / HTTP/1.1, back to back on each connection (keep-alive)",
+                format!("wrk -t1 -c{KEEPALIVE_CONNECTIONS} -d{}s --latency", self.duration_s),
+                format!(
+                    "synack load --keepalive --concurrency {KEEPALIVE_CONNECTIONS} --poll busy --duration {}, a fresh dedicated client address per run",
+                    self.duration_s
+                ),
+            ),
+        };
+        let p99_share = self.p99_share();
+        json!({
+            "mode": format!("{:?}", self.mode),
+            "request": request,
+            "clients": { "wrk": wrk, "synack_load": load },
             "servers": {
                 "nginx": "nginx, 1 worker, return 200 from memory, access_log off",
                 "synack": "synack serve --app http --poll busy",
@@ -468,6 +605,11 @@ impl Matrix {
             "ratios": ratios,
             "goals": {
                 "synack_over_kernel": { "target": GOAL_SYNACK_OVER_KERNEL, "value": goal, "met": goal.map(|g| g >= GOAL_SYNACK_OVER_KERNEL) },
+                "keepalive_p99_share": (self.mode == Mode::KeepAlive).then(|| json!({
+                    "target": GOAL_KEEPALIVE_P99_SHARE,
+                    "value": p99_share,
+                    "met": p99_share.map(|s| s <= GOAL_KEEPALIVE_P99_SHARE),
+                })),
                 "share_of_ceiling": {
                     "target": GOAL_SHARE_OF_CEILING,
                     "b": self.share(1, ceiling_pps),
@@ -490,6 +632,7 @@ mod tests {
     #[test]
     fn ratios_and_shares_come_from_the_medians() {
         let matrix = Matrix {
+            mode: Mode::Close,
             results: [
                 results(&[20_000.0, 18_000.0, 19_000.0], &[7.0, 7.2, 6.8]),
                 results(&[30_000.0], &[6.0]),

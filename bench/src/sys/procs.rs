@@ -305,6 +305,8 @@ pub struct LoadRun<'a> {
     pub concurrency: u64,
     /// Seconds of load.
     pub duration_s: u64,
+    /// Requests back to back on each connection (`--keepalive`) instead of one per connection.
+    pub keepalive: bool,
 }
 
 impl LoadRun<'_> {
@@ -324,19 +326,23 @@ impl LoadRun<'_> {
             &self.concurrency.to_string(),
             "--duration",
             &self.duration_s.to_string(),
-            "--close-first",
-            "server",
             "--cores",
             &cpu.to_string(),
             "--poll",
             "busy",
             "--json",
         ]);
+        if self.keepalive {
+            command.arg("--keepalive");
+        } else {
+            command.args(["--close-first", "server"]);
+        }
         command
     }
 
     /// How the run is described in the output and the JSON.
     pub fn label(&self) -> String {
-        format!("synack load --concurrency {} --close-first server --poll busy", self.concurrency)
+        let mode = if self.keepalive { "--keepalive" } else { "--close-first server" };
+        format!("synack load --concurrency {} {mode} --poll busy", self.concurrency)
     }
 }

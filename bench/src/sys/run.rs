@@ -84,26 +84,15 @@ struct CaseSpec {
     metrics: &'static [MetricSpec],
 }
 
-const CASES: &[CaseSpec] = &[
-    CaseSpec {
-        key: "keepalive",
-        title: "keep-alive requests (32 conns)",
-        metrics: &[
-            MetricSpec { key: "requests_per_s", label: "requests/s" },
-            MetricSpec { key: "latency_p50_us", label: "latency p50 (us)" },
-            MetricSpec { key: "latency_p99_us", label: "latency p99 (us)" },
-        ],
-    },
-    CaseSpec {
-        key: "ping_pong",
-        title: "sockperf ping-pong 64 B",
-        metrics: &[
-            MetricSpec { key: "half_rtt_p50_us", label: "half RTT p50 (us)" },
-            MetricSpec { key: "half_rtt_p99_us", label: "half RTT p99 (us)" },
-            MetricSpec { key: "half_rtt_p999_us", label: "half RTT p99.9 (us)" },
-        ],
-    },
-];
+const CASES: &[CaseSpec] = &[CaseSpec {
+    key: "ping_pong",
+    title: "sockperf ping-pong 64 B",
+    metrics: &[
+        MetricSpec { key: "half_rtt_p50_us", label: "half RTT p50 (us)" },
+        MetricSpec { key: "half_rtt_p99_us", label: "half RTT p99 (us)" },
+        MetricSpec { key: "half_rtt_p999_us", label: "half RTT p99.9 (us)" },
+    ],
+}];
 
 /// What one target gave in one case.
 #[derive(Debug, Default)]
@@ -135,10 +124,6 @@ struct Ports {
 }
 
 const PORTS: Ports = Ports { kernel_http: 8080, synack_http: 8081, kernel_echo: 11111, synack_echo: 11112 };
-
-fn secs(d: Duration) -> String {
-    format!("{}s", d.as_secs().max(1))
-}
 
 /// Checks that the benchmark can run: root, the tools, the CPUs.
 pub fn preflight(config: &Config) -> Result<()> {
@@ -232,9 +217,13 @@ pub fn run(config: &Config) -> Result<PathBuf> {
     let mut case_json = Vec::new();
     let mut table_rows = Vec::new();
     let synack_has_load = config.synack_bin.as_deref().is_some_and(super::churn::has_load_command);
-    let mut matrix = None;
-    if wants("connection_rate") {
+    let mut matrices = Vec::new();
+    for (case, mode) in [("connection_rate", matrix::Mode::Close), ("keepalive", matrix::Mode::KeepAlive)] {
+        if !wants(case) {
+            continue;
+        }
         let matrix_config = matrix::Config {
+            mode,
             runs: config.runs,
             duration: config.wrk_duration,
             server_cpu: config.server_cpu,
@@ -248,13 +237,60 @@ pub fn run(config: &Config) -> Result<PathBuf> {
         };
         let m = matrix::run(&matrix_config, &link, &dir)?;
         // In the main table: synack's server against nginx, once per client.
-        for (title, synack_key, kernel_key) in [
-            ("connection rate, wrk client (Connection: close)", "b", "a"),
-            ("connection rate, synack load client (Connection: close)", "c", "d"),
-        ] {
+        let rows: &[(&str, &str, &str, &str, fn(&matrix::PairingResults) -> Option<f64>)] = match mode {
+            matrix::Mode::Close => &[
+                (
+                    "connection rate, wrk client (Connection: close)",
+                    "connections/s",
+                    "connections_per_s",
+                    "b",
+                    matrix::PairingResults::rate,
+                ),
+                (
+                    "connection rate, synack load client (Connection: close)",
+                    "connections/s",
+                    "connections_per_s",
+                    "d",
+                    matrix::PairingResults::rate,
+                ),
+            ],
+            matrix::Mode::KeepAlive => &[
+                (
+                    "keep-alive, wrk client (64 conns)",
+                    "requests/s",
+                    "requests_per_s",
+                    "b",
+                    matrix::PairingResults::rate,
+                ),
+                (
+                    "keep-alive, wrk client (64 conns)",
+                    "latency p99 (us)",
+                    "latency_p99_us",
+                    "b",
+                    matrix::PairingResults::p99,
+                ),
+                (
+                    "keep-alive, synack load client (64 conns)",
+                    "requests/s",
+                    "requests_per_s",
+                    "d",
+                    matrix::PairingResults::rate,
+                ),
+                (
+                    "keep-alive, synack load client (64 conns)",
+                    "latency p99 (us)",
+                    "latency_p99_us",
+                    "d",
+                    matrix::PairingResults::p99,
+                ),
+            ],
+        };
+        for &(title, label, key, server_key, figure) in rows {
+            // The synack server's cell and nginx's with the same client: (b)/(a), (c)/(d).
+            let (synack_key, kernel_key) = if server_key == "b" { ("b", "a") } else { ("c", "d") };
             let cell = |key: &str| {
                 let r = &m.results[matrix::PAIRINGS.iter().position(|p| p.key == key).unwrap_or(0)];
-                match (&r.unavailable, r.rate()) {
+                match (&r.unavailable, figure(r)) {
                     (Some(why), _) => (format!("n/a ({why})"), None),
                     (None, Some(v)) => (format_figure(v), Some(v)),
                     (None, None) => ("failed (see JSON)".to_owned(), None),
@@ -266,9 +302,9 @@ pub fn run(config: &Config) -> Result<PathBuf> {
                 _ => None,
             };
             table_rows.push((
-                ("connection_rate", title),
-                "connections/s".to_owned(),
-                "connections_per_s",
+                (case, title),
+                label.to_owned(),
+                key,
                 synack_text,
                 kernel_text,
                 synack_value,
@@ -276,7 +312,7 @@ pub fn run(config: &Config) -> Result<PathBuf> {
                 ratio,
             ));
         }
-        matrix = Some(m);
+        matrices.push(m);
     }
     for spec in CASES.iter().filter(|c| wants(c.key)) {
         println!("== {}", spec.title);
@@ -510,7 +546,7 @@ pub fn run(config: &Config) -> Result<PathBuf> {
             full_size_payload_gbit(full)
         );
     }
-    if let Some(m) = &matrix {
+    for m in &matrices {
         println!();
         m.print_summary(ceiling_pps);
     }
@@ -560,7 +596,8 @@ pub fn run(config: &Config) -> Result<PathBuf> {
         "bulk": bulk_json,
         "time_wait_churn": churn_json,
         "proxy": proxy_json,
-        "connection_rate_matrix": matrix.as_ref().map(|m| m.to_json(ceiling_pps)),
+        "connection_rate_matrix": matrices.iter().find(|m| m.mode == matrix::Mode::Close).map(|m| m.to_json(ceiling_pps)),
+        "keepalive_matrix": matrices.iter().find(|m| m.mode == matrix::Mode::KeepAlive).map(|m| m.to_json(ceiling_pps)),
         "load_average_end": report::load_average(),
     });
     std::fs::create_dir_all(&config.results_dir)
@@ -632,7 +669,6 @@ fn server_description(target: Target, case: &str) -> &'static str {
 
 fn load_description(config: &Config, case: &str) -> String {
     match case {
-        "keepalive" => format!("wrk -t1 -c32 -d{} --latency", secs(config.wrk_duration)),
         "ping_pong" => format!("sockperf ping-pong --tcp -m 64 -t {}", config.sockperf_duration.as_secs().max(1)),
         _ => String::new(),
     }
@@ -710,30 +746,7 @@ fn run_case_once(
 fn run_load(config: &Config, link: &TestLink, case: &str, addr: SocketAddr) -> Result<(Metrics, Value)> {
     let client = &link.client.netns;
     let cpu = config.client_cpu;
-    let url = format!("http://{addr}/");
     match case {
-        "keepalive" => {
-            let duration = secs(config.wrk_duration);
-            let mut command = client.command_on_cpu(cpu, "wrk");
-            command.args(["-t1", "-d", &duration, "-c32", "--latency", &url]);
-            let output = Running::spawn("wrk", &mut command)?.wait(config.wrk_duration + Duration::from_secs(30))?;
-            let report = parse::parse_wrk(&output)?;
-            let mut warnings = Vec::new();
-            if report.non_2xx_3xx > 0 {
-                warnings.push(format!("{} responses were not 2xx/3xx", report.non_2xx_3xx));
-            }
-            if report.socket_errors.total() * 100 > report.requests.max(1) {
-                warnings.push(format!("socket errors: {:?}", report.socket_errors));
-            }
-            for w in &warnings {
-                println!("    warning: {w}");
-            }
-            let p50 = report.latency_percentile_us(50.0).context("wrk printed no p50")?;
-            let p99 = report.latency_percentile_us(99.0).context("wrk printed no p99")?;
-            let metrics: Metrics =
-                vec![("requests_per_s", report.requests_per_s), ("latency_p50_us", p50), ("latency_p99_us", p99)];
-            Ok((metrics, json!({ "wrk": report, "warnings": warnings, "output": output })))
-        }
         "ping_pong" => {
             let duration = config.sockperf_duration.as_secs().max(1).to_string();
             let mut command = client.command_on_cpu(cpu, "sockperf");
