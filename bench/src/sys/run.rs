@@ -237,7 +237,7 @@ pub fn run(config: &Config) -> Result<PathBuf> {
         };
         let m = matrix::run(&matrix_config, &link, &dir)?;
         // In the main table: synack's server against nginx, once per client.
-        let rows: &[(&str, &str, &str, &str, fn(&matrix::PairingResults) -> Option<f64>)] = match mode {
+        let rows: &[MatrixRow] = match mode {
             matrix::Mode::Close => &[
                 (
                     "connection rate, wrk client (Connection: close)",
@@ -673,6 +673,10 @@ fn load_description(config: &Config, case: &str) -> String {
         _ => String::new(),
     }
 }
+
+/// A row of the main table from a matrix: title, label, metric key, the synack server's cell
+/// with the wrk client ("b") or the synack load client ("d" for the pair (c), (d)), the figure.
+type MatrixRow = (&'static str, &'static str, &'static str, &'static str, fn(&matrix::PairingResults) -> Option<f64>);
 
 fn server_addr(link: &TestLink, port: u16) -> SocketAddr {
     SocketAddr::from((link.server.ip, port))
