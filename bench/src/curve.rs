@@ -1,5 +1,6 @@
-//! A curve over time: written as CSV, and drawn as a PNG by gnuplot (installed by
-//! `scripts/deps.sh bench`) with one panel per column.
+//! A curve over time ([`Curve`]: one panel per column) or grouped bars ([`Bars`]: a figure
+//! per case and series), written as CSV and drawn as a PNG by gnuplot (installed by
+//! `scripts/deps.sh bench`).
 
 use std::fmt::Write as _;
 use std::io;
@@ -75,16 +76,133 @@ impl Curve {
 
     /// Draws the CSV already written at `csv` into `png` with gnuplot.
     pub fn plot_png(&self, csv: &Path, png: &Path) -> Result<(), PlotError> {
-        let script = png.with_extension("gnuplot");
-        std::fs::write(&script, self.gnuplot_script(csv, png))?;
-        let output = Command::new("gnuplot").arg(&script).output().map_err(PlotError::NoGnuplot);
-        let _ = std::fs::remove_file(&script);
-        let output = output?;
-        if !output.status.success() {
-            return Err(PlotError::Failed(String::from_utf8_lossy(&output.stderr).trim().to_owned()));
-        }
-        Ok(())
+        run_gnuplot(&self.gnuplot_script(csv, png), png)
     }
+}
+
+/// Bars: one group per case (a row), one bar per series (a column); a missing or non-finite
+/// figure is an empty bar (`NaN` in the CSV, which gnuplot skips).
+#[derive(Debug, Clone, Default)]
+pub struct Bars {
+    /// Title of the picture.
+    pub title: String,
+    /// The y axis: what the bars measure (with [`Bars::panels`], each panel is titled with its
+    /// series instead).
+    pub unit: String,
+    /// One panel per series, a bar per case in each (series of different units), instead of
+    /// the series side by side in each case's group.
+    pub panels: bool,
+    /// Series names (the legend).
+    pub series: Vec<String>,
+    /// Cases: a label and one figure per series.
+    pub groups: Vec<(String, Vec<Option<f64>>)>,
+}
+
+impl Bars {
+    /// Empty bars with these series.
+    pub fn new(title: &str, unit: &str, series: &[&str]) -> Bars {
+        Bars {
+            title: title.to_owned(),
+            unit: unit.to_owned(),
+            series: series.iter().map(|c| (*c).to_owned()).collect(),
+            groups: Vec::new(),
+            panels: false,
+        }
+    }
+
+    /// The CSV text: `case` and the series as header, then one line per group.
+    pub fn to_csv(&self) -> String {
+        let mut out = String::from("case");
+        for series in &self.series {
+            let _ = write!(out, ",{}", series.replace(',', ";"));
+        }
+        out.push('\n');
+        for (label, figures) in &self.groups {
+            out.push_str(&label.replace(',', ";"));
+            for v in figures {
+                out.push(',');
+                out.push_str(&v.filter(|v| v.is_finite()).map_or("NaN".to_owned(), format_cell));
+            }
+            out.push('\n');
+        }
+        out
+    }
+
+    /// The gnuplot script that draws `csv` into `png`.
+    pub fn gnuplot_script(&self, csv: &Path, png: &Path) -> String {
+        if self.panels {
+            return self.panels_script(csv, png);
+        }
+        let mut s = String::new();
+        let width = (400 + 110 * self.groups.len() * self.series.len().max(1) / 2).clamp(900, 2000);
+        let _ = writeln!(s, "set terminal pngcairo size {width},600 noenhanced");
+        let _ = writeln!(s, "set output '{}'", png.display());
+        let _ = writeln!(s, "set datafile separator ','");
+        let _ = writeln!(s, "set datafile missing 'NaN'");
+        let _ = writeln!(s, "set title '{}'", self.title.replace('\'', ""));
+        let _ = writeln!(s, "set ylabel '{}'", self.unit.replace('\'', ""));
+        let _ = writeln!(s, "set grid ytics");
+        let _ = writeln!(s, "set yrange [0:*]");
+        let _ = writeln!(s, "set style data histogram");
+        let _ = writeln!(s, "set style histogram clustered gap 1");
+        let _ = writeln!(s, "set style fill solid 0.8 border -1");
+        let _ = writeln!(s, "set key outside right top vertical");
+        let _ = writeln!(s, "set xtics rotate by -20");
+        let plots: Vec<String> = (0..self.series.len())
+            .map(|i| {
+                let file = if i == 0 { format!("'{}'", csv.display()) } else { "''".to_owned() };
+                let xtic = if i == 0 { ":xtic(1)" } else { "" };
+                format!("{file} using {}{xtic} title columnheader({})", i + 2, i + 2)
+            })
+            .collect();
+        let _ = writeln!(s, "plot {}", plots.join(", "));
+        s
+    }
+
+    fn panels_script(&self, csv: &Path, png: &Path) -> String {
+        let panels = self.series.len().max(1);
+        let mut s = String::new();
+        let _ = writeln!(s, "set terminal pngcairo size 900,{} noenhanced", 180 + 200 * panels);
+        let _ = writeln!(s, "set output '{}'", png.display());
+        let _ = writeln!(s, "set datafile separator ','");
+        let _ = writeln!(s, "set datafile missing 'NaN'");
+        let _ = writeln!(s, "set style fill solid 0.7 border -1");
+        let _ = writeln!(s, "set boxwidth 0.6");
+        let _ = writeln!(s, "set grid ytics");
+        let _ = writeln!(s, "set yrange [0:*]");
+        let _ = writeln!(s, "set multiplot layout {panels},1 title '{}'", self.title.replace('\'', ""));
+        for (i, series) in self.series.iter().enumerate() {
+            let _ = writeln!(s, "set title '{}'", series.replace('\'', ""));
+            let _ = writeln!(s, "plot '{}' skip 1 using 0:{}:xtic(1) with boxes notitle", csv.display(), i + 2);
+        }
+        let _ = writeln!(s, "unset multiplot");
+        s
+    }
+
+    /// Writes `<base>.csv` and draws `<base>.png` (its directory made if need be); the CSV is
+    /// written whatever gnuplot does. Returns the PNG's path.
+    pub fn write(&self, base: &Path) -> Result<std::path::PathBuf, PlotError> {
+        if let Some(dir) = base.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let (csv, png) = (base.with_extension("csv"), base.with_extension("png"));
+        std::fs::write(&csv, self.to_csv())?;
+        run_gnuplot(&self.gnuplot_script(&csv, &png), &png)?;
+        Ok(png)
+    }
+}
+
+/// Runs a gnuplot script (written next to `png`, removed after).
+fn run_gnuplot(script_text: &str, png: &Path) -> Result<(), PlotError> {
+    let script = png.with_extension("gnuplot");
+    std::fs::write(&script, script_text)?;
+    let output = Command::new("gnuplot").arg(&script).output().map_err(PlotError::NoGnuplot);
+    let _ = std::fs::remove_file(&script);
+    let output = output?;
+    if !output.status.success() {
+        return Err(PlotError::Failed(String::from_utf8_lossy(&output.stderr).trim().to_owned()));
+    }
+    Ok(())
 }
 
 fn format_cell(v: f64) -> String {
@@ -109,5 +227,20 @@ mod tests {
         assert!(script.contains("set multiplot layout 2,1"));
         assert!(script.contains("using 1:2") && script.contains("using 1:3"));
         assert!(script.contains("set ylabel 'rss_mib'"));
+    }
+
+    #[test]
+    fn bars_write_missing_figures_as_nan_and_plot_every_series() {
+        let mut b = Bars::new("bulk", "Gbit/s", &["kernel -> synack", "synack <-> synack"]);
+        b.groups.push(("one way".into(), vec![Some(7.04), None]));
+        b.groups.push(("-R, 1 conn".into(), vec![Some(4.5), Some(3.5)]));
+        assert_eq!(b.to_csv(), "case,kernel -> synack,synack <-> synack\none way,7.040,NaN\n-R; 1 conn,4.500,3.500\n");
+        let script = b.gnuplot_script(Path::new("/tmp/b.csv"), Path::new("/tmp/b.png"));
+        assert!(script.contains("'/tmp/b.csv' using 2:xtic(1) title columnheader(2), '' using 3 title columnheader(3)"));
+        assert!(script.contains("set datafile missing 'NaN'"));
+        b.panels = true;
+        let script = b.gnuplot_script(Path::new("/tmp/b.csv"), Path::new("/tmp/b.png"));
+        assert!(script.contains("set multiplot layout 2,1"), "{script}");
+        assert!(script.contains("set title 'synack <-> synack'\nplot '/tmp/b.csv' skip 1 using 0:3:xtic(1) with boxes"));
     }
 }

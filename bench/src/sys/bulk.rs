@@ -21,6 +21,7 @@ use super::cleanup;
 use super::net::TestLink;
 use super::procs::{self, Running};
 use super::report::{format_figure, median};
+use crate::curve::Bars;
 
 /// Ports of the two servers.
 const KERNEL_PORT: u16 = 5201;
@@ -83,6 +84,8 @@ impl Direction {
 pub struct Bulk {
     /// (label, synack's figure, the kernel's figure), Gbit/s.
     pub rows: Vec<(String, Option<f64>, Option<f64>)>,
+    /// Every pairing's median for each transfer, to draw.
+    pub bars: Bars,
     pub json: Value,
 }
 
@@ -253,6 +256,17 @@ pub fn run(
     let medians: Vec<(String, Option<f64>)> = figures.iter().map(|(k, v, _)| (k.clone(), median(v))).collect();
     let get = |key: &str| medians.iter().find(|(k, _)| k == key).and_then(|(_, v)| *v);
     let mut rows = Vec::new();
+    let mut bars = Bars::new(
+        &format!("bulk over veth, iperf3 -t {seconds}, medians of {runs}"),
+        "Gbit/s (receivers)",
+        &[
+            "kernel iperf3 -c -> synack",
+            "synack iperf3 -> kernel -s",
+            "synack <-> synack",
+            "kernel <-> kernel, TX offload off",
+            "kernel <-> kernel, default offloads",
+        ],
+    );
     for (parallel, direction, label) in [
         (1, Direction::Forward, "client->server"),
         (1, Direction::Reverse, "server->client (-R)"),
@@ -261,6 +275,16 @@ pub fn run(
         (MANY, Direction::Reverse, "8 conns server->client (-R)"),
     ] {
         let kernel = get(&pairing_key(Stack::Kernel, Stack::Kernel, direction, parallel));
+        bars.groups.push((
+            label.to_owned(),
+            vec![
+                get(&pairing_key(Stack::Kernel, Stack::Synack, direction, parallel)),
+                get(&pairing_key(Stack::Synack, Stack::Kernel, direction, parallel)),
+                get(&pairing_key(Stack::Synack, Stack::Synack, direction, parallel)),
+                kernel,
+                if parallel == 1 { get(&offload_key(direction)) } else { None },
+            ],
+        ));
         for (client, server, who) in [
             (Stack::Kernel, Stack::Synack, "kernel iperf3 -c -> synack serve"),
             (Stack::Synack, Stack::Kernel, "synack iperf3 -> kernel iperf3 -s"),
@@ -290,7 +314,7 @@ pub fn run(
         "median_gbit_s": medians.iter().map(|(k, v)| (k.clone(), json!(v))).collect::<serde_json::Map<_, _>>(),
         "runs": figures.iter().map(|(k, _, raw)| (k.clone(), json!(raw))).collect::<serde_json::Map<_, _>>(),
     });
-    Ok(Bulk { rows, json })
+    Ok(Bulk { rows, bars, json })
 }
 
 /// Runs `f` with the kernel's default TX offloads (checksum, and so TSO/GSO) on both veth ends

@@ -542,6 +542,20 @@ impl Matrix {
         }
     }
 
+    /// Each pairing's median rate, to draw.
+    pub fn bars(&self) -> crate::curve::Bars {
+        let title = match self.mode {
+            Mode::Close => "connection rate (Connection: close)",
+            Mode::KeepAlive => "keep-alive, 64 connections",
+        };
+        let mut bars =
+            crate::curve::Bars::new(&format!("{title}, medians of {}", self.runs), self.mode.unit(), &["median"]);
+        for (p, r) in PAIRINGS.iter().zip(&self.results) {
+            bars.groups.push((p.name(), vec![r.rate()]));
+        }
+        bars
+    }
+
     /// The JSON record.
     pub fn to_json(&self, ceiling_pps: Option<f64>) -> Value {
         let reference = self.rate("a");

@@ -33,6 +33,7 @@ use super::net::TestLink;
 use super::parse;
 use super::procs::{self, RunDir, Running};
 use super::report::{self, format_figure, format_ratio, median};
+use crate::curve::Bars;
 
 const UPSTREAM_PORT: u16 = 9080;
 const SOCKPERF_PORT: u16 = 9081;
@@ -592,7 +593,9 @@ pub fn run(config: &Config, link: &TestLink) -> Result<Value> {
         target_json.insert(key.to_owned(), json!({ "ratio": r, "verdict": verdict }));
     }
     if let Some((results_dir, stamp)) = config.plot {
-        let rows: Vec<(&str, Vec<Option<f64>>)> = (0..paths.len())
+        let mut bars = Bars::new("proxy: medians of this run", "", &PLOTTED.map(|(_, label)| label));
+        bars.panels = true;
+        bars.groups = (0..paths.len())
             .map(|slot| {
                 let figures = PLOTTED
                     .iter()
@@ -602,11 +605,11 @@ pub fn run(config: &Config, link: &TestLink) -> Result<Value> {
                         None => med(slot, key),
                     })
                     .collect();
-                (paths[slot].key(), figures)
+                (paths[slot].key().to_owned(), figures)
             })
             .collect();
         let base = results_dir.join(format!("{stamp}-proxy"));
-        match plot(&base, &rows) {
+        match bars.write(&base) {
             Ok(png) => println!("  plot: {}", png.display()),
             Err(e) => println!("  plot: {} (no PNG: {e:#})", base.with_extension("csv").display()),
         }
@@ -626,7 +629,7 @@ pub fn run(config: &Config, link: &TestLink) -> Result<Value> {
 }
 
 /// The metrics the plot draws, one panel each: the medians' keys (`added_` ones over the
-/// direct path) and their axis labels.
+/// direct path) and their titles.
 const PLOTTED: [(&str, &str); 5] = [
     ("connections_per_s", "connections/s (wrk -c64, Connection: close)"),
     ("cpu_us_per_connection_fixed", "proxy CPU us per connection at a fixed rate"),
@@ -635,85 +638,9 @@ const PLOTTED: [(&str, &str); 5] = [
     ("bulk_gbit_s", "bulk, iperf3 1 stream (Gbit/s)"),
 ];
 
-/// The CSV (one row per path, one column per plotted metric; a missing figure is `NaN`) and
-/// the gnuplot script that draws it as one bar chart per metric.
-fn plot_files(base: &Path, rows: &[(&str, Vec<Option<f64>>)]) -> (String, String) {
-    let mut csv = String::from("path");
-    for (key, _) in PLOTTED {
-        csv.push(',');
-        csv.push_str(key);
-    }
-    csv.push('\n');
-    for (path, figures) in rows {
-        csv.push_str(path);
-        for f in figures {
-            csv.push(',');
-            csv.push_str(&f.filter(|v| v.is_finite()).map_or("NaN".to_owned(), |v| format!("{v:.3}")));
-        }
-        csv.push('\n');
-    }
-    let png = base.with_extension("png");
-    let mut script = format!(
-        "set terminal pngcairo size 900,{} noenhanced\nset output '{}'\nset datafile separator ','\n\
-         set datafile missing 'NaN'\nset style fill solid 0.7 border -1\nset boxwidth 0.6\nset grid ytics\n\
-         set yrange [0:*]\nset multiplot layout {},1 title 'proxy: medians of this run'\n",
-        180 + 200 * PLOTTED.len(),
-        png.display(),
-        PLOTTED.len()
-    );
-    for (i, (_, label)) in PLOTTED.iter().enumerate() {
-        script.push_str(&format!(
-            "set title '{label}'\nplot '{}' skip 1 using 0:{}:xtic(1) with boxes notitle\n",
-            base.with_extension("csv").display(),
-            i + 2
-        ));
-    }
-    script.push_str("unset multiplot\n");
-    (csv, script)
-}
-
-/// Writes the CSV and draws the PNG with gnuplot; returns the PNG's path.
-fn plot(base: &Path, rows: &[(&str, Vec<Option<f64>>)]) -> Result<std::path::PathBuf> {
-    let (csv, script) = plot_files(base, rows);
-    if let Some(dir) = base.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    }
-    std::fs::write(base.with_extension("csv"), csv)?;
-    let script_path = base.with_extension("gnuplot");
-    std::fs::write(&script_path, script)?;
-    let output = std::process::Command::new("gnuplot").arg(&script_path).output();
-    let _ = std::fs::remove_file(&script_path);
-    let output = output.context("gnuplot not found (bash scripts/deps.sh bench installs it)")?;
-    if !output.status.success() {
-        return Err(anyhow!("gnuplot failed: {}", String::from_utf8_lossy(&output.stderr).trim()));
-    }
-    Ok(base.with_extension("png"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_plot_has_a_row_per_path_and_a_panel_per_metric() {
-        let rows = vec![
-            ("direct", vec![Some(11688.0), None, Some(58978.0), None, Some(17.0)]),
-            ("synack", vec![Some(8780.0), Some(193.25), Some(35657.0), Some(3787.0), Some(f64::NAN)]),
-        ];
-        let (csv, script) = plot_files(Path::new("/tmp/r/stamp-proxy"), &rows);
-        let lines: Vec<&str> = csv.lines().collect();
-        assert_eq!(
-            lines[0],
-            "path,connections_per_s,cpu_us_per_connection_fixed,requests_per_s,added_rtt_p99_us,bulk_gbit_s"
-        );
-        assert_eq!(lines[1], "direct,11688.000,NaN,58978.000,NaN,17.000");
-        assert_eq!(lines[2], "synack,8780.000,193.250,35657.000,3787.000,NaN");
-        assert!(script.contains("set multiplot layout 5,1"), "{script}");
-        assert!(script.contains("set output '/tmp/r/stamp-proxy.png'"), "{script}");
-        for column in 2..=6 {
-            assert!(script.contains(&format!("using 0:{column}:xtic(1) with boxes")), "{script}");
-        }
-    }
 
     #[test]
     fn verdicts_follow_the_bound_and_say_when_there_is_no_figure() {

@@ -429,6 +429,7 @@ pub fn run(config: &Config) -> Result<PathBuf> {
                     ));
                 }
                 bulk_json = bulk.json;
+                draw(&bulk.bars, &config.results_dir.join(format!("{stamp}-bulk")));
             }
             Err(e) if e.is::<Interrupted>() => return Err(e),
             Err(e) => {
@@ -549,6 +550,11 @@ pub fn run(config: &Config) -> Result<PathBuf> {
     for m in &matrices {
         println!();
         m.print_summary(ceiling_pps);
+        let name = match m.mode {
+            matrix::Mode::Close => "connection-rate",
+            matrix::Mode::KeepAlive => "keepalive",
+        };
+        draw(&m.bars(), &config.results_dir.join(format!("{stamp}-{name}")));
     }
     println!("load average at the end: {}", report::load_average());
 
@@ -671,6 +677,14 @@ fn load_description(config: &Config, case: &str) -> String {
     match case {
         "ping_pong" => format!("sockperf ping-pong --tcp -m 64 -t {}", config.sockperf_duration.as_secs().max(1)),
         _ => String::new(),
+    }
+}
+
+/// Writes bars as `<base>.csv` and `<base>.png`, saying where (or why there is no picture).
+fn draw(bars: &crate::curve::Bars, base: &std::path::Path) {
+    match bars.write(base) {
+        Ok(png) => println!("plot: {}", png.display()),
+        Err(e) => println!("plot {}: {e} (the CSV is {})", base.display(), base.with_extension("csv").display()),
     }
 }
 
