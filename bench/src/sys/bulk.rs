@@ -253,6 +253,13 @@ pub fn run(
             cleanup::sleep(Duration::from_millis(200))?;
         }
     }
+    if synack_bin.is_some() {
+        match jumbo(link, synack_bin, (server_cpu, client_cpu), runs, seconds, &mut figures) {
+            Err(e) if e.is::<cleanup::Interrupted>() => return Err(e),
+            Err(e) => println!("  MTU {JUMBO_MTU}: FAILED: {e:#}"),
+            Ok(()) => {}
+        }
+    }
     let medians: Vec<(String, Option<f64>)> = figures.iter().map(|(k, v, _)| (k.clone(), median(v))).collect();
     let get = |key: &str| medians.iter().find(|(k, _)| k == key).and_then(|(_, v)| *v);
     let mut rows = Vec::new();
@@ -308,13 +315,103 @@ pub fn run(
             ));
         }
     }
+    // The jumbo-frame goal: synack <-> synack at MTU 9000 against what iperf3 users see from the
+    // kernel at MTU 1500 (its default offloads).
+    let jumbo_goal = get(&jumbo_key(Stack::Synack));
+    rows.push((
+        format!("MTU {JUMBO_MTU}: client->server Gbit/s, synack <-> synack vs kernel (MTU 1500, default offloads)"),
+        jumbo_goal,
+        get(&offload_key(Direction::Forward)),
+    ));
+    rows.push((
+        format!("MTU {JUMBO_MTU}: client->server Gbit/s, kernel iperf3 -c -> synack serve"),
+        get(&jumbo_key(Stack::Kernel)),
+        get(&offload_key(Direction::Forward)),
+    ));
+    bars.groups.push((
+        format!("MTU {JUMBO_MTU} client->server"),
+        vec![get(&jumbo_key(Stack::Kernel)), None, jumbo_goal, None, None],
+    ));
     let json = json!({
-        "what": "one TCP connection (and 8: -P 8, keys ending _p8), one-way, reverse (_reverse) and both ways (_bidir, the sum of both receivers), iperf3 -t; kernel = iperf3 client and server (3.12); synack = synack serve --app iperf3 --poll busy / synack iperf3 --poll busy; TX checksum offload off on both veth ends, except kernel_to_kernel_offload* (the kernel's defaults); Gbit/s of the receivers' count; runs[].machine: packets/s of the server's veth end (rx + tx), CPU seconds of both cores and per GB delivered",
+        "what": "one TCP connection (and 8: -P 8, keys ending _p8), one-way, reverse (_reverse) and both ways (_bidir, the sum of both receivers), iperf3 -t; *_mtu9000: one way into synack with both veth ends at MTU 9000; kernel = iperf3 client and server (3.12); synack = synack serve --app iperf3 --poll busy / synack iperf3 --poll busy; TX checksum offload off on both veth ends, except kernel_to_kernel_offload* (the kernel's defaults); Gbit/s of the receivers' count; runs[].machine: packets/s of the server's veth end (rx + tx), CPU seconds of both cores and per GB delivered",
         "seconds": seconds,
         "median_gbit_s": medians.iter().map(|(k, v)| (k.clone(), json!(v))).collect::<serde_json::Map<_, _>>(),
         "runs": figures.iter().map(|(k, _, raw)| (k.clone(), json!(raw))).collect::<serde_json::Map<_, _>>(),
     });
     Ok(Bulk { rows, bars, json })
+}
+
+/// The jumbo-frame MTU.
+const JUMBO_MTU: u32 = 9000;
+
+/// The key of a one-way transfer to synack at [`JUMBO_MTU`] from a `client`.
+fn jumbo_key(client: Stack) -> String {
+    format!("{}_to_synack_mtu{JUMBO_MTU}", client.key())
+}
+
+/// One connection one way into `synack serve --app iperf3` with both veth ends at
+/// [`JUMBO_MTU`] (synack's MSS follows, frames are multi-buffer chains), from `synack
+/// iperf3` and from the kernel's iperf3 client, `runs` times each; MTU 1500 again after.
+fn jumbo(
+    link: &TestLink,
+    synack_bin: Option<&Path>,
+    (server_cpu, client_cpu): (usize, usize),
+    runs: usize,
+    seconds: u64,
+    figures: &mut Vec<(String, Vec<f64>, Vec<Value>)>,
+) -> Result<()> {
+    with_mtu(link, JUMBO_MTU, || {
+        let mut server = start_server(link, synack_bin, server_cpu, Stack::Synack)?;
+        for run_index in 0..runs {
+            for client in [Stack::Synack, Stack::Kernel] {
+                cleanup::check_interrupted()?;
+                let key = jumbo_key(client);
+                let outcome =
+                    transfer(link, synack_bin, client_cpu, (client, Stack::Synack), Direction::Forward, 1, seconds);
+                let at = match figures.iter().position(|(k, _, _)| *k == key) {
+                    Some(at) => at,
+                    None => {
+                        figures.push((key.clone(), Vec::new(), Vec::new()));
+                        figures.len() - 1
+                    }
+                };
+                match outcome {
+                    Ok((gbit, raw)) => {
+                        println!("  run {}/{runs} {key}: {} Gbit/s", run_index + 1, format_figure(gbit));
+                        figures[at].1.push(gbit);
+                        figures[at].2.push(raw);
+                    }
+                    Err(e) if e.is::<cleanup::Interrupted>() => return Err(e),
+                    Err(e) => {
+                        println!("  run {}/{runs} {key}: FAILED: {e:#}", run_index + 1);
+                        figures[at].2.push(json!({ "error": format!("{e:#}") }));
+                    }
+                }
+            }
+        }
+        server.ensure_running()?;
+        server.stop();
+        // Let libxdp take its program off the interface before the MTU goes back.
+        cleanup::sleep(Duration::from_millis(200))?;
+        Ok(())
+    })
+}
+
+/// Runs `f` with both veth ends at `mtu`, back to 1500 after, whatever `f` returned.
+fn with_mtu<T>(link: &TestLink, mtu: u32, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    let set = |mtu: u32| -> Result<()> {
+        for host in [&link.server, &link.client] {
+            host.netns
+                .exec("ip", &["link", "set", "dev", &host.ifname, "mtu", &mtu.to_string()])
+                .with_context(|| format!("ip link set dev {} mtu {mtu}", host.ifname))?;
+        }
+        Ok(())
+    };
+    let outcome = set(mtu).and_then(|()| f());
+    let restored = set(1500);
+    let value = outcome?;
+    restored?;
+    Ok(value)
 }
 
 /// Runs `f` with the kernel's default TX offloads (checksum, and so TSO/GSO) on both veth ends
