@@ -48,8 +48,10 @@ pub const CONNS_PER_ADDRESS: u64 = 50_000;
 const PORT_BASE: u16 = 10_000;
 /// File descriptors a process keeps for itself beyond its sockets.
 const SPARE_FILES: u64 = 64;
-/// Time for the servers to catch up with the client, and the memory to settle after a stop.
+/// Time for the servers to catch up with the client.
 const CATCH_UP: Duration = Duration::from_secs(30);
+/// Time for the kernel memory to settle before a run, plus a second per 100,000 connections.
+const QUIET_WAIT: Duration = Duration::from_secs(10);
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -345,9 +347,9 @@ fn read_memory(servers: &Servers, samples: usize) -> Result<(u64, KernelMemory)>
 }
 
 /// Waits until the kernel memory moves less than 1 MiB in a second (the sockets of a stopped
-/// run are freed after an RCU grace period), at most [`CATCH_UP`].
-fn wait_for_quiet_kernel() -> Result<()> {
-    let deadline = Instant::now() + CATCH_UP;
+/// run are freed after an RCU grace period), at most `limit`.
+fn wait_for_quiet_kernel(limit: Duration) -> Result<()> {
+    let deadline = Instant::now() + limit;
     let mut last = KernelMemory::read()?.total();
     while Instant::now() < deadline {
         cleanup::sleep(Duration::from_secs(1))?;
@@ -372,7 +374,7 @@ fn measure(
     (client_processes, server_processes): (usize, usize),
 ) -> Result<Side> {
     cleanup::check_interrupted()?;
-    wait_for_quiet_kernel()?;
+    wait_for_quiet_kernel(QUIET_WAIT + Duration::from_secs(config.conns / 100_000))?;
     let mut servers = start_servers(config, link, server, bin, server_processes)?;
     cleanup::sleep(Duration::from_secs(1))?;
     let (server_rss_before, kernel_before) = read_memory(&servers, 3)?;
