@@ -33,16 +33,16 @@ enum Command {
         #[arg(long)]
         count: u64,
         /// Connects in flight at most.
-        #[arg(long, default_value_t = 2048)]
+        #[arg(long, default_value_t = 512)]
         in_flight: usize,
         /// A connect not established within this many seconds fails.
-        #[arg(long, default_value_t = 10)]
+        #[arg(long, default_value_t = 30)]
         connect_timeout_s: u64,
         /// Exit non-zero after more failures than this [default: 1 % of --count].
         #[arg(long)]
         max_failed: Option<u64>,
         /// Exit non-zero when nothing completes for this many seconds.
-        #[arg(long, default_value_t = 30)]
+        #[arg(long, default_value_t = 60)]
         stall_timeout_s: u64,
     },
     /// Listen on ADDR, accept and hold up to MAX connections.

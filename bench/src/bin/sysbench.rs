@@ -46,7 +46,7 @@ struct Args {
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     conns: Option<u64>,
     /// `concurrency`: connects in flight, over all client processes.
-    #[arg(long, default_value_t = 2048)]
+    #[arg(long, default_value_t = 512)]
     conns_in_flight: u64,
     /// `concurrency`: synack's `--buffer-bytes` (send and receive ring bytes per connection).
     #[arg(long, default_value_t = 16_384)]
