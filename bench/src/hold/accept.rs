@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use rustix::event::epoll;
 use rustix::io::Errno;
-use rustix::net::{AddressFamily, SocketFlags, SocketType};
+use rustix::net::SocketFlags;
 
-use super::{raise_nofile, seconds_since, Line};
+use super::{raise_nofile, seconds_since, tcp_socket, Line, SPARE_FILES};
 
 /// What to serve.
 #[derive(Debug, Clone)]
@@ -32,14 +32,8 @@ const LISTENER: u64 = u64::MAX;
 
 /// Listens, prints `ready`, then accepts and holds until killed. Returns only on failure.
 pub fn run(config: &Config) -> Result<()> {
-    raise_nofile(config.max + 64)?;
-    let listener = rustix::net::socket_with(
-        AddressFamily::INET,
-        SocketType::STREAM,
-        SocketFlags::NONBLOCK | SocketFlags::CLOEXEC,
-        None,
-    )
-    .context("socket()")?;
+    raise_nofile(config.max + SPARE_FILES)?;
+    let listener = tcp_socket()?;
     rustix::net::sockopt::set_socket_reuseaddr(&listener, true).context("SO_REUSEADDR")?;
     // Several processes share the port when one may not hold every connection (its file
     // limit); the kernel spreads the connections over them by the hash of the 4-tuple.

@@ -16,9 +16,8 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use rustix::event::epoll;
 use rustix::io::Errno;
-use rustix::net::{AddressFamily, SocketFlags, SocketType};
 
-use super::{raise_nofile, seconds_since, Line};
+use super::{raise_nofile, seconds_since, tcp_socket, Line, SPARE_FILES};
 
 /// What to open.
 #[derive(Debug, Clone)]
@@ -84,13 +83,7 @@ impl Opener {
     /// Starts connection `index`; an error here is fatal (no socket, a bad address).
     fn start(&mut self, config: &Config, index: u64) -> Result<()> {
         let source = config.source_of(index).context("source ports run past 65535")?;
-        let fd = rustix::net::socket_with(
-            AddressFamily::INET,
-            SocketType::STREAM,
-            SocketFlags::NONBLOCK | SocketFlags::CLOEXEC,
-            None,
-        )
-        .context("socket()")?;
+        let fd = tcp_socket()?;
         rustix::net::sockopt::set_socket_linger(&fd, Some(Duration::ZERO)).context("SO_LINGER")?;
         rustix::net::bind(&fd, &source).with_context(|| format!("bind({source})"))?;
         match rustix::net::connect(&fd, &config.target) {
@@ -171,8 +164,7 @@ pub fn run(config: &Config) -> Result<()> {
     config.source_of(last).with_context(|| {
         format!("connection {last} needs a source port past 65535 with {} addresses", config.sources.len())
     })?;
-    // The sockets, stdio, the epoll and a margin.
-    raise_nofile(config.count + 64)?;
+    raise_nofile(config.count + SPARE_FILES)?;
     let start = Instant::now();
     let mut opener = Opener {
         epoll: epoll::create(epoll::CreateFlags::CLOEXEC).context("epoll_create")?,

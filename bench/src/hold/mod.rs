@@ -75,6 +75,18 @@ pub fn files_per_process() -> u64 {
     getrlimit(Resource::Nofile).maximum.unwrap_or(nr_open).min(nr_open)
 }
 
+/// File descriptors a process needs beyond its sockets: stdio, the epoll, a listener, a
+/// margin.
+pub const SPARE_FILES: u64 = 64;
+
+/// A non-blocking, close-on-exec TCP/IPv4 socket.
+fn tcp_socket() -> anyhow::Result<std::os::fd::OwnedFd> {
+    use anyhow::Context;
+    use rustix::net::{AddressFamily, SocketFlags, SocketType};
+    let flags = SocketFlags::NONBLOCK | SocketFlags::CLOEXEC;
+    rustix::net::socket_with(AddressFamily::INET, SocketType::STREAM, flags, None).context("socket()")
+}
+
 /// Seconds since `start`.
 fn seconds_since(start: Instant) -> f64 {
     start.elapsed().as_secs_f64()

@@ -35,7 +35,7 @@ use super::net::TestLink;
 use super::procs::{self, Running};
 use super::report::{format_figure, median};
 use crate::curve::Curve;
-use crate::hold::{self, Line};
+use crate::hold::{self, Line, SPARE_FILES};
 use crate::mem::rss::pid_rss_bytes;
 
 /// synack's port and the Linux server's.
@@ -46,8 +46,6 @@ const KERNEL_PORT: u16 = 7002;
 pub const CONNS_PER_ADDRESS: u64 = 50_000;
 /// The first client port of every address.
 const PORT_BASE: u16 = 10_000;
-/// File descriptors a process keeps for itself beyond its sockets.
-const SPARE_FILES: u64 = 64;
 /// Time for the servers to catch up with the client.
 const CATCH_UP: Duration = Duration::from_secs(30);
 /// Time for the kernel memory to settle before a run, plus a second per 100,000 connections.
