@@ -414,8 +414,7 @@ pub fn run(config: &Config) -> Result<PathBuf> {
     if wants("time_wait_churn") {
         match &config.synack_bin {
             Some(bin) => {
-                std::fs::create_dir_all(&config.results_dir)
-                    .with_context(|| format!("cannot create {}", config.results_dir.display()))?;
+                create_results_dir(config)?;
                 let outcome = super::churn::run(
                     &link,
                     bin,
@@ -465,8 +464,7 @@ pub fn run(config: &Config) -> Result<PathBuf> {
     if wants("concurrency") {
         match &config.hold_bin {
             Some(hold_bin) => {
-                std::fs::create_dir_all(&config.results_dir)
-                    .with_context(|| format!("cannot create {}", config.results_dir.display()))?;
+                create_results_dir(config)?;
                 let case = super::concurrency::Config {
                     conns: config.conns,
                     in_flight: config.conns_in_flight,
@@ -622,8 +620,7 @@ pub fn run(config: &Config) -> Result<PathBuf> {
         "connection_rate_matrix": matrix.as_ref().map(|m| m.to_json(ceiling_pps)),
         "load_average_end": report::load_average(),
     });
-    std::fs::create_dir_all(&config.results_dir)
-        .with_context(|| format!("cannot create {}", config.results_dir.display()))?;
+    create_results_dir(config)?;
     let path = config.results_dir.join(format!("{stamp}.json"));
     std::fs::write(&path, serde_json::to_string_pretty(&document)? + "\n")
         .with_context(|| format!("cannot write {}", path.display()))?;
@@ -631,6 +628,12 @@ pub fn run(config: &Config) -> Result<PathBuf> {
     drop(dir);
     drop(link);
     Ok(path)
+}
+
+/// Creates the results directory (the cases that write curves need it before the JSON).
+fn create_results_dir(config: &Config) -> Result<()> {
+    std::fs::create_dir_all(&config.results_dir)
+        .with_context(|| format!("cannot create {}", config.results_dir.display()))
 }
 
 /// TCP payload a full-size frame carries at MTU 1500 with timestamps (MSS 1460 - 12).
