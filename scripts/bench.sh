@@ -14,7 +14,8 @@ taskset -c "${SYNACK_BENCH_CPU:-1}" cargo bench -p synack-bench --bench core -- 
 
 echo
 echo "== System benchmark: synack vs the Linux kernel over veth, and the AF_XDP packet ceiling"
-cargo build --release -q -p synack-bench --bin synack-sysbench
+# synack-hold: the Linux client and server of the `concurrency` case.
+cargo build --release -q -p synack-bench --bin synack-sysbench --bin synack-hold
 # synack's own binary, when the workspace has one (the synack rows are n/a otherwise).
 has_synack_bin() {
   cargo metadata --no-deps --format-version 1 | python3 -c 'import json, sys

@@ -9,9 +9,6 @@ bash scripts/deps.sh test
 if [ "$(id -u)" != 0 ]; then
   echo "test.sh: not root: the XDP and end-to-end tests will report SKIP (needs root)" >&2
 fi
-# One test thread per binary for the end-to-end tests keeps namespaces and veth pairs
-# from contending; the rest run in parallel.
-cargo test --workspace --profile testing --exclude synack-tests --no-fail-fast "$@"
 # The sans-IO core and the runtime again with overflow checks and debug assertions (the
 # `checked` profile): unit, simulated-network, property and fuzz-seed tests, with the asserted
 # invariants (sequence space, slots, frame accounting) live.
@@ -24,6 +21,10 @@ if ! cargo build --release -p synack-cli --bin synack; then
   echo "test.sh: building the synack binary failed (see above): the end-to-end tests will fail" >&2
   export SYNACK_BIN=/nonexistent/synack-binary-did-not-build
 fi
+# One test thread per binary for the end-to-end tests keeps namespaces and veth pairs
+# from contending; the rest run in parallel. After the binary's build: the benchmark's
+# `concurrency` test drives it too.
+cargo test --workspace --profile testing --exclude synack-tests --no-fail-fast "$@"
 # --nocapture: the end-to-end tests print their timings (fetches/s, Mbit/s, detach time).
 # SYNACK_E2E_BACKEND=kernel runs them against kernel stand-ins instead (harness check).
 cargo test --profile testing -p synack-tests --no-fail-fast "$@" -- --test-threads=1 --nocapture

@@ -12,7 +12,7 @@ use synack_bench::sys::{cleanup, report, run};
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const CASES: &str =
-    "memory_lifecycles,memory_time_wait,connection_rate,keepalive,ping_pong,bulk,time_wait_churn,proxy,ceiling";
+    "memory_lifecycles,memory_time_wait,connection_rate,keepalive,ping_pong,bulk,time_wait_churn,proxy,concurrency,ceiling";
 
 /// synack against the Linux kernel stack over veth, and the AF_XDP packet ceiling; first, the
 /// in-memory cases (`memory_*`: no network, no root).
@@ -41,6 +41,16 @@ struct Args {
     /// `time_wait_churn`.
     #[arg(long, default_value_t = 256)]
     load_concurrency: u64,
+    /// `concurrency`: idle connections to hold [default: 100,000, or 20,000 with --quick];
+    /// at most 1,000,000.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    conns: Option<u64>,
+    /// `concurrency`: connects in flight, over all client processes.
+    #[arg(long, default_value_t = 512)]
+    conns_in_flight: u64,
+    /// `concurrency`: synack's `--buffer-bytes` (send and receive ring bytes per connection).
+    #[arg(long, default_value_t = 16_384)]
+    conns_buffer_bytes: usize,
     /// synack's binary (default: $SYNACK_BIN, else `synack` next to this binary, else
     /// <workspace>/target/release/synack).
     #[arg(long)]
@@ -69,6 +79,12 @@ fn locate_synack(explicit: Option<PathBuf>) -> (PathBuf, bool) {
     let path = workspace_dir().join("target/release/synack");
     let exists = path.is_file();
     (path, exists)
+}
+
+/// `synack-hold`, built with this binary (`cargo build --bin synack-hold`): next to it.
+fn locate_hold() -> Option<PathBuf> {
+    let path = std::env::current_exe().ok()?.parent()?.join("synack-hold");
+    path.is_file().then_some(path)
 }
 
 fn main() -> ExitCode {
@@ -124,6 +140,10 @@ fn main() -> ExitCode {
         quick: args.quick,
         cases: system_cases,
         load_concurrency: args.load_concurrency.max(1),
+        hold_bin: locate_hold(),
+        conns: args.conns.unwrap_or(if args.quick { 20_000 } else { 100_000 }),
+        conns_in_flight: args.conns_in_flight.max(1),
+        conns_buffer_bytes: args.conns_buffer_bytes,
     };
     match run::run(&config) {
         Ok(_) if failed => ExitCode::FAILURE,

@@ -12,6 +12,8 @@
 //!   with the server's packets per connection counted by [`packets`].
 //! - [`churn`]: TIME_WAIT churn over veth, the server closing first, for longer than 2MSL.
 //! - [`bulk`]: one connection's throughput with iperf3's and synack's clients and servers.
+//! - [`concurrency`]: memory per idle connection, N held by a Linux client (`synack-hold`),
+//!   synack's RSS against the Linux server's kernel memory ([`kernel_memory`]) and RSS.
 //! - [`proxy`]: wrk through `synack proxy` and haproxy to nginx, and direct.
 //! - [`xsk`]: the AF_XDP packet ceiling (the only user of the AF_XDP layer), with [`frame`].
 //! - [`report`]: medians, table rendering, time stamps.
@@ -19,7 +21,9 @@
 pub mod bulk;
 pub mod churn;
 pub mod cleanup;
+pub mod concurrency;
 pub mod frame;
+pub mod kernel_memory;
 pub mod load;
 pub mod matrix;
 pub mod net;

@@ -48,10 +48,18 @@ pub struct Config {
     /// Whether `--quick` was given (recorded in the JSON).
     pub quick: bool,
     /// Cases to run (`connection_rate`, `keepalive`, `ping_pong`, `bulk`, `time_wait_churn`, `proxy`,
-    /// `ceiling`).
+    /// `concurrency`, `ceiling`).
     pub cases: Vec<String>,
     /// `synack load --concurrency` in the connection-rate matrix and the TIME_WAIT churn.
     pub load_concurrency: u64,
+    /// `synack-hold` (the `concurrency` case's Linux client and server), when it exists.
+    pub hold_bin: Option<PathBuf>,
+    /// The `concurrency` case: connections held, connects in flight, synack's buffer bytes.
+    pub conns: u64,
+    /// See `conns`.
+    pub conns_in_flight: u64,
+    /// See `conns`.
+    pub conns_buffer_bytes: usize,
 }
 
 /// The two stacks compared.
@@ -443,8 +451,7 @@ pub fn run(config: &Config) -> Result<PathBuf> {
     if wants("time_wait_churn") {
         match &config.synack_bin {
             Some(bin) => {
-                std::fs::create_dir_all(&config.results_dir)
-                    .with_context(|| format!("cannot create {}", config.results_dir.display()))?;
+                create_results_dir(config)?;
                 let outcome = super::churn::run(
                     &link,
                     bin,
@@ -488,6 +495,55 @@ pub fn run(config: &Config) -> Result<PathBuf> {
                 json!({ "error": format!("{e:#}") })
             }
         };
+    }
+
+    let mut concurrency_json = Value::Null;
+    if wants("concurrency") {
+        match &config.hold_bin {
+            Some(hold_bin) => {
+                create_results_dir(config)?;
+                let case = super::concurrency::Config {
+                    conns: config.conns,
+                    in_flight: config.conns_in_flight,
+                    server_cpu: config.server_cpu,
+                    client_cpu: config.client_cpu,
+                    synack_bin: config.synack_bin.as_deref(),
+                    hold_bin,
+                    buffer_bytes: config.conns_buffer_bytes,
+                    settle: Duration::from_secs(2),
+                    samples: 5,
+                    plot: Some((config.results_dir.as_path(), stamp.as_str())),
+                };
+                concurrency_json = match super::concurrency::run(&case, &link) {
+                    Ok(outcome) => {
+                        for (label, synack, kernel) in outcome.rows {
+                            let ratio = match (synack, kernel) {
+                                (Some(s), Some(k)) if k != 0.0 => Some(s / k),
+                                _ => None,
+                            };
+                            let text = |v: Option<f64>| v.map_or("n/a".to_owned(), format_figure);
+                            table_rows.push((
+                                ("concurrency", "idle connections held (synack-hold client)"),
+                                label,
+                                "concurrency",
+                                text(synack),
+                                text(kernel),
+                                synack,
+                                kernel,
+                                ratio,
+                            ));
+                        }
+                        outcome.json
+                    }
+                    Err(e) if e.is::<Interrupted>() => return Err(e),
+                    Err(e) => {
+                        println!("  concurrency FAILED: {e:#}");
+                        json!({ "error": format!("{e:#}") })
+                    }
+                };
+            }
+            None => println!("== concurrency: n/a (synack-hold not found next to synack-sysbench)"),
+        }
     }
 
     let mut ceiling_json = Value::Null;
@@ -602,12 +658,12 @@ pub fn run(config: &Config) -> Result<PathBuf> {
         "bulk": bulk_json,
         "time_wait_churn": churn_json,
         "proxy": proxy_json,
+        "concurrency": concurrency_json,
         "connection_rate_matrix": matrices.iter().find(|m| m.mode == matrix::Mode::Close).map(|m| m.to_json(ceiling_pps)),
         "keepalive_matrix": matrices.iter().find(|m| m.mode == matrix::Mode::KeepAlive).map(|m| m.to_json(ceiling_pps)),
         "load_average_end": report::load_average(),
     });
-    std::fs::create_dir_all(&config.results_dir)
-        .with_context(|| format!("cannot create {}", config.results_dir.display()))?;
+    create_results_dir(config)?;
     let path = config.results_dir.join(format!("{stamp}.json"));
     std::fs::write(&path, serde_json::to_string_pretty(&document)? + "\n")
         .with_context(|| format!("cannot write {}", path.display()))?;
@@ -615,6 +671,12 @@ pub fn run(config: &Config) -> Result<PathBuf> {
     drop(dir);
     drop(link);
     Ok(path)
+}
+
+/// Creates the results directory (the cases that write curves need it before the JSON).
+fn create_results_dir(config: &Config) -> Result<()> {
+    std::fs::create_dir_all(&config.results_dir)
+        .with_context(|| format!("cannot create {}", config.results_dir.display()))
 }
 
 /// TCP payload a full-size frame carries at MTU 1500 with timestamps (MSS 1460 - 12).
