@@ -126,6 +126,13 @@ counters! {
     syn_cookies_rejected,
     /// Segments not sent yet because no TX frame was free (retried on the next poll).
     tx_no_frame,
+    /// Segments whose data found no receive ring free in the ring pool: the data is dropped
+    /// (the segment's ACK field is still taken) and the zero window our answer advertises makes
+    /// the peer probe until a ring frees. Not a frame outcome of its own.
+    rx_no_ring,
+    /// `send`s (and splices) that took nothing because no send ring was free in the ring
+    /// pool: `on_writable` follows when one frees.
+    tx_no_ring,
     /// Connections aborted because their neighbour never answered ARP (or could not be
     /// resolved: too many resolutions under way).
     arp_failures,

@@ -18,15 +18,23 @@ struct Range {
 /// A fixed ring. Offset 0 is the first unread byte; `len` bytes from there are in order
 /// (they end at RCV.NXT); out-of-order data sits at offsets beyond `len`, described by `ranges`
 /// whose offsets are relative to RCV.NXT.
+///
+/// The ring's memory may be lent (see `iface::ring_pool`): without it the ring is empty and
+/// still offers its whole size as the window (the memory comes with the data), unless it is
+/// `starved`, when no memory could be had for data that came: then the window is closed until
+/// memory is attached.
 #[derive(Debug)]
 pub(crate) struct RecvBuffer {
+    /// The ring's memory, or an empty box (no allocation) while none is attached.
     buf: Box<[u8]>,
+    /// The ring's size less one: the size is a power of two, attached or not.
     mask: usize,
     head: usize,
     len: usize,
     ranges: [Range; MAX_OOO_RANGES],
     range_count: usize,
     stamp: u32,
+    starved: bool,
 }
 
 /// What an insertion did, for the ACK policy and counters.
@@ -39,29 +47,74 @@ pub(crate) struct Inserted {
 }
 
 impl RecvBuffer {
-    /// Writes every byte once, so the ring's pages are mapped now rather than at a first use
-    /// on the hot path.
-    pub(crate) fn prefault(&mut self) {
-        std::hint::black_box(&mut self.buf[..]).fill(0);
+    /// A ring of at least `capacity` bytes (rounded up to a power of two, at least 1), its
+    /// memory allocated now (a connection used on its own, not in a pool's interface).
+    pub(crate) fn new(capacity: usize) -> RecvBuffer {
+        let mut b = RecvBuffer::detached(capacity);
+        b.buf = vec![0u8; b.capacity()].into_boxed_slice();
+        b
     }
 
-    /// A ring of at least `capacity` bytes (rounded up to a power of two, at least 1).
-    pub(crate) fn new(capacity: usize) -> RecvBuffer {
+    /// A ring of at least `capacity` bytes without its memory: data is stored only once
+    /// [`RecvBuffer::attach`] gave it some.
+    pub(crate) fn detached(capacity: usize) -> RecvBuffer {
         let capacity = capacity.max(1).next_power_of_two();
         RecvBuffer {
-            buf: vec![0u8; capacity].into_boxed_slice(),
+            buf: Box::default(),
             mask: capacity - 1,
             head: 0,
             len: 0,
             ranges: [Range::default(); MAX_OOO_RANGES],
             range_count: 0,
             stamp: 0,
+            starved: false,
         }
     }
 
-    /// Total capacity in bytes.
+    /// Whether the ring has its memory.
+    pub(crate) fn has_ring(&self) -> bool {
+        !self.buf.is_empty()
+    }
+
+    /// Whether data came and found no memory: the window stays closed until some is attached.
+    pub(crate) fn is_starved(&self) -> bool {
+        self.starved
+    }
+
+    /// Data came and no memory could be had: close the window until some is attached.
+    pub(crate) fn starve(&mut self) {
+        debug_assert!(!self.has_ring(), "a ring with memory starved");
+        self.starved = true;
+    }
+
+    /// Gives a ring without memory its memory, `capacity()` bytes; the window opens again.
+    pub(crate) fn attach(&mut self, ring: Box<[u8]>) {
+        debug_assert!(!self.has_ring() && self.len == 0, "a receive ring attached over another");
+        debug_assert_eq!(ring.len(), self.capacity(), "a receive ring of the wrong size");
+        self.buf = ring;
+        self.head = 0;
+        self.starved = false;
+    }
+
+    /// Takes the ring's memory away, dropping whatever it held (a connection that ended);
+    /// `None` when it had none.
+    pub(crate) fn detach(&mut self) -> Option<Box<[u8]>> {
+        self.clear();
+        self.has_ring().then(|| core::mem::take(&mut self.buf))
+    }
+
+    /// Takes the ring's memory away if it holds nothing: everything read, nothing out of order.
+    pub(crate) fn detach_if_empty(&mut self) -> Option<Box<[u8]>> {
+        if self.len == 0 && self.range_count == 0 {
+            self.detach()
+        } else {
+            None
+        }
+    }
+
+    /// Total capacity in bytes, whether the memory is attached or not.
     pub(crate) fn capacity(&self) -> usize {
-        self.buf.len()
+        self.mask + 1
     }
 
     /// In-order bytes waiting for the application.
@@ -74,9 +127,13 @@ impl RecvBuffer {
         self.len == 0
     }
 
-    /// The receive window: space from RCV.NXT to the end of the ring.
+    /// The receive window: space from RCV.NXT to the end of the ring (none while starved).
     pub(crate) fn window(&self) -> usize {
-        self.buf.len() - self.len
+        if self.starved {
+            0
+        } else {
+            self.capacity() - self.len
+        }
     }
 
     /// Whether out-of-order data is held (a hole exists).
@@ -94,6 +151,7 @@ impl RecvBuffer {
         self.head = 0;
         self.len = 0;
         self.range_count = 0;
+        self.starved = false;
     }
 
     fn copy_in(&mut self, offset_from_head: usize, data: &[u8]) {
@@ -107,7 +165,8 @@ impl RecvBuffer {
     /// cut off. Returns how far RCV.NXT advanced.
     pub(crate) fn insert(&mut self, offset: usize, data: &[u8]) -> Inserted {
         let window = self.window();
-        if offset >= window || data.is_empty() {
+        // Without memory nothing is stored: the caller attaches it before data arrives.
+        if offset >= window || data.is_empty() || !self.has_ring() {
             return Inserted { advanced: 0, out_of_order: offset > 0 };
         }
         let data = &data[..data.len().min(window - offset)];
@@ -240,6 +299,24 @@ mod tests {
         assert_eq!(b.window(), 11);
         assert_eq!(read_all(&mut b), b"hello");
         assert_eq!(b.window(), 16);
+    }
+
+    #[test]
+    fn a_ring_without_memory_offers_its_window_until_starved_and_lends_it_only_when_empty() {
+        let mut b = RecvBuffer::detached(16);
+        assert_eq!((b.window(), b.has_ring()), (16, false), "the memory comes with the data");
+        b.starve();
+        assert_eq!(b.window(), 0, "data found no memory: the window closes");
+        b.attach(vec![0u8; 16].into_boxed_slice());
+        assert_eq!(b.window(), 16);
+        b.insert(4, b"EF");
+        assert!(b.detach_if_empty().is_none(), "out-of-order data keeps the ring");
+        b.insert(0, b"ABCD");
+        assert!(b.detach_if_empty().is_none(), "unread data keeps the ring");
+        assert_eq!(read_all(&mut b), b"ABCDEF");
+        let ring = b.detach_if_empty().expect("a drained ring is given back");
+        assert_eq!((ring.len(), b.has_ring(), b.window()), (16, false, 16));
+        assert_eq!(b.insert(0, b"x").advanced, 0, "nothing is stored without memory");
     }
 
     #[test]

@@ -28,7 +28,28 @@ impl Interface {
         self.fire_app_timers(app);
         self.deliver_events(app);
         self.transmit(now, tx);
+        self.wake_ring_waiters();
         self.debug_check_invariants();
+    }
+
+    /// Lends the send rings that freed to the connections waiting for one, oldest first, and
+    /// marks each to be told it may write ([`App::on_writable`], in the next poll, which
+    /// `has_pending_output` asks for). Lent now, so that the write it answers finds its ring.
+    fn wake_ring_waiters(&mut self) {
+        while self.table.send_rings_available() > 0 {
+            let Some(id) = self.ring_waiters.pop_front() else { break };
+            // An entry of a slot freed since is stale.
+            let Some(slot) = self.table.get_mut(id) else { continue };
+            if !slot.waits_send_ring {
+                continue;
+            }
+            slot.waits_send_ring = false;
+            if !slot.conn.accepts_data() || !self.table.lend_send_ring(id.index) {
+                continue;
+            }
+            self.table.slot_mut(id.index).conn.wake_writable();
+            self.mark_dirty(id.index);
+        }
     }
 
     /// Runs the wheel's due entries: TIME_WAIT records end, connections run their timers.
@@ -372,6 +393,9 @@ impl Interface {
                 true
             }
             _ => {
+                // An idle connection holds no ring: what it has drained goes back to the pool.
+                self.table.take_drained_rings(index);
+                let slot = self.table.slot_mut(index);
                 // Armed only when the deadline moves earlier than the entry's tick: a later
                 // one (the retransmission timer restarting on each ACK) leaves the entry, which
                 // fires early and re-arms (`run_timers`). So the common re-arm is a compare.

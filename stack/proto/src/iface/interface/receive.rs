@@ -280,6 +280,7 @@ impl Interface {
         let repr = &seg.repr;
 
         if let Some(index) = found {
+            self.ring_for_segment(index, seg.payload.len());
             let slot = self.table.slot_mut(index);
             // The return MAC stays what the handshake (or the neighbour table) gave: a later
             // frame, checked or not, never moves it, or one spoofed frame from the segment
@@ -378,6 +379,23 @@ impl Interface {
         self.counters.rx_segments += 1;
         let rst = reset_for_unmatched(&seg);
         self.reply_reset(buf, src_mac, peer, rst)
+    }
+
+    /// Before a segment reaches the connection of slot `index`: data needs a receive ring,
+    /// lent now if the connection has none; and one that advertised a zero window for want of
+    /// a ring tries again on any segment, so that the peer's window probe (Linux's carries no
+    /// data) finds the ring and is answered with the open window. Data that finds no ring is
+    /// refused: dropped, counted, answered with the closed window.
+    #[inline]
+    pub(super) fn ring_for_segment(&mut self, index: u32, payload_len: usize) {
+        let conn = &self.table.slot_mut(index).conn;
+        if !conn.needs_recv_ring() || (payload_len == 0 && !conn.recv_starved()) {
+            return;
+        }
+        if !self.table.lend_recv_ring(index) && payload_len > 0 {
+            self.counters.rx_no_ring += 1;
+            self.table.slot_mut(index).conn.refuse_data_for_want_of_ring();
+        }
     }
 
     /// Opens a passive connection for a SYN on a listening port; true when the SYN is refused

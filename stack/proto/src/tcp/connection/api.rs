@@ -9,7 +9,7 @@ impl Connection {
     /// Queues data to send; returns how much was taken. Partial writes happen when the
     /// ring fills; `BufferFull` when nothing fit.
     pub fn send(&mut self, data: &[u8]) -> Result<usize, SendError> {
-        if !self.state.can_send() || self.fin_queued {
+        if !self.accepts_data() {
             return Err(SendError::InvalidState);
         }
         let n = self.tx.write(data);
@@ -20,6 +20,11 @@ impl Connection {
             }
         }
         Ok(n)
+    }
+
+    /// Whether `send` may queue data: the write side is open.
+    pub(crate) fn accepts_data(&self) -> bool {
+        self.state.can_send() && !self.fin_queued
     }
 
     /// Asks for [`Event::Writable`] when acknowledged data frees send-buffer space, as a
