@@ -7,6 +7,8 @@
 //! whatever the application does). A pool allocates while it grows to its high-water mark and
 //! never after: lending and giving back move a `Box<[u8]>` in and out of a preallocated list.
 
+use crate::tcp::{RecvBuffer, SendBuffer};
+
 /// Ring memory of one size.
 #[derive(Debug)]
 struct Pool {
@@ -97,11 +99,12 @@ pub(crate) struct RingPools {
 }
 
 impl RingPools {
-    /// Pools of send rings of `send_len` bytes and receive rings of `recv_len` bytes (powers
-    /// of two, as the connections round them), as many of each as fit in `max_bytes` in
-    /// pairs, at least one and at most `max_connections` (one of each per connection).
+    /// Pools of the send and receive rings of connections configured for `send_len` and
+    /// `recv_len` bytes (sized as the connections size them), as many of each as fit in
+    /// `max_bytes` in pairs, at least one and at most `max_connections` (one of each per
+    /// connection).
     pub(crate) fn new(send_len: usize, recv_len: usize, max_bytes: usize, max_connections: usize) -> RingPools {
-        let (send_len, recv_len) = (send_len.max(1).next_power_of_two(), recv_len.max(1).next_power_of_two());
+        let (send_len, recv_len) = (SendBuffer::ring_len(send_len), RecvBuffer::ring_len(recv_len));
         let max = (max_bytes / (send_len + recv_len)).clamp(1, max_connections.max(1));
         RingPools { send: Pool::new(send_len, max), recv: Pool::new(recv_len, max) }
     }

@@ -349,3 +349,17 @@ impl ConnTable {
         self.free.len()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A slot holds the control block and no ring memory: what an idle connection costs,
+    /// besides its map entry and its timer wheel entries.
+    #[test]
+    fn a_slot_is_small() {
+        let slot = core::mem::size_of::<Slot>();
+        eprintln!("size_of::<Slot>() = {slot}, size_of::<Connection>() = {}", core::mem::size_of::<Connection>());
+        assert!(slot <= 1024, "a slot of {slot} bytes");
+    }
+}

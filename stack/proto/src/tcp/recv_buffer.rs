@@ -3,15 +3,20 @@
 use super::SeqNumber;
 use crate::wire::{SackBlock, SackBlocks};
 
+/// The largest receive ring: 1 GiB, the largest window TCP can advertise (65535 << 14).
+pub(crate) const MAX_RING_LEN: usize = 1 << 30;
+
 /// At most this many out-of-order ranges are held; a segment that would need another is
 /// dropped (the sender retransmits it). Bounds memory and work per segment.
 pub(super) const MAX_OOO_RANGES: usize = 8;
 
 /// An out-of-order range, as offsets from RCV.NXT, with a recency stamp for SACK ordering.
+/// `u32` offsets (a ring is at most [`MAX_RING_LEN`]): at `usize` the ranges took a sixth of
+/// a connection slot.
 #[derive(Debug, Clone, Copy, Default)]
 struct Range {
-    start: usize,
-    end: usize,
+    start: u32,
+    end: u32,
     stamp: u32,
 }
 
@@ -58,7 +63,7 @@ impl RecvBuffer {
     /// A ring of at least `capacity` bytes without its memory: data is stored only once
     /// [`RecvBuffer::attach`] gave it some.
     pub(crate) fn detached(capacity: usize) -> RecvBuffer {
-        let capacity = capacity.max(1).next_power_of_two();
+        let capacity = RecvBuffer::ring_len(capacity);
         RecvBuffer {
             buf: Box::default(),
             mask: capacity - 1,
@@ -69,6 +74,12 @@ impl RecvBuffer {
             stamp: 0,
             starved: false,
         }
+    }
+
+    /// The size of a ring asked to hold `capacity` bytes: rounded up to a power of two, at
+    /// least 1, at most [`MAX_RING_LEN`].
+    pub(crate) fn ring_len(capacity: usize) -> usize {
+        capacity.clamp(1, MAX_RING_LEN).next_power_of_two()
     }
 
     /// Whether the ring has its memory.
@@ -187,8 +198,8 @@ impl RecvBuffer {
             let mut i = 0;
             while i < self.range_count {
                 let r = self.ranges[i];
-                if r.start <= advanced {
-                    advanced = advanced.max(r.end);
+                if r.start as usize <= advanced {
+                    advanced = advanced.max(r.end as usize);
                     self.remove_range(i);
                     merged = true;
                 } else {
@@ -200,8 +211,9 @@ impl RecvBuffer {
             }
         }
         for r in &mut self.ranges[..self.range_count] {
-            r.start -= advanced;
-            r.end -= advanced;
+            // Below the window, so below MAX_RING_LEN.
+            r.start -= advanced as u32;
+            r.end -= advanced as u32;
         }
         self.len += advanced;
         Inserted { advanced, out_of_order: filled_hole }
@@ -213,7 +225,9 @@ impl RecvBuffer {
     }
 
     /// Records [start, end) as held, merging overlaps. False if no slot was free.
-    fn add_range(&mut self, mut start: usize, mut end: usize) -> bool {
+    fn add_range(&mut self, start: usize, end: usize) -> bool {
+        // Offsets within the window: below MAX_RING_LEN.
+        let (mut start, mut end) = (start as u32, end as u32);
         self.stamp = self.stamp.wrapping_add(1);
         let mut i = 0;
         // Absorb every overlapping or adjacent range into the new one.

@@ -25,8 +25,14 @@ impl SendBuffer {
     /// A ring of at least `capacity` bytes without its memory: it takes bytes only once
     /// [`SendBuffer::attach`] gave it some.
     pub(crate) fn detached(capacity: usize) -> SendBuffer {
-        let capacity = capacity.max(1).next_power_of_two();
+        let capacity = SendBuffer::ring_len(capacity);
         SendBuffer { buf: Box::default(), mask: capacity - 1, head: 0, len: 0 }
+    }
+
+    /// The size of a ring asked to hold `capacity` bytes: rounded up to a power of two, at
+    /// least 1.
+    pub(crate) fn ring_len(capacity: usize) -> usize {
+        capacity.max(1).next_power_of_two()
     }
 
     /// Whether the ring has its memory.

@@ -52,6 +52,8 @@ pub struct WorkerStats {
     pub time_wait_bytes_per_entry: f64,
     /// Connection slots created (the high-water mark).
     pub slots: usize,
+    /// The ring pools: rings lent to connections, free, allocated.
+    pub rings: crate::iface::RingStats,
     /// Loop iterations.
     pub iterations: u64,
     /// Frames passed to and received from other workers.
@@ -417,6 +419,7 @@ impl<A: App> Worker<A> {
             time_wait: self.iface.time_wait_count(),
             time_wait_bytes_per_entry: self.iface.time_wait_bytes_per_entry(),
             slots: self.iface.slots_created(),
+            rings: self.iface.ring_stats(),
             iterations,
             handoff: self.handoff.as_ref().map(|(_, h)| h.counters()).unwrap_or_default(),
             fault: None,

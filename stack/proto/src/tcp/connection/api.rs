@@ -3,7 +3,6 @@
 
 use super::{Connection, EV_CONNECTED, EV_PEER_CLOSED, EV_READABLE, EV_WRITABLE};
 use crate::tcp::{CloseReason, Event, RecvError, SendError, State};
-use crate::wire::TcpFlags;
 
 impl Connection {
     /// Queues data to send; returns how much was taken. Partial writes happen when the
@@ -135,7 +134,7 @@ impl Connection {
         if self.state.is_synchronized() || self.state == State::SynReceived {
             // SND.MAX, not a rewound SND.NXT: RFC 5961 3.2 lets only an RST at exactly the
             // peer's RCV.NXT reset it, and the peer may hold everything up to SND.MAX.
-            self.rst_pending = Some(self.control_repr(TcpFlags::RST, self.snd_max));
+            self.rst_pending = Some(self.snd_max);
         }
         self.finish(reason);
     }

@@ -23,7 +23,6 @@ use crate::tcp::{
     Segment, SendBuffer, SeqNumber, State, TcpConfig, TimeWaitRecord, Timer, TimerTable,
 };
 use crate::time::Instant;
-use crate::wire::TcpRepr;
 
 /// RFC 7323 5.5: TS.Recent is invalid after 24 days of idleness.
 const PAWS_IDLE: Duration = Duration::from_secs(24 * 24 * 3600);
@@ -125,7 +124,9 @@ pub struct Connection {
     /// When we last answered an unacceptable zero-length segment (see `ack_unacceptable`).
     last_unacceptable_ack: Option<Instant>,
     segments_since_ack: u8,
-    rst_pending: Option<TcpRepr>,
+    /// An RST to send, by its sequence number (its header is built when it goes out: a
+    /// whole `TcpRepr` here would make every connection 70 bytes bigger).
+    rst_pending: Option<SeqNumber>,
     /// Loss recovery: the SACK scoreboard, the retransmissions owed, the reordering timer and
     /// the tail loss probe.
     recovery: Recovery,
