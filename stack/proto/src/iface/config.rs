@@ -79,8 +79,9 @@ pub struct InterfaceConfig {
     /// acknowledged), so an idle connection holds none. Send and receive rings come in equal
     /// numbers, as many pairs as fit (at least one, at most `max_connections`). When none is
     /// free, data that arrives is dropped (`rx_no_ring`) and answered with a zero window until
-    /// one frees (the peer probes), and `send` takes nothing (`tx_no_ring`) until
-    /// [`App::on_writable`](super::App::on_writable) says one is free.
+    /// one frees (an ACK then announces the window open; the peer's probes find it too), and
+    /// `send` takes nothing (`tx_no_ring`) until [`App::on_writable`](super::App::on_writable)
+    /// says one is free.
     pub ring_pool_bytes: usize,
     /// The local ports connections opened by [`connect`](super::Interface::connect) use.
     pub local_ports: (u16, u16),

@@ -127,8 +127,9 @@ counters! {
     /// Segments not sent yet because no TX frame was free (retried on the next poll).
     tx_no_frame,
     /// Segments whose data found no receive ring free in the ring pool: the data is dropped
-    /// (the segment's ACK field is still taken) and the zero window our answer advertises makes
-    /// the peer probe until a ring frees. Not a frame outcome of its own.
+    /// (the segment's ACK field is still taken) and our answer advertises a zero window, until
+    /// a ring frees and an ACK announces it open (or the peer's probe finds one). Not a frame
+    /// outcome of its own.
     rx_no_ring,
     /// `send`s (and splices) that took nothing because no send ring was free in the ring
     /// pool: `on_writable` follows when one frees.

@@ -7,7 +7,16 @@
 //! whatever the application does). A pool allocates while it grows to its high-water mark and
 //! never after: lending and giving back move a `Box<[u8]>` in and out of a preallocated list.
 
-use crate::tcp::{RecvBuffer, SendBuffer};
+use crate::tcp::{RecvBuffer, RingMemory, SendBuffer};
+
+/// Which of a connection's two rings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ring {
+    /// The send ring (`send`, `splice` into the connection).
+    Send,
+    /// The receive ring (data arriving).
+    Recv,
+}
 
 /// Ring memory of one size.
 #[derive(Debug)]
@@ -120,21 +129,22 @@ impl RingPools {
         }
     }
 
-    /// A send ring, if one is free or may still be allocated.
-    #[inline]
-    pub(crate) fn lend_send(&mut self) -> Option<Box<[u8]>> {
-        self.send.lend()
+    fn pool(&mut self, ring: Ring) -> &mut Pool {
+        match ring {
+            Ring::Send => &mut self.send,
+            Ring::Recv => &mut self.recv,
+        }
     }
 
-    /// A receive ring, if one is free or may still be allocated.
+    /// A ring of the kind, if one is free or may still be allocated.
     #[inline]
-    pub(crate) fn lend_recv(&mut self) -> Option<Box<[u8]>> {
-        self.recv.lend()
+    pub(crate) fn lend(&mut self, ring: Ring) -> Option<Box<[u8]>> {
+        self.pool(ring).lend()
     }
 
     /// Takes back the rings a connection gave up.
     #[inline]
-    pub(crate) fn give_back(&mut self, (send, recv): (Option<Box<[u8]>>, Option<Box<[u8]>>)) {
+    pub(crate) fn give_back(&mut self, RingMemory { send, recv }: RingMemory) {
         if let Some(ring) = send {
             self.send.give_back(ring);
         }
@@ -143,9 +153,12 @@ impl RingPools {
         }
     }
 
-    /// Send rings that could be lent now.
-    pub(crate) fn send_available(&self) -> usize {
-        self.send.available()
+    /// Rings of the kind that could be lent now.
+    pub(crate) fn available(&self, ring: Ring) -> usize {
+        match ring {
+            Ring::Send => self.send.available(),
+            Ring::Recv => self.recv.available(),
+        }
     }
 
     /// The pools' figures.
@@ -169,17 +182,17 @@ mod tests {
         let mut pools = RingPools::new(1000, 4096, 16 * 1024, 100);
         assert_eq!(pools.stats().max_per_pool, 3);
         assert_eq!(pools.stats().ring_bytes, (1024, 4096));
-        let rings: Vec<_> = (0..3).map(|_| pools.lend_send().expect("within the bound")).collect();
-        assert!(pools.lend_send().is_none(), "never beyond the bound");
-        assert_eq!(pools.send_available(), 0);
+        let rings: Vec<_> = (0..3).map(|_| pools.lend(Ring::Send).expect("within the bound")).collect();
+        assert!(pools.lend(Ring::Send).is_none(), "never beyond the bound");
+        assert_eq!((pools.available(Ring::Send), pools.available(Ring::Recv)), (0, 3));
         assert_eq!(pools.stats().send, PoolStats { in_use: 3, free: 0, created: 3 });
         assert_eq!(pools.stats().recv, PoolStats::default(), "the receive pool is apart");
         let last = rings[2].as_ptr();
         for ring in rings {
-            pools.give_back((Some(ring), None));
+            pools.give_back(RingMemory { send: Some(ring), recv: None });
         }
         assert_eq!(pools.stats().send, PoolStats { in_use: 0, free: 3, created: 3 });
-        let ring = pools.lend_send().expect("a free ring");
+        let ring = pools.lend(Ring::Send).expect("a free ring");
         assert_eq!((ring.len(), ring.as_ptr()), (1024, last), "the last given back is lent first");
         assert_eq!(pools.stats().send.created, 3, "a free ring is reused, none allocated");
     }

@@ -11,7 +11,7 @@ use core::hash::BuildHasher;
 
 use hashbrown::{DefaultHashBuilder, HashTable};
 
-use super::ring_pool::{RingPools, RingStats};
+use super::ring_pool::{Ring, RingPools, RingStats};
 use super::ConnId;
 use crate::tcp::{Connection, FourTuple, TcpConfig};
 use crate::wire::EthernetAddress;
@@ -101,8 +101,20 @@ pub(crate) struct Slot {
     pub active: bool,
     /// On the interface's dirty list (bookkeeping of `poll`, not of the slot's life).
     pub dirty: bool,
-    /// On the interface's list of connections waiting for a send ring.
+    /// On the interface's list of connections waiting for a send ring (a `send` found none).
     pub waits_send_ring: bool,
+    /// On the interface's list of connections waiting for a receive ring (data found none).
+    pub waits_recv_ring: bool,
+}
+
+impl Slot {
+    /// Whether the slot waits for a ring of the kind (on the interface's list for it).
+    pub(super) fn waits_for(&mut self, ring: Ring) -> &mut bool {
+        match ring {
+            Ring::Send => &mut self.waits_send_ring,
+            Ring::Recv => &mut self.waits_recv_ring,
+        }
+    }
 }
 
 /// The slab and the 4-tuple map. The map is a raw `HashTable` so that a batch can hash its
@@ -129,6 +141,7 @@ impl Slot {
             active: false,
             dirty: false,
             waits_send_ring: false,
+            waits_recv_ring: false,
         }
     }
 }
@@ -199,6 +212,7 @@ impl ConnTable {
         slot.active = false;
         slot.dirty = false;
         slot.waits_send_ring = false;
+        slot.waits_recv_ring = false;
         let generation = slot.generation;
         // Callers insert only a 4-tuple they just looked up and did not find (`connect`, a SYN
         // or a cookie ACK that matched nothing), so no second lookup here.
@@ -237,35 +251,29 @@ impl ConnTable {
         }
     }
 
-    /// Lends the connection of slot `index` a receive ring if it has none: false when none
-    /// is free.
+    /// Lends the connection of slot `index` a ring of the kind if it has none: false when
+    /// none is free.
     #[inline]
-    pub(super) fn lend_recv_ring(&mut self, index: u32) -> bool {
+    pub(super) fn lend_ring(&mut self, index: u32, ring: Ring) -> bool {
         let conn = &mut self.slots[index as usize].conn;
-        if !conn.needs_recv_ring() {
+        let needed = match ring {
+            Ring::Send => conn.needs_send_ring(),
+            Ring::Recv => conn.needs_recv_ring(),
+        };
+        if !needed {
             return true;
         }
-        let Some(ring) = self.rings.lend_recv() else { return false };
-        conn.attach_recv_ring(ring);
-        true
-    }
-
-    /// Lends the connection of slot `index` a send ring if it has none: false when none is
-    /// free.
-    #[inline]
-    pub(super) fn lend_send_ring(&mut self, index: u32) -> bool {
-        let conn = &mut self.slots[index as usize].conn;
-        if !conn.needs_send_ring() {
-            return true;
+        let Some(memory) = self.rings.lend(ring) else { return false };
+        match ring {
+            Ring::Send => conn.attach_send_ring(memory),
+            Ring::Recv => conn.attach_recv_ring(memory),
         }
-        let Some(ring) = self.rings.lend_send() else { return false };
-        conn.attach_send_ring(ring);
         true
     }
 
     /// Whether the connection of slot `index` has a send ring or could be lent one now.
     pub(super) fn can_send(&self, index: u32) -> bool {
-        !self.slots[index as usize].conn.needs_send_ring() || self.rings.send_available() > 0
+        !self.slots[index as usize].conn.needs_send_ring() || self.rings.available(Ring::Send) > 0
     }
 
     /// Takes back the rings the connection of slot `index` has drained.
@@ -275,9 +283,9 @@ impl ConnTable {
         self.rings.give_back(rings);
     }
 
-    /// Send rings that could be lent now.
-    pub(super) fn send_rings_available(&self) -> usize {
-        self.rings.send_available()
+    /// Rings of the kind that could be lent now.
+    pub(super) fn rings_available(&self, ring: Ring) -> usize {
+        self.rings.available(ring)
     }
 
     /// The ring pools' figures.

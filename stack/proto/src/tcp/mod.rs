@@ -23,6 +23,7 @@ mod timer;
 use std::net::Ipv4Addr;
 
 pub use config::{Keepalive, TcpConfig};
+pub(crate) use connection::RingMemory;
 pub use connection::{Connection, MIN_PATH_MTU};
 pub(crate) use isn::keyed_hash;
 pub use isn::IsnGenerator;

@@ -98,6 +98,11 @@ impl RecvBuffer {
         self.starved = true;
     }
 
+    /// Opens a window closed for want of memory: memory can be had again.
+    pub(crate) fn unstarve(&mut self) {
+        self.starved = false;
+    }
+
     /// Gives a ring without memory its memory, `capacity()` bytes; the window opens again.
     pub(crate) fn attach(&mut self, ring: Box<[u8]>) {
         debug_assert!(!self.has_ring() && self.len == 0, "a receive ring attached over another");
@@ -110,8 +115,12 @@ impl RecvBuffer {
     /// Takes the ring's memory away, dropping whatever it held (a connection that ended);
     /// `None` when it had none.
     pub(crate) fn detach(&mut self) -> Option<Box<[u8]>> {
+        // Without memory there is nothing to drop, and a closed window stays closed.
+        if !self.has_ring() {
+            return None;
+        }
         self.clear();
-        self.has_ring().then(|| core::mem::take(&mut self.buf))
+        Some(core::mem::take(&mut self.buf))
     }
 
     /// Takes the ring's memory away if it holds nothing: everything read, nothing out of order.
@@ -321,6 +330,11 @@ mod tests {
         assert_eq!((b.window(), b.has_ring()), (16, false), "the memory comes with the data");
         b.starve();
         assert_eq!(b.window(), 0, "data found no memory: the window closes");
+        assert!(b.detach_if_empty().is_none() && b.detach().is_none(), "no memory to give back");
+        assert_eq!(b.window(), 0, "and the window stays closed");
+        b.unstarve();
+        assert_eq!(b.window(), 16, "until memory can be had");
+        b.starve();
         b.attach(vec![0u8; 16].into_boxed_slice());
         assert_eq!(b.window(), 16);
         b.insert(4, b"EF");

@@ -51,8 +51,12 @@ impl SendBuffer {
     /// Takes the ring's memory away, dropping whatever it held (a connection that will send
     /// nothing more); `None` when it had none.
     pub(crate) fn detach(&mut self) -> Option<Box<[u8]>> {
+        // Without memory there is nothing to drop, and a closed window stays closed.
+        if !self.has_ring() {
+            return None;
+        }
         self.clear();
-        self.has_ring().then(|| core::mem::take(&mut self.buf))
+        Some(core::mem::take(&mut self.buf))
     }
 
     /// Takes the ring's memory away if it holds nothing (every byte acknowledged).

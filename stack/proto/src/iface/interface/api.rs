@@ -7,6 +7,7 @@ use super::{ConnectError, Interface, ListenError};
 #[cfg(doc)]
 use crate::iface::app::App;
 use crate::iface::app::ConnId;
+use crate::iface::ring_pool::Ring;
 use crate::iface::table::{ConnTable, SlotState};
 use crate::iface::time_wait_table::TimeWaitTable;
 use crate::iface::timer_wheel::{Lane, TimerWheel};
@@ -235,22 +236,11 @@ impl Interface {
     /// counted and the connection waits for one: `poll` lends it the next ring that frees and
     /// tells the application it may write ([`App::on_writable`]).
     fn send_ring_for(&mut self, id: ConnId) -> bool {
-        if self.table.lend_send_ring(id.index) {
+        if self.table.lend_ring(id.index, Ring::Send) {
             return true;
         }
         self.counters.tx_no_ring += 1;
-        let slot = self.table.slot_mut(id.index);
-        if !slot.waits_send_ring {
-            slot.waits_send_ring = true;
-            if self.ring_waiters.len() == self.ring_waiters.capacity() {
-                // Full of entries of slots freed since: only current waiters stay, one per
-                // slot, fewer than the slots (this one is not among them), so the push below
-                // never grows the queue.
-                let table = &self.table;
-                self.ring_waiters.retain(|&w| table.get(w).is_some_and(|s| s.waits_send_ring) && w != id);
-            }
-            self.ring_waiters.push_back(id);
-        }
+        self.wait_for_ring(id, Ring::Send);
         false
     }
 

@@ -25,6 +25,7 @@ use super::config::InterfaceConfig;
 use super::counters::Counters;
 use super::neighbor::NeighborCache;
 use super::ports::PortAllocator;
+use super::ring_pool::Ring;
 use super::table::ConnTable;
 use super::time_wait_table::TimeWaitTable;
 use super::timer_wheel::TimerWheel;
@@ -102,7 +103,10 @@ pub struct Interface {
     carry: Vec<u32>,
     /// Connections whose `send` found no send ring, oldest first: each is lent one, and told
     /// it may write, as rings free (`Slot::waits_send_ring` keeps each in once). Preallocated.
-    ring_waiters: VecDeque<ConnId>,
+    send_waiters: VecDeque<ConnId>,
+    /// Connections whose data found no receive ring (their window closed), oldest first: as
+    /// rings free, each announces its window open again. Preallocated.
+    recv_waiters: VecDeque<ConnId>,
     /// Active opens waiting for their next hop's MAC.
     arp_waiting: Vec<u32>,
     /// ARP requests to send.
@@ -150,7 +154,8 @@ impl Interface {
             dirty: Vec::with_capacity(max),
             orphans: VecDeque::with_capacity(config.max_orphans.min(max) + 1),
             carry: Vec::with_capacity(max),
-            ring_waiters: VecDeque::with_capacity(max),
+            send_waiters: VecDeque::with_capacity(max),
+            recv_waiters: VecDeque::with_capacity(max),
             arp_waiting: Vec::with_capacity(max.min(4096)),
             arp_out: Vec::with_capacity(256),
             arp_failed: Vec::with_capacity(256),
@@ -350,6 +355,26 @@ impl Interface {
         );
         debug_assert!(self.half_open <= self.config.syn_backlog.max(1), "half-open beyond the backlog");
         debug_assert!(self.table.len() <= self.config.max_connections.max(1), "connections beyond the max");
+    }
+
+    /// Puts the connection of `id` on the list of those waiting for a ring of the kind, once.
+    fn wait_for_ring(&mut self, id: ConnId, ring: Ring) {
+        let waits = self.table.slot_mut(id.index).waits_for(ring);
+        if *waits {
+            return;
+        }
+        *waits = true;
+        let queue = match ring {
+            Ring::Send => &mut self.send_waiters,
+            Ring::Recv => &mut self.recv_waiters,
+        };
+        if queue.len() == queue.capacity() {
+            // Full of entries of slots freed since: only current waiters stay, one per slot,
+            // fewer than the slots (this one is not among them), so the push never grows it.
+            let table = &mut self.table;
+            queue.retain(|&w| w != id && table.get_mut(w).is_some_and(|s| *s.waits_for(ring)));
+        }
+        queue.push_back(id);
     }
 
     /// Frees a connection's slot and disarms its timer.

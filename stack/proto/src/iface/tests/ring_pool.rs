@@ -1,5 +1,5 @@
 //! The ring pool: an idle connection holds no ring, and a pool that runs short holds data
-//! back (a zero window, a refused `send`) without losing a byte.
+//! back (a zero window, a refused `send`) without losing a byte, until a ring frees.
 
 use super::*;
 
@@ -148,6 +148,14 @@ fn an_idle_connection_holds_no_ring_once_its_exchange_is_read_and_acknowledged()
     }
 }
 
+/// The TCP segments B sent (not its ARP), with when.
+fn tcp_from_b<A: App, B: App>(net: &Network<A, B>) -> impl Iterator<Item = (Instant, TcpRepr)> + '_ {
+    net.captured()
+        .iter()
+        .filter(|c| !c.from_a && c.frame[12..14] == [8, 0] && c.frame[23] == 6)
+        .map(|c| (c.at, parse_tcp(&c.frame).1))
+}
+
 #[test]
 fn data_that_finds_no_receive_ring_is_refused_with_a_zero_window_then_delivered_intact() {
     let mut c = config(MAC_B, ADDR_B);
@@ -169,18 +177,22 @@ fn data_that_finds_no_receive_ring_is_refused_with_a_zero_window_then_delivered_
     assert!(b.counters().rx_no_ring > 0, "{}", b.counters());
     assert_eq!(b.ring_stats().recv, PoolStats { in_use: 1, free: 0, created: 1 });
     let starved_port = b.tuple(starved).unwrap().remote.port;
-    let zero_window_acks = net
-        .captured()
-        .iter()
-        // B's TCP frames (IPv4, protocol 6), not its ARP.
-        .filter(|c| !c.from_a && c.frame[12..14] == [8, 0] && c.frame[23] == 6)
-        .map(|c| parse_tcp(&c.frame).1)
-        .filter(|r| r.dst_port == starved_port && r.flags.contains(TcpFlags::ACK) && r.window == 0)
+    let zero_window_acks = tcp_from_b(&net)
+        .filter(|(_, r)| r.dst_port == starved_port && r.flags.contains(TcpFlags::ACK) && r.window == 0)
         .count();
     assert!(zero_window_acks > 0, "the refused data was answered with a zero window");
 
-    // Reading the first connection frees the ring; the second one's peer probes, finds it open.
+    // Reading the first connection frees the ring, and the second one announces its window
+    // open at once rather than at the peer's next probe (probes back off to minutes); its data,
+    // sent before the window closed, comes again when the peer's retransmission timer says.
     net.b.app.reading = true;
+    let (freed_at, before) = (net.now, tcp_from_b(&net).count());
+    net.flush();
+    net.run_for(Duration::from_millis(1));
+    let first = tcp_from_b(&net).skip(before).find(|(_, r)| r.dst_port == starved_port);
+    let (at, update) = first.expect("an ACK announced the window open again");
+    assert_eq!(at, freed_at, "at once");
+    assert!(update.window > 0 && update.flags == TcpFlags::ACK, "{update:?}");
     net.run_for(Duration::from_secs(60));
     let (sender, reader) = (&net.a.app, &net.b.app);
     for (i, conn) in conns.iter().enumerate() {

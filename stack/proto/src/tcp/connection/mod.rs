@@ -50,6 +50,15 @@ const PROBE_ANSWER_INTERVAL: Duration = Duration::from_millis(100);
 /// tiny RTT estimate from turning mild reordering into retransmissions).
 const MIN_REORDER_WINDOW: Duration = Duration::from_micros(20);
 
+/// Ring memory a connection gave back, for its owner's pool.
+#[derive(Debug, Default)]
+pub(crate) struct RingMemory {
+    /// The send ring's memory.
+    pub send: Option<Box<[u8]>>,
+    /// The receive ring's memory.
+    pub recv: Option<Box<[u8]>>,
+}
+
 // Pending application events, drained in this order by `poll_event`.
 const EV_CONNECTED: u8 = 1;
 const EV_READABLE: u8 = 2;
@@ -424,14 +433,24 @@ impl Connection {
     /// Takes back the memory of the rings that hold nothing: the send ring once every byte
     /// was acknowledged, the receive ring once everything was read and nothing is held out of
     /// order. An idle connection then holds no ring memory.
-    pub(crate) fn take_drained_rings(&mut self) -> (Option<Box<[u8]>>, Option<Box<[u8]>>) {
-        (self.tx.detach_if_empty(), self.rx.detach_if_empty())
+    pub(crate) fn take_drained_rings(&mut self) -> RingMemory {
+        RingMemory { send: self.tx.detach_if_empty(), recv: self.rx.detach_if_empty() }
     }
 
     /// Takes back all ring memory, dropping what the rings held: for a connection that will
     /// send nothing more (`send`) or has ended (`recv` too).
-    pub(crate) fn take_rings(&mut self, recv: bool) -> (Option<Box<[u8]>>, Option<Box<[u8]>>) {
-        (self.tx.detach(), if recv { self.rx.detach() } else { None })
+    pub(crate) fn take_rings(&mut self, recv: bool) -> RingMemory {
+        RingMemory { send: self.tx.detach(), recv: if recv { self.rx.detach() } else { None } }
+    }
+
+    /// The receive ring's memory could not be had and now can: the window closed for want of
+    /// it opens again, and an ACK says so at once rather than when the peer next probes (its
+    /// probes back off to minutes). The memory itself comes with the data.
+    pub(crate) fn reopen_window(&mut self) {
+        self.rx.unstarve();
+        if self.state.can_receive() {
+            self.ack_now = true;
+        }
     }
 
     /// A `send` was refused for want of ring memory, which is free again: tells the
