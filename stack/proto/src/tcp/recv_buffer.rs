@@ -1,5 +1,6 @@
 //! The receive ring with bounded out-of-order reassembly and SACK block generation.
 
+use super::lent_memory::LentMemory;
 use super::SeqNumber;
 use crate::wire::{SackBlock, SackBlocks};
 
@@ -30,8 +31,8 @@ struct Range {
 /// memory is attached.
 #[derive(Debug)]
 pub(crate) struct RecvBuffer {
-    /// The ring's memory, or an empty box (no allocation) while none is attached.
-    buf: Box<[u8]>,
+    /// The ring's memory, if attached.
+    buf: LentMemory,
     /// The ring's size less one: the size is a power of two, attached or not.
     mask: usize,
     head: usize,
@@ -56,7 +57,7 @@ impl RecvBuffer {
     /// memory allocated now (a connection used on its own, not in a pool's interface).
     pub(crate) fn new(capacity: usize) -> RecvBuffer {
         let mut b = RecvBuffer::detached(capacity);
-        b.buf = vec![0u8; b.capacity()].into_boxed_slice();
+        b.buf = LentMemory::allocate(b.capacity());
         b
     }
 
@@ -65,7 +66,7 @@ impl RecvBuffer {
     pub(crate) fn detached(capacity: usize) -> RecvBuffer {
         let capacity = RecvBuffer::ring_len(capacity);
         RecvBuffer {
-            buf: Box::default(),
+            buf: LentMemory::default(),
             mask: capacity - 1,
             head: 0,
             len: 0,
@@ -84,7 +85,7 @@ impl RecvBuffer {
 
     /// Whether the ring has its memory.
     pub(crate) fn has_ring(&self) -> bool {
-        !self.buf.is_empty()
+        self.buf.is_attached()
     }
 
     /// Whether data came and found no memory: the window stays closed until some is attached.
@@ -105,22 +106,18 @@ impl RecvBuffer {
 
     /// Gives a ring without memory its memory, `capacity()` bytes; the window opens again.
     pub(crate) fn attach(&mut self, ring: Box<[u8]>) {
-        debug_assert!(!self.has_ring() && self.len == 0, "a receive ring attached over another");
-        debug_assert_eq!(ring.len(), self.capacity(), "a receive ring of the wrong size");
-        self.buf = ring;
-        self.head = 0;
-        self.starved = false;
+        self.buf.attach(ring, self.capacity());
+        // Empty, and the window open again.
+        self.clear();
     }
 
     /// Takes the ring's memory away, dropping whatever it held (a connection that ended);
     /// `None` when it had none.
     pub(crate) fn detach(&mut self) -> Option<Box<[u8]>> {
         // Without memory there is nothing to drop, and a closed window stays closed.
-        if !self.has_ring() {
-            return None;
-        }
+        let ring = self.buf.take()?;
         self.clear();
-        Some(core::mem::take(&mut self.buf))
+        Some(ring)
     }
 
     /// Takes the ring's memory away if it holds nothing: everything read, nothing out of order.

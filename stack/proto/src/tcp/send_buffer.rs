@@ -1,12 +1,14 @@
 //! The send ring: bytes the application queued, from SND.UNA onward, of a size fixed at setup.
 //! The ring's memory may be lent (see `iface::ring_pool`): a buffer without it holds nothing.
 
+use super::lent_memory::LentMemory;
+
 /// A fixed ring of bytes. Offset 0 is the byte at SND.UNA; bytes leave only when acknowledged,
 /// so retransmission reads them again from here.
 #[derive(Debug)]
 pub(crate) struct SendBuffer {
-    /// The ring's memory, or an empty box (no allocation) while none is attached.
-    buf: Box<[u8]>,
+    /// The ring's memory, if attached.
+    buf: LentMemory,
     /// The ring's size less one: the size is a power of two, attached or not.
     mask: usize,
     head: usize,
@@ -18,7 +20,7 @@ impl SendBuffer {
     /// memory allocated now (a connection used on its own, not in a pool's interface).
     pub(crate) fn new(capacity: usize) -> SendBuffer {
         let mut b = SendBuffer::detached(capacity);
-        b.buf = vec![0u8; b.capacity()].into_boxed_slice();
+        b.buf = LentMemory::allocate(b.capacity());
         b
     }
 
@@ -26,7 +28,7 @@ impl SendBuffer {
     /// [`SendBuffer::attach`] gave it some.
     pub(crate) fn detached(capacity: usize) -> SendBuffer {
         let capacity = SendBuffer::ring_len(capacity);
-        SendBuffer { buf: Box::default(), mask: capacity - 1, head: 0, len: 0 }
+        SendBuffer { buf: LentMemory::default(), mask: capacity - 1, head: 0, len: 0 }
     }
 
     /// The size of a ring asked to hold `capacity` bytes: rounded up to a power of two, at
@@ -37,26 +39,21 @@ impl SendBuffer {
 
     /// Whether the ring has its memory.
     pub(crate) fn has_ring(&self) -> bool {
-        !self.buf.is_empty()
+        self.buf.is_attached()
     }
 
     /// Gives a ring without memory its memory, `capacity()` bytes.
     pub(crate) fn attach(&mut self, ring: Box<[u8]>) {
-        debug_assert!(!self.has_ring() && self.len == 0, "a send ring attached over another");
-        debug_assert_eq!(ring.len(), self.capacity(), "a send ring of the wrong size");
-        self.buf = ring;
-        self.head = 0;
+        self.buf.attach(ring, self.capacity());
+        self.clear();
     }
 
     /// Takes the ring's memory away, dropping whatever it held (a connection that will send
     /// nothing more); `None` when it had none.
     pub(crate) fn detach(&mut self) -> Option<Box<[u8]>> {
-        // Without memory there is nothing to drop, and a closed window stays closed.
-        if !self.has_ring() {
-            return None;
-        }
+        let ring = self.buf.take()?;
         self.clear();
-        Some(core::mem::take(&mut self.buf))
+        Some(ring)
     }
 
     /// Takes the ring's memory away if it holds nothing (every byte acknowledged).
