@@ -96,11 +96,16 @@ struct Common {
     no_syn_cookies: bool,
     /// Send and receive buffer bytes per connection [default: 16384 for `load` and for the
     /// `http` and `sockperf` apps, whose requests and answers are small; 262144 for `iperf3`
-    /// (the app and the client); 65536 otherwise]. The
-    /// first slots' rings, up to 128 MiB per worker, are allocated and written at start; smaller
-    /// rings make that cover more connections.
+    /// (the app and the client); 65536 otherwise]. Rings are lent from each worker's pool to
+    /// the connections holding data and given back when drained (an idle connection holds
+    /// none); the first 128 MiB of them per worker are allocated and written at start.
     #[arg(long)]
     buffer_bytes: Option<usize>,
+    /// Bytes of send and receive rings each worker holds at most (pairs of `--buffer-bytes`
+    /// rings). When none is free, arriving data is answered with a zero window and writes
+    /// wait (`rx_no_ring`, `tx_no_ring`).
+    #[arg(long, default_value_t = 512 << 20)]
+    ring_pool_bytes: usize,
     /// TIME_WAIT records each worker holds at most (allocated at start).
     #[arg(long, default_value_t = 1 << 20)]
     max_time_wait: usize,
@@ -311,6 +316,7 @@ impl Common {
         config.batch_size = self.batch;
         config.interface.checksum = if self.trust_checksums { ChecksumMode::Trust } else { ChecksumMode::Verify };
         config.interface.max_connections = self.max_connections;
+        config.interface.ring_pool_bytes = self.ring_pool_bytes;
         config.interface.max_orphans = usize::try_from(self.max_orphans).unwrap_or(usize::MAX);
         config.interface.max_time_wait = self.max_time_wait;
         config.interface.syn_backlog = self.syn_backlog;
@@ -386,7 +392,7 @@ fn serve(common: Common, port: u16, app: AppKind, options: ServeOptions) -> anyh
     config.listen_ports = vec![port];
     if common.buffer_bytes.is_none() && matches!(app, AppKind::Http | AppKind::Sockperf) {
         // Small requests and answers: 16 KiB rings let the start-up prefill cover four times
-        // as many slots (see `--buffer-bytes`), so a burst of connections meets no page fault.
+        // as many connections (see `--buffer-bytes`), so a burst of them meets no page fault.
         config.interface.tcp.send_buffer_len = SMALL_RING_BYTES;
         config.interface.tcp.recv_buffer_len = SMALL_RING_BYTES;
     }

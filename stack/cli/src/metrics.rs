@@ -131,6 +131,15 @@ pub fn render(
     f.per_queue("synack_connection_slots", "gauge", "Connection slots created (high-water mark).", workers, |w| {
         w.slots as f64
     });
+    f.per_queue("synack_rings_in_use", "gauge", "Send and receive rings lent to connections.", workers, |w| {
+        (w.rings.send.in_use + w.rings.recv.in_use) as f64
+    });
+    f.per_queue("synack_rings_free", "gauge", "Send and receive rings allocated and not lent.", workers, |w| {
+        (w.rings.send.free + w.rings.recv.free) as f64
+    });
+    f.per_queue("synack_ring_bytes", "gauge", "Bytes of rings allocated (high-water mark).", workers, |w| {
+        w.rings.bytes_created() as f64
+    });
     f.per_queue("synack_umem_frames_in_use", "gauge", "UMEM frames held by the kernel or in flight.", workers, |w| {
         w.frames_in_use as f64
     });

@@ -18,8 +18,9 @@ pub fn print_workers(report: &Report) {
         let h = &w.handoff;
         println!(
             "  queue {}: accepted {} connected {} handed_off {} handoff_received {} handoff_dropped_full {} handoff_replies_dropped {} \
-             connections {} time_wait {} ({:.1} bytes per TIME_WAIT entry) slots {} frames_in_use {} iterations {} \
-             loop_stalls_over_1ms {} loop_stalls_over_10ms {} longest_loop_stall_us {} socket {:?}",
+             connections {} time_wait {} ({:.1} bytes per TIME_WAIT entry) slots {} rings_in_use {} rings_free {} \
+             ring_bytes {} frames_in_use {} iterations {} loop_stalls_over_1ms {} loop_stalls_over_10ms {} \
+             longest_loop_stall_us {} socket {:?}",
             w.queue,
             c.accepted,
             c.connected,
@@ -31,6 +32,9 @@ pub fn print_workers(report: &Report) {
             w.time_wait,
             w.time_wait_bytes_per_entry,
             w.slots,
+            w.rings.send.in_use + w.rings.recv.in_use,
+            w.rings.send.free + w.rings.recv.free,
+            w.rings.bytes_created(),
             w.frames_in_use,
             w.iterations,
             w.stalls.over_1ms,

@@ -72,6 +72,7 @@ fn zero_allocations_per_segment_in_steady_state() {
     assert_eq!(lifecycle_allocs, 0, "allocations across connection lifetimes");
 
     zero_allocations_on_the_proxy_path_in_steady_state();
+    zero_allocations_lending_and_returning_rings_in_steady_state();
     zero_allocations_in_the_dispatch_of_a_worker_among_several();
 }
 
@@ -296,6 +297,121 @@ fn zero_allocations_on_the_proxy_path_in_steady_state() {
     eprintln!("proxy path: {moved} bytes spliced, {received} bytes back at the client, {allocs} allocations");
     assert!(received > 10_000_000, "data flowed through the proxy both ways ({received} bytes)");
     assert_eq!(allocs, 0, "allocations on the proxy path");
+}
+
+// ----- Ring memory lent and given back: request and answer, one at a time -----
+
+mod ring_path {
+    use std::net::Ipv4Addr;
+
+    use super::proxy_path::Outbox;
+    use synack_proto::iface::{App, ConnId, Interface, RxAction};
+    use synack_proto::tcp::Endpoint;
+    use synack_proto::time::Instant;
+
+    /// Sends a request, reads the whole echo, sends the next: between two requests the
+    /// connection is idle and both ends give their rings back.
+    pub struct PingPong {
+        pub conn: Option<ConnId>,
+        pub rounds: u64,
+        waiting: usize,
+        buf: [u8; 512],
+    }
+
+    const REQUEST: &[u8; 100] = &[0x42; 100];
+
+    impl PingPong {
+        pub fn new() -> PingPong {
+            PingPong { conn: None, rounds: 0, waiting: 0, buf: [0; 512] }
+        }
+        fn ask(&mut self, iface: &mut Interface, conn: ConnId) {
+            assert_eq!(iface.send(conn, REQUEST), Ok(REQUEST.len()), "a ring is lent for the request");
+            self.waiting = REQUEST.len();
+        }
+    }
+
+    impl App for PingPong {
+        fn on_poll(&mut self, iface: &mut Interface, _: Instant) {
+            if self.conn.is_none() {
+                self.conn = Some(iface.connect(Endpoint::new(Ipv4Addr::new(198, 18, 0, 3), 80)).unwrap());
+            }
+        }
+        fn on_connected(&mut self, iface: &mut Interface, conn: ConnId) {
+            self.ask(iface, conn);
+        }
+        fn on_readable(&mut self, iface: &mut Interface, conn: ConnId) {
+            while let Ok(n) = iface.recv(conn, &mut self.buf) {
+                self.waiting -= n;
+            }
+            if self.waiting == 0 {
+                self.rounds += 1;
+                self.ask(iface, conn);
+            }
+        }
+    }
+
+    /// Hands `from`'s frames to `to`, and the replies `to` writes in place (ARP) to `back`.
+    pub fn deliver(from: &mut Outbox, to: &mut Interface, back: &mut Interface, now: Instant) {
+        for i in 0..from.n {
+            if let RxAction::Transmit(n) = to.receive(now, &mut from.bufs[i], from.lens[i]) {
+                let _ = back.receive(now, &mut from.bufs[i], n);
+            }
+        }
+        from.n = 0;
+    }
+}
+
+/// One request and its echo at a time: both ends are lent a receive and a send ring for each
+/// exchange and give them back once it is read and acknowledged, with no allocation in steady
+/// state (the pools only grow to their high-water mark). (Called from the one test of this
+/// binary.)
+fn zero_allocations_lending_and_returning_rings_in_steady_state() {
+    use core::time::Duration;
+    use proxy_path::{config, Echo, Outbox};
+    use ring_path::{deliver, PingPong};
+    use synack_proto::iface::Interface;
+    use synack_proto::tcp::IsnGenerator;
+    use synack_proto::time::Instant;
+
+    let isn = IsnGenerator::with_key([7, 8]);
+    let mut client = Interface::new(config(1), isn);
+    let mut server = Interface::new(config(3), isn);
+    server.listen(80).unwrap();
+    let (mut app, mut out_client, mut out_server) = (PingPong::new(), Outbox::new(), Outbox::new());
+    let mut now = Instant::from_millis(1_000);
+    // The server's receive ring: lent when a request arrives, given back by the poll that
+    // echoes it.
+    let given_back = std::cell::Cell::new(0u64);
+    let mut step = |client: &mut Interface, server: &mut Interface, app: &mut PingPong, now: Instant| {
+        client.poll(now, app, &mut out_client);
+        deliver(&mut out_client, server, client, now);
+        let lent = server.ring_stats().recv.in_use;
+        server.poll(now, &mut Echo, &mut out_server);
+        if server.ring_stats().recv.in_use < lent {
+            given_back.set(given_back.get() + 1);
+        }
+        deliver(&mut out_server, client, server, now);
+    };
+    for _ in 0..1_000 {
+        step(&mut client, &mut server, &mut app, now); // ARP, handshake, the pools' growth
+        now += Duration::from_micros(100);
+    }
+    assert!(app.rounds > 0, "the echo came back");
+    let rounds = app.rounds;
+    given_back.set(0);
+    let before = allocations();
+    for _ in 0..20_000 {
+        step(&mut client, &mut server, &mut app, now);
+        now += Duration::from_micros(100);
+    }
+    let allocs = allocations() - before;
+    let rounds = app.rounds - rounds;
+    let given_back = given_back.get();
+    let rings = (client.ring_stats(), server.ring_stats());
+    eprintln!("rings: {rounds} exchanges, {given_back} receive rings given back, {allocs} allocations, {rings:?}");
+    assert!(rounds > 5_000, "exchanges went on ({rounds})");
+    assert!(given_back >= rounds, "the server gave its receive ring back after each exchange ({given_back})");
+    assert_eq!(allocs, 0, "allocations lending and giving back rings");
 }
 
 // ----- The per-frame step of a worker among several (iface::dispatch) -----

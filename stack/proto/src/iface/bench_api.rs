@@ -13,9 +13,10 @@ use super::timer_wheel::{self, Lane};
 pub struct ConnTable(table::ConnTable);
 
 impl ConnTable {
-    /// Room for `max` connections configured with `config` (each slot gets its rings on first use).
+    /// Room for `max` connections configured with `config` (slots hold no rings; the pool
+    /// lends none here).
     pub fn new(max: usize, config: TcpConfig) -> ConnTable {
-        ConnTable(table::ConnTable::new(max, config))
+        ConnTable(table::ConnTable::new(max, config, 0))
     }
     /// Takes a slot for `tuple`; its index, or `None` when full.
     pub fn insert(&mut self, tuple: FourTuple) -> Option<u32> {

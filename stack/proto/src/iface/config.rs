@@ -67,11 +67,22 @@ pub struct InterfaceConfig {
     /// the record nearest to expiry (the oldest, to within a timer-wheel slot) is ended early
     /// and counted in `time_wait_evicted`.
     pub max_time_wait: usize,
-    /// Connection slots are created (rings allocated and their pages touched) up front, up to
-    /// this many bytes of rings, or `max_connections` if fewer; slots beyond are created when
-    /// first needed. First-touch page faults are slow (on a VM each may also fault in the
-    /// host) and would otherwise land on the first connections, stalling a ramp-up.
+    /// Ring memory (and as many connection slots) is allocated and its pages touched up front,
+    /// up to this many bytes of send and receive ring pairs (or `max_connections` pairs, or
+    /// `ring_pool_bytes`, if fewer); more is allocated when first needed. First-touch page
+    /// faults are slow (on a VM each may also fault in the host) and would otherwise land on
+    /// the first connections, stalling a ramp-up.
     pub prefault_bytes: usize,
+    /// The most bytes of send and receive rings the worker holds (default 512 MiB). Rings are
+    /// not a connection's own: a connection is lent a receive ring when data arrives and a
+    /// send ring when the application writes, and gives each back once drained (read; all
+    /// acknowledged), so an idle connection holds none. Send and receive rings come in equal
+    /// numbers, as many pairs as fit (at least one, at most `max_connections`). When none is
+    /// free, data that arrives is dropped (`rx_no_ring`) and answered with a zero window until
+    /// one frees (an ACK then announces the window open; the peer's probes find it too), and
+    /// `send` takes nothing (`tx_no_ring`) until [`App::on_writable`](super::App::on_writable)
+    /// says one is free.
+    pub ring_pool_bytes: usize,
     /// The local ports connections opened by [`connect`](super::Interface::connect) use.
     pub local_ports: (u16, u16),
     /// Reuse a local port whose 4-tuple is in TIME_WAIT on our side once timestamps make it
@@ -109,6 +120,7 @@ impl InterfaceConfig {
             syn_cookies: true,
             max_time_wait: 1 << 20,
             prefault_bytes: 128 << 20,
+            ring_pool_bytes: 512 << 20,
             local_ports: (61000, 65535),
             time_wait_reuse: Some(Duration::from_millis(1)),
             neighbor_ttl: Duration::from_secs(60),

@@ -126,6 +126,14 @@ counters! {
     syn_cookies_rejected,
     /// Segments not sent yet because no TX frame was free (retried on the next poll).
     tx_no_frame,
+    /// Segments whose data found no receive ring free in the ring pool: the data is dropped
+    /// (the segment's ACK field is still taken) and our answer advertises a zero window, until
+    /// a ring frees and an ACK announces it open (or the peer's probe finds one). Not a frame
+    /// outcome of its own.
+    rx_no_ring,
+    /// `send`s (and splices) that took nothing because no send ring was free in the ring
+    /// pool: `on_writable` follows when one frees.
+    tx_no_ring,
     /// Connections aborted because their neighbour never answered ARP (or could not be
     /// resolved: too many resolutions under way).
     arp_failures,

@@ -4,7 +4,7 @@
 //! received frames with [`Interface::receive`] and asked to make progress with
 //! [`Interface::poll`], which runs due timers, tells the [`App`] what happened and writes the
 //! frames to send into a [`TxSink`]. It owns one worker's shard: its connection table, its
-//! TIME_WAIT records, its neighbour (ARP) cache, its listeners and its counters. Like the
+//! TIME_WAIT records, its ring pool, its neighbour (ARP) cache, its listeners and its counters. Like the
 //! core, it performs no I/O and reads no clock, so it is tested with crafted frames.
 //!
 //! Stateless answers (ARP replies, ICMP echo replies, RSTs for segments that match nothing,
@@ -21,6 +21,7 @@ pub mod dispatch;
 mod interface;
 mod neighbor;
 mod ports;
+mod ring_pool;
 pub mod steering;
 mod table;
 mod time_wait_table;
@@ -31,6 +32,7 @@ pub use config::{AddressMode, InterfaceConfig, TableFullPolicy};
 pub use counters::Counters;
 pub use interface::{ConnectError, Interface, ListenError, RxFrames, VecFrames, RX_BATCH_MAX};
 pub use neighbor::NeighborCache;
+pub use ring_pool::{PoolStats, RingStats};
 
 #[cfg(test)]
 mod tests;

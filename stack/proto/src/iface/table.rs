@@ -1,14 +1,17 @@
 //! The connection table of one worker: a slab of connections and a map from 4-tuple to slot.
 //!
 //! Slots are created on demand up to the configured maximum and never freed: a connection
-//! that ends leaves its slot, with its rings, on a free list for the next one. So the table
-//! allocates while it grows to its high-water mark and never after, and a handle
-//! ([`ConnId`]) carries the slot's generation so that a stale one is refused.
+//! that ends leaves its slot on a free list for the next one. So the table allocates while it
+//! grows to its high-water mark and never after, and a handle ([`ConnId`]) carries the slot's
+//! generation so that a stale one is refused. A slot holds no ring memory of its own: the
+//! table lends its connection rings from the worker's `ring_pool` while it holds data, and
+//! takes them back when drained or when the slot is freed.
 
 use core::hash::BuildHasher;
 
 use hashbrown::{DefaultHashBuilder, HashTable};
 
+use super::ring_pool::{Ring, RingPools, RingStats};
 use super::ConnId;
 use crate::tcp::{Connection, FourTuple, TcpConfig};
 use crate::wire::EthernetAddress;
@@ -98,6 +101,20 @@ pub(crate) struct Slot {
     pub active: bool,
     /// On the interface's dirty list (bookkeeping of `poll`, not of the slot's life).
     pub dirty: bool,
+    /// On the interface's list of connections waiting for a send ring (a `send` found none).
+    pub waits_send_ring: bool,
+    /// On the interface's list of connections waiting for a receive ring (data found none).
+    pub waits_recv_ring: bool,
+}
+
+impl Slot {
+    /// Whether the slot waits for a ring of the kind (on the interface's list for it).
+    pub(super) fn waits_for(&mut self, ring: Ring) -> &mut bool {
+        match ring {
+            Ring::Send => &mut self.waits_send_ring,
+            Ring::Recv => &mut self.waits_recv_ring,
+        }
+    }
 }
 
 /// The slab and the 4-tuple map. The map is a raw `HashTable` so that a batch can hash its
@@ -110,18 +127,30 @@ pub(crate) struct ConnTable {
     hasher: DefaultHashBuilder,
     max: usize,
     config: TcpConfig,
+    /// The ring memory lent to the slots' connections.
+    rings: RingPools,
 }
 
 impl Slot {
     fn new(conn: Connection) -> Slot {
-        Slot { conn, generation: 0, state: SlotState::Free, remote_mac: None, active: false, dirty: false }
+        Slot {
+            conn,
+            generation: 0,
+            state: SlotState::Free,
+            remote_mac: None,
+            active: false,
+            dirty: false,
+            waits_send_ring: false,
+            waits_recv_ring: false,
+        }
     }
 }
 
 impl ConnTable {
-    /// A table for at most `max` connections configured with `config`. The map and the slab's
-    /// index are allocated now; each slot's rings when the slot is first used.
-    pub(super) fn new(max: usize, config: TcpConfig) -> ConnTable {
+    /// A table for at most `max` connections configured with `config`, lending them rings
+    /// from pools of at most `ring_pool_bytes`. The map, the slab's index and the pools' free
+    /// lists are allocated now; slots and rings as they are first needed.
+    pub(super) fn new(max: usize, config: TcpConfig, ring_pool_bytes: usize) -> ConnTable {
         ConnTable {
             slots: Vec::with_capacity(max),
             free: Vec::with_capacity(max),
@@ -129,18 +158,18 @@ impl ConnTable {
             hasher: DefaultHashBuilder::default(),
             max,
             config,
+            rings: RingPools::new(config.send_buffer_len, config.recv_buffer_len, ring_pool_bytes, max),
         }
     }
 
-    /// Creates the first `n` slots now (at most the table's maximum), their rings allocated
-    /// and written once: a connection that takes one of them later meets no allocation and no
-    /// page fault. Slots beyond are created when first needed.
+    /// Creates the first `n` slots and `n` rings of each size now (at most the table's and the
+    /// pools' maxima), the rings' pages written once: the first connections meet no allocation
+    /// and no page fault. Slots and rings beyond are created when first needed.
     pub(super) fn prefill(&mut self, n: usize) {
+        self.rings.prefill(n);
         let n = n.min(self.max);
         while self.slots.len() < n {
-            let mut conn = Connection::new(self.config);
-            conn.prefault();
-            self.slots.push(Slot::new(conn));
+            self.slots.push(Slot::new(Connection::new(self.config)));
         }
         // Lowest index first out: the free list pops from its end.
         self.free.clear();
@@ -182,6 +211,8 @@ impl ConnTable {
         slot.remote_mac = None;
         slot.active = false;
         slot.dirty = false;
+        slot.waits_send_ring = false;
+        slot.waits_recv_ring = false;
         let generation = slot.generation;
         // Callers insert only a 4-tuple they just looked up and did not find (`connect`, a SYN
         // or a cookie ACK that matched nothing), so no second lookup here.
@@ -198,6 +229,7 @@ impl ConnTable {
         debug_assert!(slot.state.in_use());
         let detached = slot.state.detached();
         slot.state = SlotState::Free;
+        self.rings.give_back(slot.conn.take_rings(true));
         slot.conn.recycle();
         slot.generation = slot.generation.wrapping_add(1);
         if !detached {
@@ -213,8 +245,52 @@ impl ConnTable {
         if !slot.state.detached() {
             debug_assert_eq!(slot.state, SlotState::ClosedPending, "only a slot holding unread data is detached");
             slot.state = SlotState::Detached { told: !slot.state.closed_pending() };
+            // Off the wire: it sends nothing more, and keeps only its receive ring.
+            self.rings.give_back(slot.conn.take_rings(false));
             self.unmap(tuple);
         }
+    }
+
+    /// Lends the connection of slot `index` a ring of the kind if it has none: false when
+    /// none is free.
+    #[inline]
+    pub(super) fn lend_ring(&mut self, index: u32, ring: Ring) -> bool {
+        let conn = &mut self.slots[index as usize].conn;
+        let needed = match ring {
+            Ring::Send => conn.needs_send_ring(),
+            Ring::Recv => conn.needs_recv_ring(),
+        };
+        if !needed {
+            return true;
+        }
+        let Some(memory) = self.rings.lend(ring) else { return false };
+        match ring {
+            Ring::Send => conn.attach_send_ring(memory),
+            Ring::Recv => conn.attach_recv_ring(memory),
+        }
+        true
+    }
+
+    /// Whether the connection of slot `index` has a send ring or could be lent one now.
+    pub(super) fn can_send(&self, index: u32) -> bool {
+        !self.slots[index as usize].conn.needs_send_ring() || self.rings.available(Ring::Send) > 0
+    }
+
+    /// Takes back the rings the connection of slot `index` has drained.
+    #[inline]
+    pub(super) fn take_drained_rings(&mut self, index: u32) {
+        let rings = self.slots[index as usize].conn.take_drained_rings();
+        self.rings.give_back(rings);
+    }
+
+    /// Rings of the kind that could be lent now.
+    pub(super) fn rings_available(&self, ring: Ring) -> usize {
+        self.rings.available(ring)
+    }
+
+    /// The ring pools' figures.
+    pub(super) fn ring_stats(&self) -> RingStats {
+        self.rings.stats()
     }
 
     fn unmap(&mut self, tuple: &FourTuple) {
@@ -279,5 +355,19 @@ impl ConnTable {
     #[cfg(debug_assertions)]
     pub fn free_len(&self) -> usize {
         self.free.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A slot holds the control block and no ring memory: what an idle connection costs,
+    /// besides its map entry and its timer wheel entries.
+    #[test]
+    fn a_slot_is_small() {
+        let slot = core::mem::size_of::<Slot>();
+        eprintln!("size_of::<Slot>() = {slot}, size_of::<Connection>() = {}", core::mem::size_of::<Connection>());
+        assert!(slot <= 1024, "a slot of {slot} bytes");
     }
 }

@@ -830,10 +830,11 @@ mod hostile;
 mod orphans;
 mod pmtu;
 mod proxy;
+mod ring_pool;
 mod syn_cookies;
 
-/// With `prefault_bytes`, the first slots exist (rings allocated and written) before the first
-/// connection, and connections take them instead of growing the slab.
+/// With `prefault_bytes`, the first slots and rings exist (the rings written) before the first
+/// connection, and connections take them instead of growing the slab and the pools.
 #[test]
 fn slots_are_prefilled_up_to_the_ring_budget_and_taken_first() {
     let mut c = config(MAC_B, ADDR_B);
@@ -846,6 +847,9 @@ fn slots_are_prefilled_up_to_the_ring_budget_and_taken_first() {
     assert_eq!(net.a.app.done.len(), 2);
     let b = &net.b.iface;
     assert_eq!(b.slots_created(), 3, "the prefilled slots served, none was added");
+    let rings = b.ring_stats();
+    assert_eq!((rings.send.created, rings.recv.created), (3, 3), "rings prefilled in pairs, none added: {rings:?}");
+    assert_eq!((rings.send.in_use, rings.recv.in_use), (0, 0), "all back in the pool once the echoes ended");
     let mut c = config(MAC_B, ADDR_B);
     c.prefault_bytes = usize::MAX;
     assert_eq!(Interface::new(c, IsnGenerator::with_key([3, 4])).slots_created(), 64, "never beyond the maximum");

@@ -490,7 +490,7 @@ pub fn connection(data: &[u8]) -> ConnectionReport {
     let us = Endpoint::new(ADDR_A, PORT);
     let peer = Endpoint::new(ADDR_B, 40_000);
     let isn = IsnGenerator::with_key([5, 6]);
-    let mut conn = Connection::new(config);
+    let mut conn = Connection::with_rings(config);
     let mut now = Instant::from_millis(1_000);
     let mut out = vec![0u8; 2048];
     let mut scratch = vec![0u8; 4096];

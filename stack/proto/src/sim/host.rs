@@ -74,7 +74,7 @@ impl Host {
         let local = Endpoint::new(self.addr, local_port);
         let tuple = FourTuple { local, remote };
         let config = self.config;
-        let conn = self.conns.entry(tuple).or_insert_with(|| Connection::new(config));
+        let conn = self.conns.entry(tuple).or_insert_with(|| Connection::with_rings(config));
         if !conn.is_closed() {
             panic!("sim: connect on a 4-tuple in use ({})", conn.state());
         }
@@ -158,7 +158,7 @@ impl Host {
             return;
         }
         let config = self.config;
-        let conn = self.conns.entry(tuple).or_insert_with(|| Connection::new(config));
+        let conn = self.conns.entry(tuple).or_insert_with(|| Connection::with_rings(config));
         if conn.listen(Endpoint::new(self.addr, repr.dst_port), self.isn).is_err() {
             return;
         }

@@ -37,8 +37,8 @@ impl Pair {
     /// Two CLOSED connections with `config`; all allocation happens here.
     pub fn new(config: TcpConfig) -> Pair {
         Pair {
-            client: Connection::new(config),
-            server: Connection::new(config),
+            client: Connection::with_rings(config),
+            server: Connection::with_rings(config),
             now: Instant::from_millis(1_000),
             segments: 0,
             rejected: 0,

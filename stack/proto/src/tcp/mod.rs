@@ -3,12 +3,14 @@
 //! A [`Connection`] is fed segments with [`Connection::handle_segment`] and time with
 //! [`Connection::handle_timeout`]; it hands out segments through [`Connection::poll_transmit`]
 //! and its next deadline through [`Connection::poll_timeout`]. It performs no I/O, reads no
-//! clock and allocates only when it is created.
+//! clock and allocates only its rings, when it is created with them
+//! ([`Connection::with_rings`]); an `Interface`'s connections are lent ring memory instead.
 
 mod config;
 mod congestion;
 mod connection;
 mod isn;
+mod lent_memory;
 mod loss_probe;
 mod recv_buffer;
 mod rtt;
@@ -23,6 +25,7 @@ mod timer;
 use std::net::Ipv4Addr;
 
 pub use config::{Keepalive, TcpConfig};
+pub(crate) use connection::RingMemory;
 pub use connection::{Connection, MIN_PATH_MTU};
 pub(crate) use isn::keyed_hash;
 pub use isn::IsnGenerator;

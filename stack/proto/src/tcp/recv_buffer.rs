@@ -1,32 +1,46 @@
 //! The receive ring with bounded out-of-order reassembly and SACK block generation.
 
+use super::lent_memory::LentMemory;
 use super::SeqNumber;
 use crate::wire::{SackBlock, SackBlocks};
+
+/// The largest receive ring: 1 GiB, the largest window TCP can advertise (65535 << 14).
+pub(crate) const MAX_RING_LEN: usize = 1 << 30;
 
 /// At most this many out-of-order ranges are held; a segment that would need another is
 /// dropped (the sender retransmits it). Bounds memory and work per segment.
 pub(super) const MAX_OOO_RANGES: usize = 8;
 
 /// An out-of-order range, as offsets from RCV.NXT, with a recency stamp for SACK ordering.
+/// `u32` offsets (a ring is at most [`MAX_RING_LEN`]): at `usize` the ranges took a sixth of
+/// a connection slot.
 #[derive(Debug, Clone, Copy, Default)]
 struct Range {
-    start: usize,
-    end: usize,
+    start: u32,
+    end: u32,
     stamp: u32,
 }
 
 /// A fixed ring. Offset 0 is the first unread byte; `len` bytes from there are in order
 /// (they end at RCV.NXT); out-of-order data sits at offsets beyond `len`, described by `ranges`
 /// whose offsets are relative to RCV.NXT.
+///
+/// The ring's memory may be lent (see `iface::ring_pool`): without it the ring is empty and
+/// still offers its whole size as the window (the memory comes with the data), unless it is
+/// `starved`, when no memory could be had for data that came: then the window is closed until
+/// memory is attached.
 #[derive(Debug)]
 pub(crate) struct RecvBuffer {
-    buf: Box<[u8]>,
+    /// The ring's memory, if attached.
+    buf: LentMemory,
+    /// The ring's size less one: the size is a power of two, attached or not.
     mask: usize,
     head: usize,
     len: usize,
     ranges: [Range; MAX_OOO_RANGES],
     range_count: usize,
     stamp: u32,
+    starved: bool,
 }
 
 /// What an insertion did, for the ACK policy and counters.
@@ -39,29 +53,85 @@ pub(crate) struct Inserted {
 }
 
 impl RecvBuffer {
-    /// Writes every byte once, so the ring's pages are mapped now rather than at a first use
-    /// on the hot path.
-    pub(crate) fn prefault(&mut self) {
-        std::hint::black_box(&mut self.buf[..]).fill(0);
+    /// A ring of at least `capacity` bytes (rounded up to a power of two, at least 1), its
+    /// memory allocated now (a connection used on its own, not in a pool's interface).
+    pub(crate) fn new(capacity: usize) -> RecvBuffer {
+        let mut b = RecvBuffer::detached(capacity);
+        b.buf = LentMemory::allocate(b.capacity());
+        b
     }
 
-    /// A ring of at least `capacity` bytes (rounded up to a power of two, at least 1).
-    pub(crate) fn new(capacity: usize) -> RecvBuffer {
-        let capacity = capacity.max(1).next_power_of_two();
+    /// A ring of at least `capacity` bytes without its memory: data is stored only once
+    /// [`RecvBuffer::attach`] gave it some.
+    pub(crate) fn detached(capacity: usize) -> RecvBuffer {
+        let capacity = RecvBuffer::ring_len(capacity);
         RecvBuffer {
-            buf: vec![0u8; capacity].into_boxed_slice(),
+            buf: LentMemory::default(),
             mask: capacity - 1,
             head: 0,
             len: 0,
             ranges: [Range::default(); MAX_OOO_RANGES],
             range_count: 0,
             stamp: 0,
+            starved: false,
         }
     }
 
-    /// Total capacity in bytes.
+    /// The size of a ring asked to hold `capacity` bytes: rounded up to a power of two, at
+    /// least 1, at most [`MAX_RING_LEN`].
+    pub(crate) fn ring_len(capacity: usize) -> usize {
+        capacity.clamp(1, MAX_RING_LEN).next_power_of_two()
+    }
+
+    /// Whether the ring has its memory.
+    pub(crate) fn has_ring(&self) -> bool {
+        self.buf.is_attached()
+    }
+
+    /// Whether data came and found no memory: the window stays closed until some is attached.
+    pub(crate) fn is_starved(&self) -> bool {
+        self.starved
+    }
+
+    /// Data came and no memory could be had: close the window until some is attached.
+    pub(crate) fn starve(&mut self) {
+        debug_assert!(!self.has_ring(), "a ring with memory starved");
+        self.starved = true;
+    }
+
+    /// Opens a window closed for want of memory: memory can be had again.
+    pub(crate) fn unstarve(&mut self) {
+        self.starved = false;
+    }
+
+    /// Gives a ring without memory its memory, `capacity()` bytes; the window opens again.
+    pub(crate) fn attach(&mut self, ring: Box<[u8]>) {
+        self.buf.attach(ring, self.capacity());
+        // Empty, and the window open again.
+        self.clear();
+    }
+
+    /// Takes the ring's memory away, dropping whatever it held (a connection that ended);
+    /// `None` when it had none.
+    pub(crate) fn detach(&mut self) -> Option<Box<[u8]>> {
+        // Without memory there is nothing to drop, and a closed window stays closed.
+        let ring = self.buf.take()?;
+        self.clear();
+        Some(ring)
+    }
+
+    /// Takes the ring's memory away if it holds nothing: everything read, nothing out of order.
+    pub(crate) fn detach_if_empty(&mut self) -> Option<Box<[u8]>> {
+        if self.len == 0 && self.range_count == 0 {
+            self.detach()
+        } else {
+            None
+        }
+    }
+
+    /// Total capacity in bytes, whether the memory is attached or not.
     pub(crate) fn capacity(&self) -> usize {
-        self.buf.len()
+        self.mask + 1
     }
 
     /// In-order bytes waiting for the application.
@@ -74,9 +144,13 @@ impl RecvBuffer {
         self.len == 0
     }
 
-    /// The receive window: space from RCV.NXT to the end of the ring.
+    /// The receive window: space from RCV.NXT to the end of the ring (none while starved).
     pub(crate) fn window(&self) -> usize {
-        self.buf.len() - self.len
+        if self.starved {
+            0
+        } else {
+            self.capacity() - self.len
+        }
     }
 
     /// Whether out-of-order data is held (a hole exists).
@@ -94,6 +168,7 @@ impl RecvBuffer {
         self.head = 0;
         self.len = 0;
         self.range_count = 0;
+        self.starved = false;
     }
 
     fn copy_in(&mut self, offset_from_head: usize, data: &[u8]) {
@@ -107,7 +182,8 @@ impl RecvBuffer {
     /// cut off. Returns how far RCV.NXT advanced.
     pub(crate) fn insert(&mut self, offset: usize, data: &[u8]) -> Inserted {
         let window = self.window();
-        if offset >= window || data.is_empty() {
+        // Without memory nothing is stored: the caller attaches it before data arrives.
+        if offset >= window || data.is_empty() || !self.has_ring() {
             return Inserted { advanced: 0, out_of_order: offset > 0 };
         }
         let data = &data[..data.len().min(window - offset)];
@@ -128,8 +204,8 @@ impl RecvBuffer {
             let mut i = 0;
             while i < self.range_count {
                 let r = self.ranges[i];
-                if r.start <= advanced {
-                    advanced = advanced.max(r.end);
+                if r.start as usize <= advanced {
+                    advanced = advanced.max(r.end as usize);
                     self.remove_range(i);
                     merged = true;
                 } else {
@@ -141,8 +217,9 @@ impl RecvBuffer {
             }
         }
         for r in &mut self.ranges[..self.range_count] {
-            r.start -= advanced;
-            r.end -= advanced;
+            // Below the window, so below MAX_RING_LEN.
+            r.start -= advanced as u32;
+            r.end -= advanced as u32;
         }
         self.len += advanced;
         Inserted { advanced, out_of_order: filled_hole }
@@ -154,7 +231,9 @@ impl RecvBuffer {
     }
 
     /// Records [start, end) as held, merging overlaps. False if no slot was free.
-    fn add_range(&mut self, mut start: usize, mut end: usize) -> bool {
+    fn add_range(&mut self, start: usize, end: usize) -> bool {
+        // Offsets within the window: below MAX_RING_LEN.
+        let (mut start, mut end) = (start as u32, end as u32);
         self.stamp = self.stamp.wrapping_add(1);
         let mut i = 0;
         // Absorb every overlapping or adjacent range into the new one.
@@ -240,6 +319,29 @@ mod tests {
         assert_eq!(b.window(), 11);
         assert_eq!(read_all(&mut b), b"hello");
         assert_eq!(b.window(), 16);
+    }
+
+    #[test]
+    fn a_ring_without_memory_offers_its_window_until_starved_and_lends_it_only_when_empty() {
+        let mut b = RecvBuffer::detached(16);
+        assert_eq!((b.window(), b.has_ring()), (16, false), "the memory comes with the data");
+        b.starve();
+        assert_eq!(b.window(), 0, "data found no memory: the window closes");
+        assert!(b.detach_if_empty().is_none() && b.detach().is_none(), "no memory to give back");
+        assert_eq!(b.window(), 0, "and the window stays closed");
+        b.unstarve();
+        assert_eq!(b.window(), 16, "until memory can be had");
+        b.starve();
+        b.attach(vec![0u8; 16].into_boxed_slice());
+        assert_eq!(b.window(), 16);
+        b.insert(4, b"EF");
+        assert!(b.detach_if_empty().is_none(), "out-of-order data keeps the ring");
+        b.insert(0, b"ABCD");
+        assert!(b.detach_if_empty().is_none(), "unread data keeps the ring");
+        assert_eq!(read_all(&mut b), b"ABCDEF");
+        let ring = b.detach_if_empty().expect("a drained ring is given back");
+        assert_eq!((ring.len(), b.has_ring(), b.window()), (16, false, 16));
+        assert_eq!(b.insert(0, b"x").advanced, 0, "nothing is stored without memory");
     }
 
     #[test]

@@ -1,32 +1,73 @@
-//! The send ring: bytes the application queued, from SND.UNA onward, sized once at setup.
+//! The send ring: bytes the application queued, from SND.UNA onward, of a size fixed at setup.
+//! The ring's memory may be lent (see `iface::ring_pool`): a buffer without it holds nothing.
+
+use super::lent_memory::LentMemory;
 
 /// A fixed ring of bytes. Offset 0 is the byte at SND.UNA; bytes leave only when acknowledged,
 /// so retransmission reads them again from here.
 #[derive(Debug)]
 pub(crate) struct SendBuffer {
-    buf: Box<[u8]>,
+    /// The ring's memory, if attached.
+    buf: LentMemory,
+    /// The ring's size less one: the size is a power of two, attached or not.
     mask: usize,
     head: usize,
     len: usize,
 }
 
 impl SendBuffer {
-    /// A ring of at least `capacity` bytes (rounded up to a power of two, at least 1).
+    /// A ring of at least `capacity` bytes (rounded up to a power of two, at least 1), its
+    /// memory allocated now (a connection used on its own, not in a pool's interface).
     pub(crate) fn new(capacity: usize) -> SendBuffer {
-        let capacity = capacity.max(1).next_power_of_two();
-        SendBuffer { buf: vec![0u8; capacity].into_boxed_slice(), mask: capacity - 1, head: 0, len: 0 }
+        let mut b = SendBuffer::detached(capacity);
+        b.buf = LentMemory::allocate(b.capacity());
+        b
     }
 
-    /// Writes every byte once, so the ring's pages are mapped now rather than at a first use
-    /// on the hot path (a page fault, and on a VM possibly a host fault as well).
-    pub(crate) fn prefault(&mut self) {
-        // black_box: the compiler may know the allocation is zeroed and drop a zero fill.
-        std::hint::black_box(&mut self.buf[..]).fill(0);
+    /// A ring of at least `capacity` bytes without its memory: it takes bytes only once
+    /// [`SendBuffer::attach`] gave it some.
+    pub(crate) fn detached(capacity: usize) -> SendBuffer {
+        let capacity = SendBuffer::ring_len(capacity);
+        SendBuffer { buf: LentMemory::default(), mask: capacity - 1, head: 0, len: 0 }
     }
 
-    /// Total capacity in bytes.
+    /// The size of a ring asked to hold `capacity` bytes: rounded up to a power of two, at
+    /// least 1.
+    pub(crate) fn ring_len(capacity: usize) -> usize {
+        capacity.max(1).next_power_of_two()
+    }
+
+    /// Whether the ring has its memory.
+    pub(crate) fn has_ring(&self) -> bool {
+        self.buf.is_attached()
+    }
+
+    /// Gives a ring without memory its memory, `capacity()` bytes.
+    pub(crate) fn attach(&mut self, ring: Box<[u8]>) {
+        self.buf.attach(ring, self.capacity());
+        self.clear();
+    }
+
+    /// Takes the ring's memory away, dropping whatever it held (a connection that will send
+    /// nothing more); `None` when it had none.
+    pub(crate) fn detach(&mut self) -> Option<Box<[u8]>> {
+        let ring = self.buf.take()?;
+        self.clear();
+        Some(ring)
+    }
+
+    /// Takes the ring's memory away if it holds nothing (every byte acknowledged).
+    pub(crate) fn detach_if_empty(&mut self) -> Option<Box<[u8]>> {
+        if self.len == 0 {
+            self.detach()
+        } else {
+            None
+        }
+    }
+
+    /// Total capacity in bytes, whether the memory is attached or not.
     pub(crate) fn capacity(&self) -> usize {
-        self.buf.len()
+        self.mask + 1
     }
 
     /// Bytes queued (sent but unacknowledged, plus unsent).
@@ -39,9 +80,9 @@ impl SendBuffer {
         self.len == 0
     }
 
-    /// Free space in bytes.
+    /// Free space in bytes (of the ring's nominal size: a ring without memory is empty).
     pub(crate) fn free(&self) -> usize {
-        self.buf.len() - self.len
+        self.capacity() - self.len
     }
 
     /// Forgets all contents (connection reuse).
@@ -50,8 +91,11 @@ impl SendBuffer {
         self.len = 0;
     }
 
-    /// Appends as much of `data` as fits; returns how much.
+    /// Appends as much of `data` as fits; returns how much (nothing without memory).
     pub(crate) fn write(&mut self, data: &[u8]) -> usize {
+        if !self.has_ring() {
+            return 0;
+        }
         let n = data.len().min(self.free());
         let start = (self.head + self.len) & self.mask;
         let first = n.min(self.buf.len() - start);
@@ -102,5 +146,23 @@ mod tests {
         b.consume(100);
         assert!(b.is_empty());
         assert_eq!(b.free(), 8);
+    }
+
+    #[test]
+    fn a_ring_without_memory_takes_nothing_and_lends_its_memory_only_when_empty() {
+        let mut b = SendBuffer::detached(5);
+        assert_eq!((b.capacity(), b.free(), b.has_ring()), (8, 8, false));
+        assert_eq!(b.write(b"abc"), 0, "no memory, no bytes");
+        b.attach(vec![0u8; 8].into_boxed_slice());
+        assert_eq!(b.write(b"abc"), 3);
+        assert!(b.detach_if_empty().is_none(), "unacknowledged bytes keep the ring");
+        b.consume(3);
+        let ring = b.detach_if_empty().expect("an empty ring is given back");
+        assert_eq!((ring.len(), b.has_ring(), b.free()), (8, false, 8));
+        b.attach(ring);
+        assert_eq!(b.write(b"defghijkl"), 8, "the ring starts afresh");
+        let mut out = [0u8; 8];
+        assert_eq!(b.read_at(0, &mut out), 8);
+        assert_eq!(&out, b"defghijk");
     }
 }

@@ -22,7 +22,7 @@ struct Harness {
 
 impl Harness {
     fn new(config: TcpConfig) -> Harness {
-        Harness { conn: Connection::new(config), now: Instant::from_millis(10_000), buf: vec![0u8; 2048] }
+        Harness { conn: Connection::with_rings(config), now: Instant::from_millis(10_000), buf: vec![0u8; 2048] }
     }
 
     /// Feeds a segment from the peer.

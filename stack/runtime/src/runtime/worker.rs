@@ -53,6 +53,8 @@ pub struct WorkerStats {
     pub time_wait_bytes_per_entry: f64,
     /// Connection slots created (the high-water mark).
     pub slots: usize,
+    /// The ring pools: rings lent to connections, free, allocated.
+    pub rings: crate::iface::RingStats,
     /// Loop iterations.
     pub iterations: u64,
     /// Gaps of 1 ms or more between busy iterations (see [`LoopStalls`]).
@@ -424,6 +426,7 @@ impl<A: App> Worker<A> {
             time_wait: self.iface.time_wait_count(),
             time_wait_bytes_per_entry: self.iface.time_wait_bytes_per_entry(),
             slots: self.iface.slots_created(),
+            rings: self.iface.ring_stats(),
             iterations,
             stalls: self.stall_clock.stalls(),
             handoff: self.handoff.as_ref().map(|(_, h)| h.counters()).unwrap_or_default(),

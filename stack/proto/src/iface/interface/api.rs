@@ -7,6 +7,7 @@ use super::{ConnectError, Interface, ListenError};
 #[cfg(doc)]
 use crate::iface::app::App;
 use crate::iface::app::ConnId;
+use crate::iface::ring_pool::Ring;
 use crate::iface::table::{ConnTable, SlotState};
 use crate::iface::time_wait_table::TimeWaitTable;
 use crate::iface::timer_wheel::{Lane, TimerWheel};
@@ -142,6 +143,11 @@ impl Interface {
     /// [`SendError::BufferFull`]; [`App::on_writable`] follows when room frees).
     pub fn send(&mut self, id: ConnId, data: &[u8]) -> Result<usize, SendError> {
         let slot = self.table.get_mut(id).ok_or(SendError::InvalidState)?;
+        if !data.is_empty() && slot.conn.needs_send_ring() && slot.conn.accepts_data() {
+            // Without a ring the connection takes nothing (`BufferFull`) and waits for one.
+            self.send_ring_for(id);
+        }
+        let slot = self.table.slot_mut(id.index);
         let sent = slot.conn.send(data);
         self.mark_dirty(id.index);
         sent
@@ -179,6 +185,11 @@ impl Interface {
     /// has room for, without an intermediate buffer (the proxy's copy). `from == to` echoes.
     /// Returns the bytes moved.
     pub fn splice(&mut self, from: ConnId, to: ConnId, max: usize) -> Result<usize, SendError> {
+        let readable = self.table.get(from).map_or(0, |s| s.conn.recv_queue_len());
+        let dst = self.table.get(to).ok_or(SendError::InvalidState)?;
+        if readable > 0 && max > 0 && dst.conn.needs_send_ring() && dst.conn.accepts_data() && !self.send_ring_for(to) {
+            return Err(SendError::BufferFull);
+        }
         let moved = if from == to {
             let slot = self.table.get_mut(from).ok_or(SendError::InvalidState)?;
             let room = slot.conn.send_capacity().min(max).min(self.scratch.len());
@@ -219,6 +230,18 @@ impl Interface {
         self.mark_dirty(from.index);
         self.mark_dirty(to.index);
         Ok(moved)
+    }
+
+    /// Lends the connection of `id` a send ring for data to queue. When none is free it is
+    /// counted and the connection waits for one: `poll` lends it the next ring that frees and
+    /// tells the application it may write ([`App::on_writable`]).
+    fn send_ring_for(&mut self, id: ConnId) -> bool {
+        if self.table.lend_ring(id.index, Ring::Send) {
+            return true;
+        }
+        self.counters.tx_no_ring += 1;
+        self.wait_for_ring(id, Ring::Send);
+        false
     }
 
     /// Shuts down the write side: FIN follows the queued data.
@@ -327,9 +350,13 @@ impl Interface {
         self.table.get(id).map_or(0, |s| s.conn.recv_queue_len())
     }
 
-    /// Free space in the send buffer.
+    /// Free space in the send buffer: none while the connection has no send ring and the
+    /// ring pool none to lend.
     pub fn send_capacity(&self, id: ConnId) -> usize {
-        self.table.get(id).map_or(0, |s| s.conn.send_capacity())
+        match self.table.get(id) {
+            Some(s) if self.table.can_send(id.index) => s.conn.send_capacity(),
+            _ => 0,
+        }
     }
 
     /// The close reason a connection would report; for tests and diagnostics.

@@ -25,6 +25,7 @@ use super::config::InterfaceConfig;
 use super::counters::Counters;
 use super::neighbor::NeighborCache;
 use super::ports::PortAllocator;
+use super::ring_pool::Ring;
 use super::table::ConnTable;
 use super::time_wait_table::TimeWaitTable;
 use super::timer_wheel::TimerWheel;
@@ -100,6 +101,12 @@ pub struct Interface {
     orphans: VecDeque<ConnId>,
     /// Slots still blocked at the end of a `poll` (no TX frame), for the next one.
     carry: Vec<u32>,
+    /// Connections whose `send` found no send ring, oldest first: each is lent one, and told
+    /// it may write, as rings free (`Slot::waits_send_ring` keeps each in once). Preallocated.
+    send_waiters: VecDeque<ConnId>,
+    /// Connections whose data found no receive ring (their window closed), oldest first: as
+    /// rings free, each announces its window open again. Preallocated.
+    recv_waiters: VecDeque<ConnId>,
     /// Active opens waiting for their next hop's MAC.
     arp_waiting: Vec<u32>,
     /// ARP requests to send.
@@ -123,14 +130,14 @@ pub struct Interface {
 }
 impl Interface {
     /// An interface with `config`, whose ISNs and timestamp offsets come from `isn`. Allocates
-    /// its tables now, and the first connection slots up to `prefault_bytes` of rings; the
-    /// rings of further slots are allocated as the slab grows to its high-water mark.
+    /// its tables now, and rings (and as many connection slots) up to `prefault_bytes`;
+    /// further slots and rings are allocated as they grow to their high-water marks.
     pub fn new(config: InterfaceConfig, isn: IsnGenerator) -> Interface {
         // Wheel entries are u32 indices below 2^31: the three ranges (connection timers,
         // TIME_WAIT records, application timers) share that space.
         let max = config.max_connections.clamp(1, 1 << 29);
         let max_time_wait = config.max_time_wait.clamp(1, (1 << 31) - 1 - 2 * max);
-        let mut table = ConnTable::new(max, config.tcp);
+        let mut table = ConnTable::new(max, config.tcp, config.ring_pool_bytes);
         let ring_bytes = (config.tcp.send_buffer_len + config.tcp.recv_buffer_len).max(1);
         table.prefill(config.prefault_bytes / ring_bytes);
         Interface {
@@ -147,6 +154,8 @@ impl Interface {
             dirty: Vec::with_capacity(max),
             orphans: VecDeque::with_capacity(config.max_orphans.min(max) + 1),
             carry: Vec::with_capacity(max),
+            send_waiters: VecDeque::with_capacity(max),
+            recv_waiters: VecDeque::with_capacity(max),
             arp_waiting: Vec::with_capacity(max.min(4096)),
             arp_out: Vec::with_capacity(256),
             arp_failed: Vec::with_capacity(256),
@@ -188,9 +197,14 @@ impl Interface {
         self.table.iter()
     }
 
-    /// Connection slots created so far (each holds its rings for reuse).
+    /// Connection slots created so far (the slab's high-water mark; a slot holds no rings).
     pub fn slots_created(&self) -> usize {
         self.table.slots_created()
+    }
+
+    /// The ring pools: send and receive rings lent to connections, free, and allocated.
+    pub fn ring_stats(&self) -> super::RingStats {
+        self.table.ring_stats()
     }
 
     /// TIME_WAIT records held.
@@ -303,6 +317,16 @@ impl Interface {
                     );
                 }
             }
+            // Every ring lent is held by exactly one connection.
+            let rings = self.table.ring_stats();
+            let send_held = slots.iter().filter(|s| !s.conn.needs_send_ring()).count();
+            let recv_held = slots.iter().filter(|s| !s.conn.needs_recv_ring()).count();
+            debug_assert_eq!(send_held, rings.send.in_use, "send rings held vs. lent");
+            debug_assert_eq!(recv_held, rings.recv.in_use, "receive rings held vs. lent");
+            debug_assert!(
+                slots.iter().all(|s| s.state.in_use() || (s.conn.needs_send_ring() && s.conn.needs_recv_ring())),
+                "a free slot holds a ring"
+            );
             let marked = slots.iter().filter(|s| s.dirty).count();
             debug_assert_eq!(marked, self.dirty.len(), "slots marked dirty vs. the dirty list");
             debug_assert!(self.dirty.iter().all(|&i| slots[i as usize].dirty), "an unmarked slot on the dirty list");
@@ -331,6 +355,26 @@ impl Interface {
         );
         debug_assert!(self.half_open <= self.config.syn_backlog.max(1), "half-open beyond the backlog");
         debug_assert!(self.table.len() <= self.config.max_connections.max(1), "connections beyond the max");
+    }
+
+    /// Puts the connection of `id` on the list of those waiting for a ring of the kind, once.
+    fn wait_for_ring(&mut self, id: ConnId, ring: Ring) {
+        let waits = self.table.slot_mut(id.index).waits_for(ring);
+        if *waits {
+            return;
+        }
+        *waits = true;
+        let queue = match ring {
+            Ring::Send => &mut self.send_waiters,
+            Ring::Recv => &mut self.recv_waiters,
+        };
+        if queue.len() == queue.capacity() {
+            // Full of entries of slots freed since: only current waiters stay, one per slot,
+            // fewer than the slots (this one is not among them), so the push never grows it.
+            let table = &mut self.table;
+            queue.retain(|&w| w != id && table.get_mut(w).is_some_and(|s| *s.waits_for(ring)));
+        }
+        queue.push_back(id);
     }
 
     /// Frees a connection's slot and disarms its timer.

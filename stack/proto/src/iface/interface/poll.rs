@@ -7,6 +7,7 @@ use super::reply::{write_arp, L3};
 use super::{Interface, ARP_FRAME_LEN, L4_OFFSET};
 use crate::iface::app::{App, ConnId, TxSink};
 use crate::iface::neighbor::{NeighborAction, Resolution};
+use crate::iface::ring_pool::Ring;
 use crate::iface::table::SlotState;
 #[cfg(doc)]
 use crate::iface::time_wait_table::TimeWaitTable;
@@ -28,7 +29,51 @@ impl Interface {
         self.fire_app_timers(app);
         self.deliver_events(app);
         self.transmit(now, tx);
+        self.wake_ring_waiters();
         self.debug_check_invariants();
+    }
+
+    /// Hands the rings that freed to the connections waiting for one, oldest first, each
+    /// marked to act in the next poll (which `has_pending_output` asks for). A send ring is
+    /// lent now, so that the write it answers finds it, and the application is told it may
+    /// write ([`App::on_writable`]). A receive ring is not lent (it comes with the data): the
+    /// connection announces its window open again, as many connections as rings are free.
+    fn wake_ring_waiters(&mut self) {
+        for ring in [Ring::Send, Ring::Recv] {
+            let mut free = self.table.rings_available(ring);
+            while free > 0 {
+                let queue = match ring {
+                    Ring::Send => &mut self.send_waiters,
+                    Ring::Recv => &mut self.recv_waiters,
+                };
+                let Some(id) = queue.pop_front() else { break };
+                // An entry of a slot freed since is stale.
+                let Some(slot) = self.table.get_mut(id) else { continue };
+                let waits = slot.waits_for(ring);
+                if !*waits {
+                    continue;
+                }
+                *waits = false;
+                match ring {
+                    Ring::Send => {
+                        if !slot.conn.accepts_data() || !self.table.lend_ring(id.index, Ring::Send) {
+                            continue;
+                        }
+                        self.table.slot_mut(id.index).conn.wake_writable();
+                        free = self.table.rings_available(ring);
+                    }
+                    Ring::Recv => {
+                        // A probe may have found a ring since.
+                        if !slot.conn.recv_starved() {
+                            continue;
+                        }
+                        slot.conn.reopen_window();
+                        free -= 1;
+                    }
+                }
+                self.mark_dirty(id.index);
+            }
+        }
     }
 
     /// Runs the wheel's due entries: TIME_WAIT records end, connections run their timers.
@@ -372,6 +417,9 @@ impl Interface {
                 true
             }
             _ => {
+                // An idle connection holds no ring: what it has drained goes back to the pool.
+                self.table.take_drained_rings(index);
+                let slot = self.table.slot_mut(index);
                 // Armed only when the deadline moves earlier than the entry's tick: a later
                 // one (the retransmission timer restarting on each ACK) leaves the entry, which
                 // fires early and re-arms (`run_timers`). So the common re-arm is a compare.

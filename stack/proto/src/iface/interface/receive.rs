@@ -5,8 +5,9 @@ use std::net::Ipv4Addr;
 
 use super::syn_cookies::CookieAck;
 use super::{Interface, ARP_FRAME_LEN, ETH_LEN, L4_OFFSET};
-use crate::iface::app::RxAction;
+use crate::iface::app::{ConnId, RxAction};
 use crate::iface::config::{AddressMode, TableFullPolicy};
+use crate::iface::ring_pool::Ring;
 use crate::iface::table::SlotState;
 use crate::tcp::{reset_for_unmatched, Endpoint, FourTuple, Outcome, PmtuOutcome, Segment, SeqNumber, TimeWaitAction};
 use crate::time::Instant;
@@ -280,6 +281,7 @@ impl Interface {
         let repr = &seg.repr;
 
         if let Some(index) = found {
+            self.ring_for_segment(index, seg.payload.len());
             let slot = self.table.slot_mut(index);
             // The return MAC stays what the handshake (or the neighbour table) gave: a later
             // frame, checked or not, never moves it, or one spoofed frame from the segment
@@ -378,6 +380,26 @@ impl Interface {
         self.counters.rx_segments += 1;
         let rst = reset_for_unmatched(&seg);
         self.reply_reset(buf, src_mac, peer, rst)
+    }
+
+    /// Before a segment reaches the connection of slot `index`: data needs a receive ring,
+    /// lent now if the connection has none; and one that advertised a zero window for want of
+    /// a ring tries again on any segment, so that the peer's window probe (Linux's carries no
+    /// data) finds the ring and is answered with the open window. Data that finds no ring is
+    /// refused: dropped, counted, answered with the closed window; the connection waits for
+    /// a ring, and `poll` announces its window open again when one frees.
+    #[inline]
+    pub(super) fn ring_for_segment(&mut self, index: u32, payload_len: usize) {
+        let slot = self.table.slot_mut(index);
+        if !slot.conn.needs_recv_ring() || (payload_len == 0 && !slot.conn.recv_starved()) {
+            return;
+        }
+        let id = ConnId { index, generation: slot.generation };
+        if !self.table.lend_ring(index, Ring::Recv) && payload_len > 0 {
+            self.counters.rx_no_ring += 1;
+            self.table.slot_mut(index).conn.refuse_data_for_want_of_ring();
+            self.wait_for_ring(id, Ring::Recv);
+        }
     }
 
     /// Opens a passive connection for a SYN on a listening port; true when the SYN is refused

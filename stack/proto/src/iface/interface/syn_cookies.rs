@@ -142,6 +142,11 @@ impl Interface {
         };
         let slot = self.table.slot_mut(id.index);
         let opened = slot.conn.open_from_cookie(now, tuple.local, self.isn, &syn, iss).is_ok();
+        if opened {
+            // The ACK may carry the client's first data.
+            self.ring_for_segment(id.index, seg.payload.len());
+        }
+        let slot = self.table.slot_mut(id.index);
         let outcome = if opened { slot.conn.handle_segment(now, seg) } else { Outcome::NoConnection };
         if outcome != Outcome::Accepted || !slot.conn.state().is_synchronized() {
             // The cookie was good but the ACK itself is not acceptable (e.g. PAWS): nothing

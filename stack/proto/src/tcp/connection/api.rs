@@ -3,13 +3,12 @@
 
 use super::{Connection, EV_CONNECTED, EV_PEER_CLOSED, EV_READABLE, EV_WRITABLE};
 use crate::tcp::{CloseReason, Event, RecvError, SendError, State};
-use crate::wire::TcpFlags;
 
 impl Connection {
     /// Queues data to send; returns how much was taken. Partial writes happen when the
     /// ring fills; `BufferFull` when nothing fit.
     pub fn send(&mut self, data: &[u8]) -> Result<usize, SendError> {
-        if !self.state.can_send() || self.fin_queued {
+        if !self.accepts_data() {
             return Err(SendError::InvalidState);
         }
         let n = self.tx.write(data);
@@ -20,6 +19,11 @@ impl Connection {
             }
         }
         Ok(n)
+    }
+
+    /// Whether `send` may queue data: the write side is open.
+    pub(crate) fn accepts_data(&self) -> bool {
+        self.state.can_send() && !self.fin_queued
     }
 
     /// Asks for [`Event::Writable`] when acknowledged data frees send-buffer space, as a
@@ -130,7 +134,7 @@ impl Connection {
         if self.state.is_synchronized() || self.state == State::SynReceived {
             // SND.MAX, not a rewound SND.NXT: RFC 5961 3.2 lets only an RST at exactly the
             // peer's RCV.NXT reset it, and the peer may hold everything up to SND.MAX.
-            self.rst_pending = Some(self.control_repr(TcpFlags::RST, self.snd_max));
+            self.rst_pending = Some(self.snd_max);
         }
         self.finish(reason);
     }

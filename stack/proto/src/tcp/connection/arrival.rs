@@ -91,7 +91,7 @@ impl Connection {
         if has_ack && (ack <= self.iss || ack > self.snd_max) {
             if !r.flags.contains(TcpFlags::RST) {
                 // <SEQ=SEG.ACK><CTL=RST>
-                self.rst_pending = Some(self.control_repr(TcpFlags::RST, ack));
+                self.rst_pending = Some(ack);
             }
             return Outcome::Dropped(DropReason::UnacceptableAck);
         }
@@ -326,7 +326,7 @@ impl Connection {
                 self.snd_wl2 = ack;
                 self.establish();
             } else {
-                self.rst_pending = Some(self.control_repr(TcpFlags::RST, ack));
+                self.rst_pending = Some(ack);
                 return Err(Outcome::Dropped(DropReason::UnacceptableAck));
             }
         }

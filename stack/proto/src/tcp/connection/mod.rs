@@ -23,7 +23,6 @@ use crate::tcp::{
     Segment, SendBuffer, SeqNumber, State, TcpConfig, TimeWaitRecord, Timer, TimerTable,
 };
 use crate::time::Instant;
-use crate::wire::TcpRepr;
 
 /// RFC 7323 5.5: TS.Recent is invalid after 24 days of idleness.
 const PAWS_IDLE: Duration = Duration::from_secs(24 * 24 * 3600);
@@ -51,6 +50,15 @@ const PROBE_ANSWER_INTERVAL: Duration = Duration::from_millis(100);
 /// tiny RTT estimate from turning mild reordering into retransmissions).
 const MIN_REORDER_WINDOW: Duration = Duration::from_micros(20);
 
+/// Ring memory a connection gave back, for its owner's pool.
+#[derive(Debug, Default)]
+pub(crate) struct RingMemory {
+    /// The send ring's memory.
+    pub send: Option<Box<[u8]>>,
+    /// The receive ring's memory.
+    pub recv: Option<Box<[u8]>>,
+}
+
 // Pending application events, drained in this order by `poll_event`.
 const EV_CONNECTED: u8 = 1;
 const EV_READABLE: u8 = 2;
@@ -60,8 +68,10 @@ const EV_CLOSED: u8 = 16;
 
 /// A TCP connection (RFC 9293): the transmission control block and its buffers.
 ///
-/// Created once with [`Connection::new`], which allocates its rings; reused for any number of
-/// lifetimes through [`Connection::listen`] or [`Connection::connect`] once it is CLOSED.
+/// Created once, with its rings' memory ([`Connection::with_rings`], a connection used on its
+/// own) or without it ([`Connection::new`], a connection of an `Interface`, which lends it
+/// ring memory from its pool while it holds data); reused for any number of lifetimes through
+/// [`Connection::listen`] or [`Connection::connect`] once it is CLOSED.
 #[derive(Debug)]
 pub struct Connection {
     config: TcpConfig,
@@ -123,7 +133,9 @@ pub struct Connection {
     /// When we last answered an unacceptable zero-length segment (see `ack_unacceptable`).
     last_unacceptable_ack: Option<Instant>,
     segments_since_ack: u8,
-    rst_pending: Option<TcpRepr>,
+    /// An RST to send, by its sequence number (its header is built when it goes out: a
+    /// whole `TcpRepr` here would make every connection 70 bytes bigger).
+    rst_pending: Option<SeqNumber>,
     /// Loss recovery: the SACK scoreboard, the retransmissions owed, the reordering timer and
     /// the tail loss probe.
     recovery: Recovery,
@@ -149,8 +161,21 @@ pub struct Connection {
     stats: ConnectionStats,
 }
 impl Connection {
-    /// A CLOSED connection with its rings allocated (the only allocation it makes).
+    /// A CLOSED connection whose rings have no memory: it allocates nothing. It advertises
+    /// its whole receive window, but stores data and takes `send`s only once its owner
+    /// attached ring memory (`attach_recv_ring`, `attach_send_ring`), which it gives back
+    /// when drained (`take_drained_rings`); the `Interface` does that from its ring pool.
     pub fn new(config: TcpConfig) -> Connection {
+        Connection::with_buffers(
+            config,
+            SendBuffer::detached(config.send_buffer_len),
+            RecvBuffer::detached(config.recv_buffer_len),
+        )
+    }
+
+    /// A CLOSED connection with its rings' memory allocated now and kept for good (the only
+    /// allocation it makes): for a connection used on its own, without a ring pool.
+    pub fn with_rings(config: TcpConfig) -> Connection {
         Connection::with_buffers(
             config,
             SendBuffer::new(config.send_buffer_len),
@@ -345,7 +370,8 @@ impl Connection {
         if config.send_buffer_len.max(1).next_power_of_two() != self.tx.capacity()
             || config.recv_buffer_len.max(1).next_power_of_two() != self.rx.capacity()
         {
-            *self = Connection::new(config);
+            let owned = self.tx.has_ring();
+            *self = if owned { Connection::with_rings(config) } else { Connection::new(config) };
         } else {
             self.config = config;
             self.nagle = config.nagle;
@@ -368,11 +394,72 @@ impl Connection {
         Ok(())
     }
 
-    /// Maps the pages of the connection's rings now (see [`Interface`'s slot
-    /// prefill](crate::iface::InterfaceConfig::prefault_bytes)).
-    pub fn prefault(&mut self) {
-        self.tx.prefault();
-        self.rx.prefault();
+    // ----- Ring memory, lent by the owner (the `Interface`'s ring pool) -----
+
+    /// Whether the receive ring has no memory: data that comes needs some attached first.
+    pub(crate) fn needs_recv_ring(&self) -> bool {
+        !self.rx.has_ring()
+    }
+
+    /// Whether the send ring has no memory: a `send` needs some attached first.
+    pub(crate) fn needs_send_ring(&self) -> bool {
+        !self.tx.has_ring()
+    }
+
+    /// Whether data found no ring memory: the window we advertise is closed until some comes.
+    pub(crate) fn recv_starved(&self) -> bool {
+        self.rx.is_starved()
+    }
+
+    /// Gives the receive ring its memory (`recv_buffer_len` rounded up to a power of two);
+    /// a window closed for want of it opens again.
+    pub(crate) fn attach_recv_ring(&mut self, ring: Box<[u8]>) {
+        self.rx.attach(ring);
+    }
+
+    /// Gives the send ring its memory (`send_buffer_len` rounded up to a power of two).
+    pub(crate) fn attach_send_ring(&mut self, ring: Box<[u8]>) {
+        self.tx.attach(ring);
+    }
+
+    /// Data is arriving and no receive ring memory could be had: the data is dropped (the
+    /// window is closed) and the ACK that answers it advertises the closed window, so the
+    /// peer holds its data and probes until memory is free (RFC 9293 3.8.6.1).
+    pub(crate) fn refuse_data_for_want_of_ring(&mut self) {
+        self.rx.starve();
+        self.ack_now = true;
+    }
+
+    /// Takes back the memory of the rings that hold nothing: the send ring once every byte
+    /// was acknowledged, the receive ring once everything was read and nothing is held out of
+    /// order. An idle connection then holds no ring memory.
+    pub(crate) fn take_drained_rings(&mut self) -> RingMemory {
+        RingMemory { send: self.tx.detach_if_empty(), recv: self.rx.detach_if_empty() }
+    }
+
+    /// Takes back all ring memory, dropping what the rings held: for a connection that will
+    /// send nothing more (`send`) or has ended (`recv` too).
+    pub(crate) fn take_rings(&mut self, recv: bool) -> RingMemory {
+        RingMemory { send: self.tx.detach(), recv: if recv { self.rx.detach() } else { None } }
+    }
+
+    /// The receive ring's memory could not be had and now can: the window closed for want of
+    /// it opens again, and an ACK says so at once rather than when the peer next probes (its
+    /// probes back off to minutes). The memory itself comes with the data.
+    pub(crate) fn reopen_window(&mut self) {
+        self.rx.unstarve();
+        if self.state.can_receive() {
+            self.ack_now = true;
+        }
+    }
+
+    /// A `send` was refused for want of ring memory, which is free again: tells the
+    /// application it may write ([`Event::Writable`](crate::tcp::Event::Writable)).
+    pub(crate) fn wake_writable(&mut self) {
+        if self.accepts_data() {
+            self.send_blocked = false;
+            self.events |= EV_WRITABLE;
+        }
     }
 
     /// In LISTEN, makes the next SYN use `iss` instead of a generated one (RFC 6191 reopening

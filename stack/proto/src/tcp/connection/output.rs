@@ -56,7 +56,8 @@ impl Connection {
         if buf.len() < MAX_HEADER_LEN {
             return None;
         }
-        if let Some(rst) = self.rst_pending.take() {
+        if let Some(seq) = self.rst_pending.take() {
+            let rst = self.control_repr(TcpFlags::RST, seq);
             return Some(emit_header(buf, &rst, self.tuple.local.addr, self.tuple.remote.addr, 0));
         }
         let len = match self.state {
