@@ -51,11 +51,12 @@ const CATCH_UP: Duration = Duration::from_secs(30);
 /// Time for the kernel memory to settle before a run, plus a second per 100,000 connections.
 const QUIET_WAIT: Duration = Duration::from_secs(10);
 
-/// The ring bytes `synack serve` writes at start for its first slots (`--buffer-bytes` in its
-/// `--help`): those slots are in the RSS baseline.
+/// The ring bytes `synack serve` writes at start (`--buffer-bytes` in its `--help`): pool
+/// rings, and as many connection slots, which are in the RSS baseline (rings are lent only to
+/// connections holding data, so an idle one's cost is its slot and table entries).
 const SYNACK_PREFAULT_BYTES: u64 = 128 << 20;
 
-/// The connections whose rings synack wrote before the baseline reading.
+/// The connection slots synack made before the baseline reading.
 pub fn synack_prefaulted_slots(conns: u64, buffer_bytes: usize) -> u64 {
     (SYNACK_PREFAULT_BYTES / (2 * buffer_bytes as u64).max(1)).min(synack_max_connections(conns))
 }
@@ -559,7 +560,7 @@ fn report(config: &Config<'_>, outcome: &mut Outcome, sources: &[Ipv4Addr]) {
     let prefaulted = synack_prefaulted_slots(n, config.buffer_bytes);
     if outcome.synack.is_some() && prefaulted * 10 > n {
         println!(
-            "  note: synack wrote the rings of its first {} slots at start, before the baseline: with {} connections its figure understates",
+            "  note: synack made its first {} connection slots at start, before the baseline: with {} connections its figure understates",
             format_figure(prefaulted as f64),
             format_figure(n as f64)
         );
