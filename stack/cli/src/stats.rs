@@ -132,6 +132,9 @@ fn queue(w: &WorkerStats) -> Queue {
         loop_stalls_over_1ms: w.stalls.over_1ms,
         loop_stalls_over_10ms: w.stalls.over_10ms,
         longest_loop_stall_us: w.stalls.longest.as_micros() as u64,
+        rings_in_use: (w.rings.send.in_use + w.rings.recv.in_use) as u64,
+        rings_free: (w.rings.send.free + w.rings.recv.free) as u64,
+        ring_bytes: w.rings.bytes_created() as u64,
         socket: SocketCounters {
             rx_frames: s.rx_frames,
             rx_batches: s.rx_batches,

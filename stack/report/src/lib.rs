@@ -240,6 +240,14 @@ pub struct Queue {
     pub loop_stalls_over_10ms: u64,
     #[serde(default)]
     pub longest_loop_stall_us: u64,
+    /// Connection rings lent, allocated and not lent, and their bytes (the pools' high-water
+    /// mark).
+    #[serde(default)]
+    pub rings_in_use: u64,
+    #[serde(default)]
+    pub rings_free: u64,
+    #[serde(default)]
+    pub ring_bytes: u64,
     /// The AF_XDP socket's counters.
     pub socket: SocketCounters,
 }
