@@ -209,13 +209,7 @@ pub fn run(
                     }),
                     None => Err(anyhow::anyhow!("no server")),
                 };
-                let at = match figures.iter().position(|(k, _, _)| *k == key) {
-                    Some(at) => at,
-                    None => {
-                        figures.push((key.clone(), Vec::new(), Vec::new()));
-                        figures.len() - 1
-                    }
-                };
+                let at = figure_slot(&mut figures, &key);
                 match outcome {
                     Ok((gbit, raw)) => {
                         let m = &raw["machine"];
@@ -341,6 +335,18 @@ pub fn run(
     Ok(Bulk { rows, bars, json })
 }
 
+/// Where `key`'s runs go in `figures` (made on its first run): (key, Gbit/s of each good run,
+/// every run's raw record).
+fn figure_slot(figures: &mut Vec<(String, Vec<f64>, Vec<Value>)>, key: &str) -> usize {
+    match figures.iter().position(|(k, _, _)| k == key) {
+        Some(at) => at,
+        None => {
+            figures.push((key.to_owned(), Vec::new(), Vec::new()));
+            figures.len() - 1
+        }
+    }
+}
+
 /// The jumbo-frame MTU.
 const JUMBO_MTU: u32 = 9000;
 
@@ -368,13 +374,7 @@ fn jumbo(
                 let key = jumbo_key(client);
                 let outcome =
                     transfer(link, synack_bin, client_cpu, (client, Stack::Synack), Direction::Forward, 1, seconds);
-                let at = match figures.iter().position(|(k, _, _)| *k == key) {
-                    Some(at) => at,
-                    None => {
-                        figures.push((key.clone(), Vec::new(), Vec::new()));
-                        figures.len() - 1
-                    }
-                };
+                let at = figure_slot(figures, &key);
                 match outcome {
                     Ok((gbit, raw)) => {
                         println!("  run {}/{runs} {key}: {} Gbit/s", run_index + 1, format_figure(gbit));

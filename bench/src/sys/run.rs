@@ -244,81 +244,50 @@ pub fn run(config: &Config) -> Result<PathBuf> {
             synack_addr: server_addr(&link, PORTS.synack_http),
         };
         let m = matrix::run(&matrix_config, &link, &dir)?;
-        // In the main table: synack's server against nginx, once per client.
-        let rows: &[MatrixRow] = match mode {
-            matrix::Mode::Close => &[
-                (
+        // In the main table: synack's server against nginx, once per client ((b) against (a),
+        // (c) against (d)), for each metric of the mode.
+        let (titles, metrics): ([&str; 2], &[MatrixMetric]) = match mode {
+            matrix::Mode::Close => (
+                [
                     "connection rate, wrk client (Connection: close)",
-                    "connections/s",
-                    "connections_per_s",
-                    "b",
-                    matrix::PairingResults::rate,
-                ),
-                (
                     "connection rate, synack load client (Connection: close)",
-                    "connections/s",
-                    "connections_per_s",
-                    "d",
-                    matrix::PairingResults::rate,
-                ),
-            ],
-            matrix::Mode::KeepAlive => &[
-                (
-                    "keep-alive, wrk client (64 conns)",
-                    "requests/s",
-                    "requests_per_s",
-                    "b",
-                    matrix::PairingResults::rate,
-                ),
-                (
-                    "keep-alive, wrk client (64 conns)",
-                    "latency p99 (us)",
-                    "latency_p99_us",
-                    "b",
-                    matrix::PairingResults::p99,
-                ),
-                (
-                    "keep-alive, synack load client (64 conns)",
-                    "requests/s",
-                    "requests_per_s",
-                    "d",
-                    matrix::PairingResults::rate,
-                ),
-                (
-                    "keep-alive, synack load client (64 conns)",
-                    "latency p99 (us)",
-                    "latency_p99_us",
-                    "d",
-                    matrix::PairingResults::p99,
-                ),
-            ],
+                ],
+                &[("connections/s", "connections_per_s", matrix::PairingResults::rate)],
+            ),
+            matrix::Mode::KeepAlive => (
+                ["keep-alive, wrk client (64 conns)", "keep-alive, synack load client (64 conns)"],
+                &[
+                    ("requests/s", "requests_per_s", matrix::PairingResults::rate),
+                    ("latency p99 (us)", "latency_p99_us", matrix::PairingResults::p99),
+                ],
+            ),
         };
-        for &(title, label, key, server_key, figure) in rows {
-            // The synack server's cell and nginx's with the same client: (b)/(a), (c)/(d).
-            let (synack_key, kernel_key) = if server_key == "b" { ("b", "a") } else { ("c", "d") };
-            let cell = |key: &str| {
-                let r = &m.results[matrix::PAIRINGS.iter().position(|p| p.key == key).unwrap_or(0)];
-                match (&r.unavailable, figure(r)) {
-                    (Some(why), _) => (format!("n/a ({why})"), None),
-                    (None, Some(v)) => (format_figure(v), Some(v)),
-                    (None, None) => ("failed (see JSON)".to_owned(), None),
-                }
-            };
-            let ((synack_text, synack_value), (kernel_text, kernel_value)) = (cell(synack_key), cell(kernel_key));
-            let ratio = match (synack_value, kernel_value) {
-                (Some(s), Some(k)) if k != 0.0 => Some(s / k),
-                _ => None,
-            };
-            table_rows.push((
-                (case, title),
-                label.to_owned(),
-                key,
-                synack_text,
-                kernel_text,
-                synack_value,
-                kernel_value,
-                ratio,
-            ));
+        for (title, (synack_key, kernel_key)) in titles.into_iter().zip([("b", "a"), ("c", "d")]) {
+            for &(label, key, figure) in metrics {
+                let cell = |key: &str| {
+                    let r = &m.results[matrix::PAIRINGS.iter().position(|p| p.key == key).unwrap_or(0)];
+                    match (&r.unavailable, figure(r)) {
+                        (Some(why), _) => (format!("n/a ({why})"), None),
+                        (None, Some(v)) => (format_figure(v), Some(v)),
+                        (None, None) => ("failed (see JSON)".to_owned(), None),
+                    }
+                };
+                let ((synack_text, synack_value), (kernel_text, kernel_value)) = (cell(synack_key), cell(kernel_key));
+                let ratio = match (synack_value, kernel_value) {
+                    (Some(s), Some(k)) if k != 0.0 => Some(s / k),
+                    _ => None,
+                };
+                table_rows.push((
+                    (case, title),
+                    label.to_owned(),
+                    key,
+                    synack_text,
+                    kernel_text,
+                    synack_value,
+                    kernel_value,
+                    ratio,
+                ));
+            }
         }
         matrices.push(m);
     }
@@ -750,9 +719,8 @@ fn draw(bars: &crate::curve::Bars, base: &std::path::Path) {
     }
 }
 
-/// A row of the main table from a matrix: title, label, metric key, the synack server's cell
-/// with the wrk client ("b") or the synack load client ("d" for the pair (c), (d)), the figure.
-type MatrixRow = (&'static str, &'static str, &'static str, &'static str, fn(&matrix::PairingResults) -> Option<f64>);
+/// A metric of the main table from a matrix: label, key, the figure of a pairing.
+type MatrixMetric = (&'static str, &'static str, fn(&matrix::PairingResults) -> Option<f64>);
 
 fn server_addr(link: &TestLink, port: u16) -> SocketAddr {
     SocketAddr::from((link.server.ip, port))
