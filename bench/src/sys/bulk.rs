@@ -209,26 +209,7 @@ pub fn run(
                     }),
                     None => Err(anyhow::anyhow!("no server")),
                 };
-                let at = figure_slot(&mut figures, &key);
-                match outcome {
-                    Ok((gbit, raw)) => {
-                        let m = &raw["machine"];
-                        println!(
-                            "  run {}/{runs} {key}: {} Gbit/s, {} kpps, {} CPU s/GB",
-                            run_index + 1,
-                            format_figure(gbit),
-                            m["packets_per_s"].as_f64().map_or("-".into(), |p| format_figure(p / 1e3)),
-                            m["cpu_s_per_gb"].as_f64().map_or("-".into(), format_figure),
-                        );
-                        figures[at].1.push(gbit);
-                        figures[at].2.push(raw);
-                    }
-                    Err(e) if e.is::<cleanup::Interrupted>() => return Err(e),
-                    Err(e) => {
-                        println!("  run {}/{runs} {key}: FAILED: {e:#}", run_index + 1);
-                        figures[at].2.push(json!({ "error": format!("{e:#}") }));
-                    }
-                }
+                record_run(&mut figures, &key, (run_index, runs), outcome)?;
             }
             if let Some(mut s) = server_proc.take() {
                 let alive = s.ensure_running();
@@ -335,16 +316,47 @@ pub fn run(
     Ok(Bulk { rows, bars, json })
 }
 
-/// Where `key`'s runs go in `figures` (made on its first run): (key, Gbit/s of each good run,
-/// every run's raw record).
-fn figure_slot(figures: &mut Vec<(String, Vec<f64>, Vec<Value>)>, key: &str) -> usize {
-    match figures.iter().position(|(k, _, _)| k == key) {
+/// Prints run `index` of `runs` of transfer `key` and files it in `figures` (key, Gbit/s of
+/// each good run, every run's raw record; the key's entry made on its first run): the Gbit/s,
+/// with packets/s and CPU per GB when the record has its machine sample, or why it failed. An
+/// interruption is passed on.
+fn record_run(
+    figures: &mut Vec<(String, Vec<f64>, Vec<Value>)>,
+    key: &str,
+    (index, runs): (usize, usize),
+    outcome: Result<(f64, Value)>,
+) -> Result<()> {
+    let at = match figures.iter().position(|(k, _, _)| k == key) {
         Some(at) => at,
         None => {
             figures.push((key.to_owned(), Vec::new(), Vec::new()));
             figures.len() - 1
         }
+    };
+    let prefix = format!("  run {}/{runs} {key}", index + 1);
+    match outcome {
+        Ok((gbit, raw)) => {
+            let m = &raw["machine"];
+            let machine = if m.is_null() {
+                String::new()
+            } else {
+                format!(
+                    ", {} kpps, {} CPU s/GB",
+                    m["packets_per_s"].as_f64().map_or("-".into(), |p| format_figure(p / 1e3)),
+                    m["cpu_s_per_gb"].as_f64().map_or("-".into(), format_figure),
+                )
+            };
+            println!("{prefix}: {} Gbit/s{machine}", format_figure(gbit));
+            figures[at].1.push(gbit);
+            figures[at].2.push(raw);
+        }
+        Err(e) if e.is::<cleanup::Interrupted>() => return Err(e),
+        Err(e) => {
+            println!("{prefix}: FAILED: {e:#}");
+            figures[at].2.push(json!({ "error": format!("{e:#}") }));
+        }
     }
+    Ok(())
 }
 
 /// The jumbo-frame MTU.
@@ -374,19 +386,7 @@ fn jumbo(
                 let key = jumbo_key(client);
                 let outcome =
                     transfer(link, synack_bin, client_cpu, (client, Stack::Synack), Direction::Forward, 1, seconds);
-                let at = figure_slot(figures, &key);
-                match outcome {
-                    Ok((gbit, raw)) => {
-                        println!("  run {}/{runs} {key}: {} Gbit/s", run_index + 1, format_figure(gbit));
-                        figures[at].1.push(gbit);
-                        figures[at].2.push(raw);
-                    }
-                    Err(e) if e.is::<cleanup::Interrupted>() => return Err(e),
-                    Err(e) => {
-                        println!("  run {}/{runs} {key}: FAILED: {e:#}", run_index + 1);
-                        figures[at].2.push(json!({ "error": format!("{e:#}") }));
-                    }
-                }
+                record_run(figures, &key, (run_index, runs), outcome)?;
             }
         }
         server.ensure_running()?;
