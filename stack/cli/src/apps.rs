@@ -2,7 +2,6 @@
 //! in arrays indexed by the connection's slab index, sized at start-up: nothing allocates
 //! while serving.
 
-use std::io::Write as _;
 
 use synack::iface::{App, ConnId, Interface};
 use synack::tcp::CloseReason;
@@ -208,6 +207,19 @@ impl Http {
                 iface.close(conn);
                 return;
             }
+            // The common case: nothing buffered and the whole head in the ring's first slice,
+            // read where it lies.
+            if state.head_len == 0 {
+                let (a, _) = iface.recv_slices(conn);
+                if let Some(end) = find_head_end(&a[..a.len().min(REQUEST_MAX)]) {
+                    let request = parse_head(&a[..end]);
+                    iface.recv_consume(conn, end);
+                    if !self.respond(iface, conn, &request) {
+                        self.conns[index].close_after = true;
+                    }
+                    continue;
+                }
+            }
             let head = &mut self.heads[index * REQUEST_MAX..(index + 1) * REQUEST_MAX];
             // Take only as far as the end of one head, so that a pipelined request stays queued.
             let end = {
@@ -251,30 +263,31 @@ impl Http {
                 }
             };
             let request = parse_head(&head[..end]);
-            // A whole request: the next one has a timeout from now.
-            self.deadlines.progress(iface, conn);
-            let state = &mut self.conns[index];
-            state.head_len = 0;
-            state.close_after = request.close;
-            state.body_left = request.body_len;
-            state.body_sent = 0;
-            let mut header = [0u8; 160];
-            let mut cursor = &mut header[..];
-            let _ = write!(
-                cursor,
-                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: {}\r\n\r\n",
-                request.body_len,
-                if request.close { "close" } else { "keep-alive" }
-            );
-            let len = 160 - cursor.len();
-            if iface.send_capacity(conn) < len {
-                // A response head is never split: the buffer is far larger, so this is a
-                // client pipelining faster than it reads.
-                state.close_after = true;
-                continue;
+            self.conns[index].head_len = 0;
+            if !self.respond(iface, conn, &request) {
+                self.conns[index].close_after = true;
             }
-            let _ = iface.send(conn, &header[..len]);
         }
+    }
+
+    /// Starts the response to a whole request: its head queued, its body to follow. False
+    /// when the head does not fit the send buffer.
+    fn respond(&mut self, iface: &mut Interface, conn: ConnId, request: &Request) -> bool {
+        // A whole request: the next one has a timeout from now.
+        self.deadlines.progress(iface, conn);
+        let state = &mut self.conns[conn.index() as usize];
+        state.close_after = request.close;
+        state.body_left = request.body_len;
+        state.body_sent = 0;
+        let mut header = [0u8; 96];
+        let len = response_head(&mut header, request.body_len, request.close);
+        if iface.send_capacity(conn) < len {
+            // A response head is never split: the buffer is far larger, so this is a client
+            // pipelining faster than it reads.
+            return false;
+        }
+        let _ = iface.send(conn, &header[..len]);
+        true
     }
 
     /// Queues as much of the current body as fits; true when it is all queued.
@@ -301,7 +314,34 @@ struct Request {
 }
 
 fn find_head_end(bytes: &[u8]) -> Option<usize> {
-    bytes.windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 4)
+    // A head is a few short lines: test each line end rather than build a substring searcher.
+    memchr::memchr_iter(b'\n', bytes).find(|&p| p >= 3 && &bytes[p - 3..=p] == b"\r\n\r\n").map(|p| p + 1)
+}
+
+/// `HTTP/1.1 200 OK` with the body's length and whether the server closes after it, written
+/// into `out` (96 bytes hold the longest); returns its length. By hand: `write!` costs more
+/// than the rest of a keep-alive request's handling.
+fn response_head(out: &mut [u8; 96], body_len: u64, close: bool) -> usize {
+    let mut at = 0;
+    let mut put = |bytes: &[u8]| {
+        out[at..at + bytes.len()].copy_from_slice(bytes);
+        at += bytes.len();
+    };
+    put(b"HTTP/1.1 200 OK\r\nContent-Length: ");
+    let mut digits = [0u8; 20];
+    let mut n = body_len;
+    let mut first = digits.len();
+    loop {
+        first -= 1;
+        digits[first] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    put(&digits[first..]);
+    put(if close { b"\r\nConnection: close\r\n\r\n" } else { b"\r\nConnection: keep-alive\r\n\r\n" });
+    at
 }
 
 fn parse_head(head: &[u8]) -> Request {
@@ -314,7 +354,7 @@ fn parse_head(head: &[u8]) -> Request {
     let body_len = path
         .strip_prefix(b"/")
         .filter(|digits| !digits.is_empty() && digits.len() <= 12 && digits.iter().all(u8::is_ascii_digit))
-        .and_then(|digits| std::str::from_utf8(digits).ok()?.parse().ok())
+        .map(|digits| digits.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0')))
         .unwrap_or(DEFAULT_BODY);
     let mut close = version != b"HTTP/1.1";
     for line in lines {
@@ -385,5 +425,26 @@ mod tests {
         assert_eq!(find_head_end(b"GET / HTTP/1.1\r\n\r\nGET"), Some(18));
         assert_eq!(BODY[251], 0);
         assert_eq!(BODY[252], 1);
+    }
+
+    #[test]
+    fn head_ends_only_at_an_empty_line() {
+        assert_eq!(find_head_end(b"\r\n\r\n"), Some(4));
+        assert_eq!(find_head_end(b"GET / HTTP/1.1\r\nHost: x\r\n"), None);
+        assert_eq!(find_head_end(b"GET / HTTP/1.1\n\n"), None, "bare LFs are not a head end");
+        assert_eq!(find_head_end(b"a\r\n\r"), None);
+        assert_eq!(find_head_end(b"\n\r\n\r\n"), Some(5));
+        assert_eq!(find_head_end(b""), None);
+    }
+
+    #[test]
+    fn response_heads_are_written_by_hand_as_write_would() {
+        for (len, close) in [(0u64, false), (2, false), (7, true), (10, true), (999_999_999_999, false), (u64::MAX, true)] {
+            let mut out = [0u8; 96];
+            let n = response_head(&mut out, len, close);
+            let connection = if close { "close" } else { "keep-alive" };
+            let want = format!("HTTP/1.1 200 OK\r\nContent-Length: {len}\r\nConnection: {connection}\r\n\r\n");
+            assert_eq!(&out[..n], want.as_bytes());
+        }
     }
 }

@@ -81,22 +81,25 @@ impl ResponseReader {
         while i < bytes.len() {
             match self.phase {
                 Phase::StatusLine | Phase::Headers => {
-                    let b = bytes[i];
-                    i += 1;
-                    self.head_len += 1;
+                    // A line at a time: memchr finds its end; only its first LINE_KEEP bytes
+                    // are looked at.
+                    let rest = &bytes[i..];
+                    let (line, ended) = match memchr::memchr(b'\n', rest) {
+                        Some(at) => (&rest[..at], true),
+                        None => (rest, false),
+                    };
+                    let taken = line.len() + usize::from(ended);
+                    i += taken;
+                    self.head_len = self.head_len.saturating_add(u32::try_from(taken).unwrap_or(u32::MAX));
                     if self.head_len > HEAD_MAX {
                         return Err(BadResponse::HeadTooLong);
                     }
-                    if b == b'\n' {
+                    self.keep(line);
+                    if ended {
                         self.end_of_line()?;
                         if self.phase == Phase::Done {
                             return Ok(Progress::Complete { consumed: i });
                         }
-                    } else if b != b'\r' {
-                        if (self.line_len as usize) < LINE_KEEP {
-                            self.line[self.line_len as usize] = b.to_ascii_lowercase();
-                        }
-                        self.line_len += 1;
                     }
                 }
                 Phase::Body => {
@@ -127,10 +130,29 @@ impl ResponseReader {
         }
     }
 
+    /// Adds a piece of the current line: its first LINE_KEEP bytes are kept, lowercased (a
+    /// copy and an in-place pass, not a loop carrying the length through memory: this is a
+    /// load generator's hottest code). Past those only the length matters.
+    fn keep(&mut self, piece: &[u8]) {
+        let len = self.line_len as usize;
+        if len < LINE_KEEP {
+            let n = piece.len().min(LINE_KEEP - len);
+            let kept = &mut self.line[len..len + n];
+            kept.copy_from_slice(&piece[..n]);
+            kept.make_ascii_lowercase();
+        }
+        // Bounded by HEAD_MAX, checked before: no overflow.
+        self.line_len += piece.len() as u32;
+    }
+
     fn end_of_line(&mut self) -> Result<(), BadResponse> {
         let kept = (self.line_len as usize).min(LINE_KEEP);
-        let line = &self.line[..kept];
-        let empty = self.line_len == 0;
+        let mut line = &self.line[..kept];
+        // The line's CR (kept only when the whole line fits).
+        if let Some(stripped) = line.strip_suffix(b"\r").filter(|_| kept == self.line_len as usize) {
+            line = stripped;
+        }
+        let empty = line.is_empty();
         self.line_len = 0;
         match self.phase {
             Phase::StatusLine => {
