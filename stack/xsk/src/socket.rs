@@ -1055,17 +1055,6 @@ fn bind_error(config: &XskConfig, rx_queues: Option<u32>, source: io::Error) -> 
     XskError::Bind { ifname: config.ifname.clone(), queue: config.queue_id, reason, source }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn socket_can_move_to_its_worker_thread() {
-        fn assert_send<T: Send>() {}
-        assert_send::<XskSocket>();
-    }
-}
-
 /// Hints the CPU to fetch the first two cache lines of a frame (Ethernet, IP and TCP headers
 /// with their options) into L1. A hint only: it reads nothing the program sees.
 #[inline(always)]
@@ -1085,4 +1074,15 @@ fn prefetch_headers(frame: &[u8]) {
     }
     #[cfg(not(target_arch = "x86_64"))]
     let _ = frame;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn socket_can_move_to_its_worker_thread() {
+        fn assert_send<T: Send>() {}
+        assert_send::<XskSocket>();
+    }
 }
