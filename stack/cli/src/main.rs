@@ -112,6 +112,12 @@ struct Common {
     /// RX batch size.
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=1024))]
     batch: u32,
+    /// Frames each worker's AF_XDP socket lends the kernel for receiving (its RX and fill
+    /// rings; a power of two): how far a worker may fall behind before the kernel drops frames
+    /// (`rx_fill_ring_empty` in the stop line's `kernel` figures). The UMEM holds twice as many
+    /// frames (32 MiB of 2 KiB frames at the default).
+    #[arg(long, default_value_t = 8192, value_parser = parse_rx_ring, value_name = "FRAMES")]
+    rx_ring: u32,
     /// The per-boot ISN and SYN-cookie key file: made if missing (mode 0600, in a directory
     /// of mode 0700), refused unless both are this user's and private, the file exactly 16
     /// bytes and not a symbolic link.
@@ -306,6 +312,14 @@ fn parse_core_list(text: &str) -> Result<Vec<usize>, String> {
     Ok(cores)
 }
 
+fn parse_rx_ring(text: &str) -> Result<u32, String> {
+    let n: u32 = text.parse().map_err(|_| format!("{text:?} is not a number of frames"))?;
+    if !(64..=1 << 16).contains(&n) || !n.is_power_of_two() {
+        return Err(format!("{n} is not a power of two from 64 to 65536"));
+    }
+    Ok(n)
+}
+
 impl Common {
     fn runtime_config(&self) -> RuntimeConfig {
         let mut config = RuntimeConfig::new(self.iface.clone(), self.ip);
@@ -314,6 +328,7 @@ impl Common {
         config.cores = self.cores.clone().map(|c| c.0).unwrap_or_default();
         config.busy_poll = self.poll == Poll::Busy;
         config.batch_size = self.batch;
+        config.rx_ring_size = self.rx_ring;
         config.interface.checksum = if self.trust_checksums { ChecksumMode::Trust } else { ChecksumMode::Verify };
         config.interface.max_connections = self.max_connections;
         config.interface.ring_pool_bytes = self.ring_pool_bytes;
@@ -572,6 +587,16 @@ fn main() -> ExitCode {
 mod tests {
     use super::*;
     use clap::CommandFactory;
+
+    #[test]
+    fn rx_ring_sizes_are_powers_of_two_in_range() {
+        assert_eq!(parse_rx_ring("8192"), Ok(8192));
+        assert_eq!(parse_rx_ring("64"), Ok(64));
+        assert_eq!(parse_rx_ring("65536"), Ok(65536));
+        for bad in ["0", "32", "1000", "131072", "-1", "many"] {
+            assert!(parse_rx_ring(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn the_command_line_is_consistent_and_parses() {

@@ -185,6 +185,36 @@ pub fn render(
         });
     }
 
+    // The kernel's drops of each socket: frames synack never saw.
+    f.per_queue(
+        "synack_xsk_kernel_rx_ring_full_total",
+        "counter",
+        "Frames the kernel dropped because the socket's RX ring was full (the worker fell behind).",
+        workers,
+        |w| w.kernel.rx_ring_full as f64,
+    );
+    f.per_queue(
+        "synack_xsk_kernel_rx_fill_ring_empty_total",
+        "counter",
+        "Times a frame arrived while the socket's fill ring was empty.",
+        workers,
+        |w| w.kernel.rx_fill_ring_empty_descs as f64,
+    );
+    f.per_queue(
+        "synack_xsk_kernel_rx_dropped_total",
+        "counter",
+        "Frames the kernel could not deliver to the socket (no fill frame, or too long).",
+        workers,
+        |w| w.kernel.rx_dropped as f64,
+    );
+    f.per_queue(
+        "synack_xsk_kernel_invalid_descs_total",
+        "counter",
+        "Invalid descriptors the kernel found in the fill and TX rings (never expected).",
+        workers,
+        |w| (w.kernel.rx_invalid_descs + w.kernel.tx_invalid_descs) as f64,
+    );
+
     // The AF_XDP socket's counters. Destructured whole: a new field fails to compile here.
     type Get = fn(&WorkerStats) -> u64;
     let socket: [(&str, Get); 16] = [

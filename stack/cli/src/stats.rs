@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use synack::runtime::{Report, WorkerStats};
-use synack_report::{Line, Pcap, Queue, SocketCounters, Stats, Stopped};
+use synack_report::{KernelSocketStats, Line, Pcap, Queue, SocketCounters, Stats, Stopped};
 
 /// One line per worker: what its interface did, its hand-offs, its table and its socket.
 pub fn print_workers(report: &Report) {
@@ -20,7 +20,7 @@ pub fn print_workers(report: &Report) {
             "  queue {}: accepted {} connected {} handed_off {} handoff_received {} handoff_dropped_full {} handoff_replies_dropped {} \
              connections {} time_wait {} ({:.1} bytes per TIME_WAIT entry) slots {} rings_in_use {} rings_free {} \
              ring_bytes {} frames_in_use {} iterations {} loop_stalls_over_1ms {} loop_stalls_over_10ms {} \
-             longest_loop_stall_us {} socket {:?}",
+             longest_loop_stall_us {} socket {:?} kernel {:?}",
             w.queue,
             c.accepted,
             c.connected,
@@ -40,7 +40,8 @@ pub fn print_workers(report: &Report) {
             w.stalls.over_1ms,
             w.stalls.over_10ms,
             w.stalls.longest.as_micros(),
-            w.socket
+            w.socket,
+            w.kernel
         );
     }
 }
@@ -153,6 +154,18 @@ fn queue(w: &WorkerStats) -> Queue {
             rx_chains_dropped: s.rx_chains_dropped,
             tx_chained: s.tx_chained,
         },
+        kernel: kernel_stats(&w.kernel),
+    }
+}
+
+fn kernel_stats(k: &synack::xsk::XdpStats) -> KernelSocketStats {
+    KernelSocketStats {
+        rx_dropped: k.rx_dropped,
+        rx_ring_full: k.rx_ring_full,
+        rx_fill_ring_empty: k.rx_fill_ring_empty_descs,
+        rx_invalid_descs: k.rx_invalid_descs,
+        tx_invalid_descs: k.tx_invalid_descs,
+        tx_ring_empty: k.tx_ring_empty_descs,
     }
 }
 

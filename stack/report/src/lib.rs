@@ -250,6 +250,24 @@ pub struct Queue {
     pub ring_bytes: u64,
     /// The AF_XDP socket's counters.
     pub socket: SocketCounters,
+    /// The kernel's statistics of the socket (`XDP_STATISTICS`).
+    #[serde(default)]
+    pub kernel: KernelSocketStats,
+}
+
+/// The kernel's statistics of one AF_XDP socket (`synack::xsk::XdpStats`): what it dropped
+/// before synack saw it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KernelSocketStats {
+    /// Frames not delivered (no fill frame, or too long).
+    pub rx_dropped: u64,
+    /// Frames dropped because the RX ring was full: the worker fell behind.
+    pub rx_ring_full: u64,
+    /// Times the fill ring was empty when a frame arrived.
+    pub rx_fill_ring_empty: u64,
+    pub rx_invalid_descs: u64,
+    pub tx_invalid_descs: u64,
+    pub tx_ring_empty: u64,
 }
 
 /// The counters of one AF_XDP socket (`synack::xsk::Counters`).

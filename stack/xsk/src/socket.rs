@@ -231,6 +231,8 @@ pub struct XskSocket {
     pool: FramePool,
     accounting: FrameAccounting,
     counters: Counters,
+    /// The kernel's statistics as last read ([`kernel_stats`](Self::kernel_stats)).
+    kernel_stats: XdpStats,
     /// Descriptors taken from the RX ring in one batch (a batch, plus the rest of a chain it
     /// cut).
     rx_scratch: Box<[FrameDesc]>,
@@ -350,6 +352,7 @@ impl XskSocket {
             pool: FramePool::full(config.frame_count, config.frame_size),
             accounting: FrameAccounting::all_free(frame_count),
             counters: Counters::default(),
+            kernel_stats: XdpStats::default(),
             rx_scratch: vec![FrameDesc::default(); batch + per_packet - 1].into_boxed_slice(),
             rx_packets: vec![RxPacket::default(); batch].into_boxed_slice(),
             rx_verdicts: vec![RxVerdict::Release; batch].into_boxed_slice(),
@@ -429,6 +432,16 @@ impl XskSocket {
             rx_fill_ring_empty_descs: stats.rx_fill_ring_empty_descs.unwrap_or(0),
             tx_ring_empty_descs: stats.tx_ring_empty_descs.unwrap_or(0),
         })
+    }
+
+    /// The kernel's statistics for this socket, read now; the last figures read if the read
+    /// fails, so that counters published from them never go down. A system call: for
+    /// housekeeping, not the packet path.
+    pub fn kernel_stats(&mut self) -> XdpStats {
+        if let Ok(stats) = self.xdp_statistics() {
+            self.kernel_stats = stats;
+        }
+        self.kernel_stats
     }
 
     /// Moves up to `min(max, batch_size)` descriptors from the RX ring into `rx_scratch`, with

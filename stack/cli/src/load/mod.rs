@@ -305,13 +305,14 @@ pub fn run(common: Common, args: LoadArgs, stop: Arc<AtomicBool>) -> anyhow::Res
     eprintln!("synack load counters: {}", report.counters);
     for w in &report.workers {
         eprintln!(
-            "  queue {}: frames_in_use {} loop_stalls_over_1ms {} loop_stalls_over_10ms {} longest_loop_stall_us {} socket {:?}",
+            "  queue {}: frames_in_use {} loop_stalls_over_1ms {} loop_stalls_over_10ms {} longest_loop_stall_us {} socket {:?} kernel {:?}",
             w.queue,
             w.frames_in_use,
             w.stalls.over_1ms,
             w.stalls.over_10ms,
             w.stalls.longest.as_micros(),
-            w.socket
+            w.socket,
+            w.kernel
         );
     }
     if let Some(pcap) = report.pcap {

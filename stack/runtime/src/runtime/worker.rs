@@ -41,6 +41,9 @@ pub struct WorkerStats {
     pub counters: Counters,
     /// The socket's counters.
     pub socket: xsk::Counters,
+    /// The kernel's statistics of the socket: frames it dropped before synack saw them (RX
+    /// ring full, fill ring empty) and invalid descriptors.
+    pub kernel: xsk::XdpStats,
     /// Frames held by the kernel or in flight (fill, RX, TX), and free.
     pub frames_in_use: usize,
     /// Free frames in the pool.
@@ -414,12 +417,14 @@ impl<A: App> Worker<A> {
         }
     }
 
-    fn snapshot(&self, iterations: u64) -> WorkerStats {
+    fn snapshot(&mut self, iterations: u64) -> WorkerStats {
+        let kernel = self.socket.kernel_stats();
         let accounting = self.socket.accounting();
         WorkerStats {
             queue: self.queue,
             counters: *self.iface.counters(),
             socket: *self.socket.counters(),
+            kernel,
             frames_in_use: accounting.in_use(),
             frames_free: accounting.free,
             connections: self.iface.connection_count(),
