@@ -2,7 +2,6 @@
 //! in arrays indexed by the connection's slab index, sized at start-up: nothing allocates
 //! while serving.
 
-
 use synack::iface::{App, ConnId, Interface};
 use synack::tcp::CloseReason;
 use synack::time::Instant;
@@ -439,7 +438,9 @@ mod tests {
 
     #[test]
     fn response_heads_are_written_by_hand_as_write_would() {
-        for (len, close) in [(0u64, false), (2, false), (7, true), (10, true), (999_999_999_999, false), (u64::MAX, true)] {
+        for (len, close) in
+            [(0u64, false), (2, false), (7, true), (10, true), (999_999_999_999, false), (u64::MAX, true)]
+        {
             let mut out = [0u8; 96];
             let n = response_head(&mut out, len, close);
             let connection = if close { "close" } else { "keep-alive" };
