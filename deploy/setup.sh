@@ -136,7 +136,7 @@ fi
 
 echo "limits and privileges"
 memlock=$(ulimit -l)
-ok "locked-memory limit: $memlock KiB (synack's UMEM is 32 MiB per queue at the default --rx-ring; CAP_IPC_LOCK exempts it)"
+ok "locked-memory limit: $memlock KiB (synack's UMEM is 16 MiB per queue at the default --rx-ring; CAP_IPC_LOCK exempts it)"
 if [ -n "$caps" ]; then
   ok "synack needs exactly: $caps(deploy/capabilities.txt)"
 else

@@ -115,7 +115,7 @@ fn metrics_parse_and_count_the_traffic() {
     // Stalls are counted, never more of 10 ms than of 1 ms.
     assert!(per_queue("synack_loop_stalls_10ms_total") <= per_queue("synack_loop_stalls_total"));
     let _ = per_queue("synack_loop_longest_stall_seconds");
-    // The kernel's drops of each socket: none at this rate, with 8192 frames lent per socket.
+    // The kernel's drops of each socket: none at this rate, with 2048 frames lent per socket.
     assert_eq!(per_queue("synack_xsk_kernel_rx_fill_ring_empty_total"), 0.0, "{lines:?}");
     assert_eq!(per_queue("synack_xsk_kernel_rx_ring_full_total"), 0.0, "{lines:?}");
     let _ = per_queue("synack_xsk_kernel_rx_dropped_total");

@@ -114,9 +114,9 @@ struct Common {
     batch: u32,
     /// Frames each worker's AF_XDP socket lends the kernel for receiving (its RX and fill
     /// rings; a power of two): how far a worker may fall behind before the kernel drops frames
-    /// (`rx_fill_ring_empty` in the stop line's `kernel` figures). The UMEM holds twice as many
-    /// frames (32 MiB of 2 KiB frames at the default).
-    #[arg(long, default_value_t = 8192, value_parser = parse_rx_ring, value_name = "FRAMES")]
+    /// (`rx_fill_ring_empty` in the stop line's `kernel` figures). Raise it where those drops
+    /// show; a deeper ring costs cache (the UMEM holds twice as many frames, at least 8192).
+    #[arg(long, default_value_t = 2048, value_parser = parse_rx_ring, value_name = "FRAMES")]
     rx_ring: u32,
     /// The per-boot ISN and SYN-cookie key file: made if missing (mode 0600, in a directory
     /// of mode 0700), refused unless both are this user's and private, the file exactly 16
