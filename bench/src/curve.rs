@@ -58,10 +58,7 @@ impl Curve {
     /// The gnuplot script that draws `csv` into `png`: one panel per column after the first.
     pub fn gnuplot_script(&self, csv: &Path, png: &Path) -> String {
         let panels = self.columns.len().saturating_sub(1).max(1);
-        let mut s = String::new();
-        let _ = writeln!(s, "set terminal pngcairo size 1000,{} noenhanced", 200 + 220 * panels);
-        let _ = writeln!(s, "set output '{}'", png.display());
-        let _ = writeln!(s, "set datafile separator ','");
+        let mut s = script_start((1000, 200 + 220 * panels), png);
         let _ = writeln!(s, "set grid");
         let _ = writeln!(s, "set multiplot layout {panels},1 title '{}'", self.title.replace('\'', ""));
         for (i, column) in self.columns.iter().enumerate().skip(1) {
@@ -133,16 +130,10 @@ impl Bars {
         if self.panels {
             return self.panels_script(csv, png);
         }
-        let mut s = String::new();
         let width = (400 + 110 * self.groups.len() * self.series.len().max(1) / 2).clamp(900, 2000);
-        let _ = writeln!(s, "set terminal pngcairo size {width},600 noenhanced");
-        let _ = writeln!(s, "set output '{}'", png.display());
-        let _ = writeln!(s, "set datafile separator ','");
-        let _ = writeln!(s, "set datafile missing 'NaN'");
+        let mut s = bars_start((width, 600), png);
         let _ = writeln!(s, "set title '{}'", self.title.replace('\'', ""));
         let _ = writeln!(s, "set ylabel '{}'", self.unit.replace('\'', ""));
-        let _ = writeln!(s, "set grid ytics");
-        let _ = writeln!(s, "set yrange [0:*]");
         let _ = writeln!(s, "set style data histogram");
         let _ = writeln!(s, "set style histogram clustered gap 1");
         let _ = writeln!(s, "set style fill solid 0.8 border -1");
@@ -161,15 +152,9 @@ impl Bars {
 
     fn panels_script(&self, csv: &Path, png: &Path) -> String {
         let panels = self.series.len().max(1);
-        let mut s = String::new();
-        let _ = writeln!(s, "set terminal pngcairo size 900,{} noenhanced", 180 + 200 * panels);
-        let _ = writeln!(s, "set output '{}'", png.display());
-        let _ = writeln!(s, "set datafile separator ','");
-        let _ = writeln!(s, "set datafile missing 'NaN'");
+        let mut s = bars_start((900, 180 + 200 * panels), png);
         let _ = writeln!(s, "set style fill solid 0.7 border -1");
         let _ = writeln!(s, "set boxwidth 0.6");
-        let _ = writeln!(s, "set grid ytics");
-        let _ = writeln!(s, "set yrange [0:*]");
         let _ = writeln!(s, "set multiplot layout {panels},1 title '{}'", self.title.replace('\'', ""));
         for (i, series) in self.series.iter().enumerate() {
             let _ = writeln!(s, "set title '{}'", series.replace('\'', ""));
@@ -190,6 +175,24 @@ impl Bars {
         run_gnuplot(&self.gnuplot_script(&csv, &png), &png)?;
         Ok(png)
     }
+}
+
+/// The opening of every script here: a PNG of `(width, height)` pixels from a CSV file.
+fn script_start((width, height): (usize, usize), png: &Path) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "set terminal pngcairo size {width},{height} noenhanced");
+    let _ = writeln!(s, "set output '{}'", png.display());
+    let _ = writeln!(s, "set datafile separator ','");
+    s
+}
+
+/// The opening of a bar chart: missing values (NaN) drawn as none, bars from zero.
+fn bars_start(size: (usize, usize), png: &Path) -> String {
+    let mut s = script_start(size, png);
+    let _ = writeln!(s, "set datafile missing 'NaN'");
+    let _ = writeln!(s, "set grid ytics");
+    let _ = writeln!(s, "set yrange [0:*]");
+    s
 }
 
 /// Runs a gnuplot script (written next to `png`, removed after).
